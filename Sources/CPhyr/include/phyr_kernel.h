@@ -1,0 +1,94 @@
+/*
+ * phyr_kernel.h - the kernel interfaces libphyr's Swift code needs that
+ * Bookworm's linux-libc-dev predates, plus the few helpers Swift cannot
+ * express (thread-local storage, atomic page touches).
+ *
+ * Plain header on purpose: no <linux/fs.h>, no <liburing.h>.  Their feature
+ * macros clash with the Swift Glibc module, so Swift sees only what is here.
+ * UAPI values are copied from the stable kernel ABI and never change.
+ */
+#ifndef PHYR_KERNEL_H
+#define PHYR_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* PAGEMAP_SCAN, Linux 6.7 (include/uapi/linux/fs.h) */
+struct phyr_page_region {
+	uint64_t start;
+	uint64_t end;
+	uint64_t categories;
+};
+
+struct phyr_pm_scan_arg {
+	uint64_t size;
+	uint64_t flags;
+	uint64_t start;
+	uint64_t end;
+	uint64_t walk_end;
+	uint64_t vec;
+	uint64_t vec_len;
+	uint64_t max_pages;
+	uint64_t category_inverted;
+	uint64_t category_mask;
+	uint64_t category_anyof_mask;
+	uint64_t return_mask;
+};
+
+#define PHYR_PAGE_IS_FILE    (1u << 2)
+#define PHYR_PAGE_IS_PRESENT (1u << 3)
+#define PHYR_PAGE_IS_SWAPPED (1u << 4)
+#define PHYR_PAGE_IS_PFNZERO (1u << 5)
+#define PHYR_PAGE_IS_HUGE    (1u << 6)
+
+/* _IOWR('f', 16, struct pm_scan_arg) */
+#define PHYR_PAGEMAP_SCAN 0xC0606610UL
+
+/* PROCMAP_QUERY, Linux 6.11 (include/uapi/linux/fs.h) */
+struct phyr_procmap_query {
+	uint64_t size;
+	uint64_t query_flags;
+	uint64_t query_addr;
+	uint64_t vma_start;
+	uint64_t vma_end;
+	uint64_t vma_flags;
+	uint64_t vma_page_size;
+	uint64_t vma_offset;
+	uint64_t inode;
+	uint32_t dev_major;
+	uint32_t dev_minor;
+	uint32_t vma_name_size;
+	uint32_t build_id_size;
+	uint64_t vma_name_addr;
+	uint64_t build_id_addr;
+};
+
+#define PHYR_PROCMAP_QUERY_VMA_READABLE   0x01u
+#define PHYR_PROCMAP_QUERY_VMA_WRITABLE   0x02u
+#define PHYR_PROCMAP_QUERY_VMA_EXECUTABLE 0x04u
+#define PHYR_PROCMAP_QUERY_VMA_SHARED     0x08u
+#define PHYR_PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x01u
+
+/* _IOWR('f', 17, struct procmap_query) */
+#define PHYR_PROCMAP_QUERY 0xC0686611UL
+
+/* madvise(2) advice, Linux 5.14 */
+#define PHYR_MADV_POPULATE_READ  22
+#define PHYR_MADV_POPULATE_WRITE 23
+
+/* The calling thread's last-error buffer (PHYR_ERR_MAX bytes, NUL-ended). */
+#define PHYR_ERR_MAX 512
+char *phyr_shim_error_buffer(void);
+
+/*
+ * Fault pages in without changing their contents, for kernels without
+ * MADV_POPULATE_*: a read of each page, or an atomic add of zero, which is a
+ * write fault that cannot race with the owner's own stores.
+ */
+void phyr_shim_touch_read(const void *addr, size_t len, size_t step);
+void phyr_shim_touch_write(void *addr, size_t len, size_t step);
+
+/* ioctl(2) with a pointer argument: Swift cannot call C variadics directly. */
+int phyr_shim_ioctl(int fd, unsigned long request, void *arg);
+
+#endif /* PHYR_KERNEL_H */

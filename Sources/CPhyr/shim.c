@@ -1,0 +1,30 @@
+#include "phyr_kernel.h"
+
+#include <sys/ioctl.h>
+
+/* Swift has no thread-local storage of its own; C11 does. */
+static _Thread_local char last_error[PHYR_ERR_MAX];
+
+char *phyr_shim_error_buffer(void)
+{
+	return last_error;
+}
+
+void phyr_shim_touch_read(const void *addr, size_t len, size_t step)
+{
+	const volatile unsigned char *p = addr;
+	for (size_t off = 0; off < len; off += step)
+		(void)p[off];
+}
+
+void phyr_shim_touch_write(void *addr, size_t len, size_t step)
+{
+	unsigned char *p = addr;
+	for (size_t off = 0; off < len; off += step)
+		__atomic_fetch_add(&p[off], 0, __ATOMIC_RELAXED);
+}
+
+int phyr_shim_ioctl(int fd, unsigned long request, void *arg)
+{
+	return ioctl(fd, request, arg);
+}

@@ -1,0 +1,17 @@
+import CPhyr
+import Glibc
+
+/// Built once from the header's macros, so the two cannot disagree; never
+/// written after, so sharing it between threads is safe.
+nonisolated(unsafe) private let versionCString: UnsafeMutablePointer<CChar>? =
+    strdup("\(PHYR_VERSION_MAJOR).\(PHYR_VERSION_MINOR).\(PHYR_VERSION_PATCH)")
+
+@c @implementation
+public func phyr_version() -> UnsafePointer<CChar>? {
+    UnsafePointer(versionCString)
+}
+
+@c @implementation
+public func phyr_last_error() -> UnsafePointer<CChar>? {
+    UnsafePointer(phyr_shim_error_buffer())
+}

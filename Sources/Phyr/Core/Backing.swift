@@ -1,0 +1,201 @@
+/// How memory is backed, as pure values: what the kernel edge reports goes in,
+/// segments and lock extents come out.  No syscalls here.
+
+/// `PHYR_SEG_*`, checked against the header by the tests.
+struct SegmentFlags: OptionSet, Hashable, Sendable {
+    let rawValue: UInt32
+    static let huge = SegmentFlags(rawValue: 0x1)
+    static let hugetlb = SegmentFlags(rawValue: 0x2)
+    static let shared = SegmentFlags(rawValue: 0x4)
+    static let noFolio = SegmentFlags(rawValue: 0x8)
+}
+
+let basePageShift: UInt32 = 12
+let basePageSize: UInt64 = 1 << 12
+/// A PMD-mapped transparent huge page on x86-64 and arm64 with 4 KiB pages.
+let pmdPageShift: UInt32 = 21
+let physUnknown = UInt64.max
+
+@inline(__always) func alignDown(_ x: UInt64, _ size: UInt64) -> UInt64 { x & ~(size &- 1) }
+/// Rounds up; the caller guarantees `x + size - 1` does not overflow.
+@inline(__always) func alignUp(_ x: UInt64, _ size: UInt64) -> UInt64 { (x &+ size &- 1) & ~(size &- 1) }
+
+/// One VMA, as far as pinning cares.
+struct Mapping: Equatable, Sendable {
+    var start: UInt64
+    var end: UInt64
+    var readable: Bool
+    var writable: Bool
+    var shared: Bool
+    /// The VMA's kernel page size: 4 KiB, or the hugetlb page size.
+    var pageSize: UInt64
+    /// The mapping has no folios (VM_PFNMAP / VM_IO), when the source says so.
+    var noFolio: Bool
+    /// Bytes of PMD-mapped huge pages in the VMA, when only smaps can tell
+    /// where huge pages are (the fallback scanner); 0 otherwise.
+    var pmdMappedBytes: UInt64
+    var name: String
+
+    var isHugetlb: Bool { pageSize > basePageSize }
+}
+
+/// One region PAGEMAP_SCAN reported (or the fallback reconstructed).
+struct ScanRegion: Equatable, Sendable {
+    var start: UInt64
+    var end: UInt64
+    var present: Bool
+    var huge: Bool
+    var file: Bool
+    var zeroPage: Bool
+}
+
+/// A run of uniformly backed memory; `phys` is the physical address of `start`
+/// and the run is physically contiguous, or `phys == physUnknown`.
+struct BackingRun: Equatable, Sendable {
+    var start: UInt64
+    var end: UInt64
+    var pageShift: UInt32
+    var flags: SegmentFlags
+    var phys: UInt64 = physUnknown
+    var present: Bool = true
+    var zeroPage: Bool = false
+
+    var pageSize: UInt64 { 1 << UInt64(pageShift) }
+}
+
+/// `struct phyr_seg` as a Swift value.
+struct Segment: Equatable, Sendable {
+    var addr: UInt64
+    var len: UInt64
+    var phys: UInt64
+    var pageShift: UInt32
+    var flags: SegmentFlags
+    var end: UInt64 { addr + len }
+}
+
+enum Backing {
+    /// Turns scan regions over `span` into runs.  Addresses the scan did not
+    /// report lie in VMAs it skips (VM_PFNMAP): memory with no folio.
+    /// `mappings` must tile `span` in order.
+    static func classify(_ regions: [ScanRegion], span: Range<UInt64>,
+                         mappings: [Mapping]) -> [BackingRun] {
+        var runs: [BackingRun] = []
+        var mi = 0
+        var cursor = span.lowerBound
+        func mappingIndex(for addr: UInt64) -> Int {
+            while mi + 1 < mappings.count && mappings[mi].end <= addr { mi += 1 }
+            return mi
+        }
+        func emitNoFolio(_ lo: UInt64, _ hi: UInt64) {
+            var a = lo
+            while a < hi {
+                let m = mappings[mappingIndex(for: a)]
+                let b = min(hi, max(m.end, a + basePageSize))
+                var flags: SegmentFlags = .noFolio
+                if m.shared { flags.insert(.shared) }
+                append(BackingRun(start: a, end: b, pageShift: basePageShift, flags: flags))
+                a = b
+            }
+        }
+        func append(_ run: BackingRun) {
+            if var last = runs.last, last.end == run.start, last.pageShift == run.pageShift,
+               last.flags == run.flags, last.present == run.present, last.zeroPage == run.zeroPage {
+                last.end = run.end
+                runs[runs.count - 1] = last
+            } else {
+                runs.append(run)
+            }
+        }
+        for r in regions {
+            let lo = max(r.start, span.lowerBound), hi = min(r.end, span.upperBound)
+            guard lo < hi, !mappings.isEmpty else { continue }
+            if lo > cursor { emitNoFolio(cursor, lo) }
+            // A region may cross VMAs of different kinds: cut it at each VMA.
+            var a = lo
+            while a < hi {
+                let m = mappings[mappingIndex(for: a)]
+                let b = min(hi, max(m.end, a + basePageSize))
+                if m.noFolio {
+                    emitNoFolio(a, b)
+                } else {
+                    var flags: SegmentFlags = []
+                    var shift = basePageShift
+                    if m.isHugetlb {
+                        flags.formUnion([.huge, .hugetlb])
+                        shift = UInt32(m.pageSize.trailingZeroBitCount)
+                    } else if r.huge {
+                        flags.insert(.huge)
+                        shift = pmdPageShift
+                    }
+                    if m.shared || r.file { flags.insert(.shared) }
+                    append(BackingRun(start: a, end: b, pageShift: shift, flags: flags,
+                                      present: r.present, zeroPage: r.zeroPage))
+                }
+                a = b
+            }
+            cursor = hi
+        }
+        if cursor < span.upperBound, !mappings.isEmpty { emitNoFolio(cursor, span.upperBound) }
+        return runs
+    }
+
+    /// The interval a pin of `range` must lock: whole folios at both ends, so
+    /// that locking never cuts a huge mapping.  `runs` cover `range`.
+    static func lockInterval(_ runs: [BackingRun], range: Range<UInt64>) -> Range<UInt64> {
+        guard let first = runs.first, let last = runs.last else { return range }
+        let lo = alignDown(range.lowerBound, first.flags.contains(.noFolio) ? basePageSize : first.pageSize)
+        let hi = alignUp(range.upperBound, last.flags.contains(.noFolio) ? basePageSize : last.pageSize)
+        return lo..<hi
+    }
+
+    /// The parts of `interval` that mlock must cover: everything with a folio
+    /// except hugetlb memory, which is never swapped and which mlock ignores.
+    static func lockablePieces(_ runs: [BackingRun], interval: Range<UInt64>) -> [Range<UInt64>] {
+        var out: [Range<UInt64>] = []
+        for (i, r) in runs.enumerated() where !r.flags.contains(.noFolio) && !r.flags.contains(.hugetlb) {
+            let lo = i == 0 ? interval.lowerBound : r.start
+            let hi = i == runs.count - 1 ? interval.upperBound : r.end
+            if let last = out.last, last.upperBound == lo {
+                out[out.count - 1] = last.lowerBound..<hi
+            } else {
+                out.append(lo..<hi)
+            }
+        }
+        return out
+    }
+
+    /// Maximal segments of `runs` clipped to `range`: adjacent runs merge when
+    /// page size and flags agree and, where physical addresses are known, they
+    /// continue each other physically.
+    static func segments(_ runs: [BackingRun], range: Range<UInt64>) -> ContiguousArray<Segment> {
+        var out = ContiguousArray<Segment>()
+        for r in runs {
+            let lo = max(r.start, range.lowerBound), hi = min(r.end, range.upperBound)
+            guard lo < hi else { continue }
+            let phys = r.phys == physUnknown ? physUnknown : r.phys + (lo - r.start)
+            if var last = out.last, last.end == lo, last.pageShift == r.pageShift, last.flags == r.flags,
+               (last.phys == physUnknown) == (phys == physUnknown),
+               last.phys == physUnknown || last.phys &+ last.len == phys {
+                last.len += hi - lo
+                out[out.count - 1] = last
+            } else {
+                out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: r.pageShift, flags: r.flags))
+            }
+        }
+        return out
+    }
+
+    /// The folio holding `address`, from the segments of a pinned range.
+    static func folio(at address: UInt64, in segments: ContiguousArray<Segment>) -> Range<UInt64> {
+        var lo = 0, hi = segments.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if segments[mid].end <= address { lo = mid + 1 } else { hi = mid }
+        }
+        let shift = lo < segments.count && !segments[lo].flags.contains(.noFolio)
+            ? segments[lo].pageShift : basePageShift
+        let size: UInt64 = 1 << UInt64(shift)
+        let start = alignDown(address, size)
+        return start..<(start + size)
+    }
+}

@@ -1,0 +1,114 @@
+/// One live pinned range.
+struct PinnedRange: Sendable {
+    var range: Range<UInt64>
+    /// Whole folios covering `range`: what this pin holds locked.
+    var lockInterval: Range<UInt64>
+    /// The parts of `lockInterval` mlock applies to (see `Backing.lockablePieces`).
+    var lockable: [Range<UInt64>]
+    var segments: ContiguousArray<Segment>
+    var pinFlags: UInt32
+}
+
+/// The library's registry of live ranges and the lock counts behind them.
+///
+/// Pure bookkeeping: it says which memory to lock or unlock and the caller
+/// makes the syscalls, so every counting rule is testable without a kernel.
+/// Handles are never reused: a released or foreign handle is always caught.
+struct PinTable {
+    /// Handles are ids tagged into non-canonical x86-64/arm64 addresses, so no
+    /// real pointer a caller might pass by mistake can ever match one.
+    static let handleTag: UInt64 = 0x8000_0000_0000_0000
+
+    private var live: [UInt64: PinnedRange] = [:]
+    private var coverage = CountedIntervalMap()
+    private var nextID: UInt64 = 1
+
+    init() {}
+
+    var count: Int { live.count }
+    var lockBoundaries: Int { coverage.boundaryCount }
+    var coveredRuns: [(range: Range<UInt64>, count: Int64)] { coverage.coveredRuns }
+
+    static func handle(for id: UInt64) -> UInt { UInt(handleTag | id) }
+
+    static func id(forHandle handle: UInt) -> UInt64? {
+        let raw = UInt64(handle)
+        guard raw & handleTag != 0, raw & 0x7FFF_0000_0000_0000 == 0 else { return nil }
+        return raw & ~handleTag
+    }
+
+    func range(_ id: UInt64) -> PinnedRange? { live[id] }
+
+    /// Adds a range; returns its id and the memory that must now be locked.
+    mutating func insert(_ pin: PinnedRange) -> (id: UInt64, lock: [Range<UInt64>]) {
+        let id = nextID
+        nextID += 1
+        live[id] = pin
+        let fresh = coverage.add(pin.lockInterval)
+        return (id, Self.intersect(fresh, pin.lockable))
+    }
+
+    /// Removes a range; returns the memory that must now be unlocked, or nil
+    /// when `id` is not live.
+    mutating func remove(_ id: UInt64) -> [Range<UInt64>]? {
+        guard let pin = live.removeValue(forKey: id) else { return nil }
+        // The pin's own interval is covered while it is live, so this cannot fail.
+        let freed = coverage.remove(pin.lockInterval) ?? []
+        return Self.intersect(freed, pin.lockable)
+    }
+
+    enum SplitError: Error { case notLive, offsetOutside }
+
+    /// Cuts range `id` at `offset`: it keeps the head, the returned id is the
+    /// tail.  The folio holding the cut is counted once more, so it stays
+    /// locked until both halves are gone; nothing else changes.
+    mutating func split(_ id: UInt64, at offset: UInt64) throws(SplitError) -> UInt64 {
+        guard let pin = live[id] else { throw .notLive }
+        let length = UInt64(pin.range.count)
+        guard offset > 0, offset < length else { throw .offsetOutside }
+        let cut = pin.range.lowerBound + offset
+        var folio = Backing.folio(at: cut, in: pin.segments)
+        folio = max(folio.lowerBound, pin.lockInterval.lowerBound)..<min(folio.upperBound, pin.lockInterval.upperBound)
+        let straddles = folio.lowerBound < cut
+
+        var head = pin, tail = pin
+        head.range = pin.range.lowerBound..<cut
+        tail.range = cut..<pin.range.upperBound
+        head.lockInterval = pin.lockInterval.lowerBound..<(straddles ? folio.upperBound : cut)
+        tail.lockInterval = (straddles ? folio.lowerBound : cut)..<pin.lockInterval.upperBound
+        head.lockable = Self.intersect([head.lockInterval], pin.lockable)
+        tail.lockable = Self.intersect([tail.lockInterval], pin.lockable)
+        head.segments = Self.clip(pin.segments, to: head.range)
+        tail.segments = Self.clip(pin.segments, to: tail.range)
+
+        if straddles { _ = coverage.add(folio) }  // already covered: nothing to lock
+        let tailID = nextID
+        nextID += 1
+        live[id] = head
+        live[tailID] = tail
+        return tailID
+    }
+
+    static func clip(_ segs: ContiguousArray<Segment>, to r: Range<UInt64>) -> ContiguousArray<Segment> {
+        var out = ContiguousArray<Segment>()
+        for s in segs {
+            let lo = max(s.addr, r.lowerBound), hi = min(s.end, r.upperBound)
+            guard lo < hi else { continue }
+            let phys = s.phys == physUnknown ? physUnknown : s.phys + (lo - s.addr)
+            out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: s.pageShift, flags: s.flags))
+        }
+        return out
+    }
+
+    /// The intersection of two sorted lists of disjoint intervals.
+    static func intersect(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
+        var out: [Range<UInt64>] = []
+        var i = 0, j = 0
+        while i < a.count && j < b.count {
+            let lo = max(a[i].lowerBound, b[j].lowerBound), hi = min(a[i].upperBound, b[j].upperBound)
+            if lo < hi { out.append(lo..<hi) }
+            if a[i].upperBound < b[j].upperBound { i += 1 } else { j += 1 }
+        }
+        return out
+    }
+}

@@ -1,0 +1,32 @@
+import Glibc
+
+/// An errno value, as the kernel edge reports failure to the rest of the code.
+struct Errno: Error, Equatable, Sendable {
+    var code: Int32
+    static var current: Errno { Errno(code: errno) }
+    static let interrupted = Errno(code: EINTR)
+}
+
+/// Runs a libc call that answers -1 and sets errno on failure, retrying EINTR.
+/// Every syscall in the library goes through here, so EINTR is decided once.
+@inline(__always)
+func syscallRetrying<T: BinaryInteger>(_ body: () -> T) throws(Errno) -> T {
+    while true {
+        let r = body()
+        if r >= 0 { return r }
+        let e = Errno.current
+        if e != .interrupted { throw e }
+    }
+}
+
+/// Reads `count` bytes at `offset`, short only at end of file.
+func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: UInt64) throws(Errno) -> Int {
+    var done = 0
+    while done < count {
+        guard let off = Int(exactly: offset + UInt64(done)) else { throw Errno(code: EOVERFLOW) }
+        let n = try syscallRetrying { pread(fd, buf + done, count - done, off) }
+        if n == 0 { break }
+        done += n
+    }
+    return done
+}

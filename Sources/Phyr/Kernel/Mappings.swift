@@ -1,0 +1,134 @@
+import CPhyr
+import Glibc
+
+/// The VMAs under a span of addresses: PROCMAP_QUERY, one ioctl per VMA and
+/// independent of how many mappings the process has; or, on kernels before
+/// 6.11, a parse of /proc/self/smaps (slow, but the only other source of the
+/// page size and VM_PFNMAP/VM_IO).
+enum Mappings {
+    enum Failure: Error {
+        case unmapped(Range<UInt64>)
+        case system(Errno)
+    }
+
+    /// The mappings tiling `span`, in order; `.unmapped` names the first hole.
+    static func covering(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+        if KernelFeatures.shared.modernScan.load(ordering: .relaxed) {
+            do {
+                return try queryEach(span)
+            } catch .system(let e) where e.code == ENOTTY || e.code == EINVAL {
+                KernelFeatures.shared.modernScan.store(false, ordering: .relaxed)
+            }
+        }
+        return try fromSmaps(span)
+    }
+
+    private static func queryEach(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+        let fd: Int32
+        do { fd = try ProcFiles.shared.descriptor(.maps) } catch { throw .system(error) }
+        var out: [Mapping] = []
+        var addr = span.lowerBound
+        var name = [CChar](repeating: 0, count: 256)
+        while addr < span.upperBound {
+            var q = phyr_procmap_query()
+            q.size = UInt64(MemoryLayout<phyr_procmap_query>.size)
+            q.query_flags = UInt64(PHYR_PROCMAP_QUERY_COVERING_OR_NEXT_VMA)
+            q.query_addr = addr
+            let rc = name.withUnsafeMutableBufferPointer { buf -> Int32 in
+                q.vma_name_addr = UInt64(UInt(bitPattern: buf.baseAddress))
+                q.vma_name_size = UInt32(buf.count)
+                while true {
+                    let r = phyr_shim_ioctl(fd, UInt(PHYR_PROCMAP_QUERY), &q)
+                    if r == 0 { return 0 }
+                    if errno != EINTR { return errno }
+                }
+            }
+            if rc == ENOENT { throw .unmapped(addr..<span.upperBound) }
+            if rc != 0 { throw .system(Errno(code: rc)) }
+            if q.vma_start > addr { throw .unmapped(addr..<min(q.vma_start, span.upperBound)) }
+            let f = q.vma_flags
+            out.append(Mapping(
+                start: q.vma_start, end: q.vma_end,
+                readable: f & UInt64(PHYR_PROCMAP_QUERY_VMA_READABLE) != 0,
+                writable: f & UInt64(PHYR_PROCMAP_QUERY_VMA_WRITABLE) != 0,
+                shared: f & UInt64(PHYR_PROCMAP_QUERY_VMA_SHARED) != 0,
+                pageSize: max(q.vma_page_size, basePageSize),
+                noFolio: false, pmdMappedBytes: 0,
+                name: q.vma_name_size > 0 ? String(cString: name) : ""))
+            addr = q.vma_end
+        }
+        return out
+    }
+
+    /// Reads /proc/self/smaps whole and keeps the VMAs that meet `span`.
+    static func fromSmaps(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+        let text: [UInt8]
+        do { text = try readWholeFile("/proc/self/smaps") } catch { throw .system(error) }
+        var all: [Mapping] = []
+        var current: Mapping?
+        var pmd: UInt64 = 0
+        func finish() {
+            if var m = current { m.pmdMappedBytes = pmd; all.append(m) }
+            current = nil; pmd = 0
+        }
+        for line in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+            guard let first = fields.first else { continue }
+            if let dash = first.firstIndex(of: UInt8(ascii: "-")), first.last != UInt8(ascii: ":"),
+               let lo = UInt64(String(decoding: first[first.startIndex..<dash], as: UTF8.self), radix: 16),
+               let hi = UInt64(String(decoding: first[(dash + 1)...], as: UTF8.self), radix: 16),
+               fields.count >= 5 {
+                finish()
+                let perms = Array(fields[1])
+                guard perms.count >= 4 else { continue }
+                current = Mapping(start: lo, end: hi,
+                                  readable: perms[0] == UInt8(ascii: "r"),
+                                  writable: perms[1] == UInt8(ascii: "w"),
+                                  shared: perms[3] == UInt8(ascii: "s"),
+                                  pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0,
+                                  name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
+                continue
+            }
+            guard current != nil, fields.count >= 2 else { continue }
+            let key = String(decoding: first, as: UTF8.self)
+            switch key {
+            case "KernelPageSize:":
+                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { current?.pageSize = kb * 1024 }
+            case "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:":
+                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { pmd += kb * 1024 }
+            case "VmFlags:":
+                let flags = fields.dropFirst().map { String(decoding: $0, as: UTF8.self) }
+                if flags.contains("pf") || flags.contains("io") { current?.noFolio = true }
+            default:
+                break
+            }
+        }
+        finish()
+
+        var out: [Mapping] = []
+        var addr = span.lowerBound
+        for m in all where m.end > addr && addr < span.upperBound {
+            if m.start > addr { throw .unmapped(addr..<min(m.start, span.upperBound)) }
+            out.append(m)
+            addr = m.end
+        }
+        if addr < span.upperBound { throw .unmapped(addr..<span.upperBound) }
+        return out
+    }
+}
+
+/// The whole of a /proc text file (their sizes are not known in advance).
+func readWholeFile(_ path: String) throws(Errno) -> [UInt8] {
+    let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = try chunk.withUnsafeMutableBytes { buf in
+            Result { () throws(Errno) -> Int in try syscallRetrying { read(fd, buf.baseAddress, buf.count) } }
+        }.get()
+        if n == 0 { break }
+        out.append(contentsOf: chunk[0..<n])
+    }
+    return out
+}

@@ -1,0 +1,186 @@
+import CPhyr
+import Glibc
+
+/// What backs each page of a span: PAGEMAP_SCAN (one ioctl returns merged
+/// regions, no privilege needed), or on older kernels /proc/self/pagemap read
+/// entry by entry with smaps' per-VMA huge page totals.
+enum PageScanner {
+    static func scan(_ span: Range<UInt64>, mappings: [Mapping]) throws(Errno) -> [ScanRegion] {
+        if KernelFeatures.shared.modernScan.load(ordering: .relaxed) {
+            do {
+                return try pagemapScan(span)
+            } catch let e where e.code == ENOTTY || e.code == EINVAL {
+                KernelFeatures.shared.modernScan.store(false, ordering: .relaxed)
+            }
+        }
+        return try pagemapEntries(span, mappings: mappings)
+    }
+
+    private static let returnMask = UInt64(PHYR_PAGE_IS_PRESENT | PHYR_PAGE_IS_HUGE | PHYR_PAGE_IS_FILE
+                                           | PHYR_PAGE_IS_PFNZERO | PHYR_PAGE_IS_SWAPPED)
+
+    /// No category masks: every page of every walked VMA is reported, so the
+    /// holes in the answer are exactly the VMAs the walk skips (VM_PFNMAP).
+    static func pagemapScan(_ span: Range<UInt64>) throws(Errno) -> [ScanRegion] {
+        let fd = try ProcFiles.shared.descriptor(.pagemap)
+        var out: [ScanRegion] = []
+        var vec = [phyr_page_region](repeating: phyr_page_region(), count: 512)
+        var start = span.lowerBound
+        while start < span.upperBound {
+            var arg = phyr_pm_scan_arg()
+            arg.size = UInt64(MemoryLayout<phyr_pm_scan_arg>.size)
+            arg.start = start
+            arg.end = span.upperBound
+            arg.return_mask = returnMask
+            let n = vec.withUnsafeMutableBufferPointer { buf -> Int32 in
+                arg.vec = UInt64(UInt(bitPattern: buf.baseAddress))
+                arg.vec_len = UInt64(buf.count)
+                while true {
+                    let r = phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg)
+                    if r >= 0 || errno != EINTR { return r >= 0 ? r : -errno }
+                }
+            }
+            if n < 0 { throw Errno(code: -n) }
+            for r in vec[0..<Int(n)] {
+                let c = r.categories
+                out.append(ScanRegion(start: r.start, end: r.end,
+                                      present: c & UInt64(PHYR_PAGE_IS_PRESENT) != 0,
+                                      huge: c & UInt64(PHYR_PAGE_IS_HUGE) != 0,
+                                      file: c & UInt64(PHYR_PAGE_IS_FILE) != 0,
+                                      zeroPage: c & UInt64(PHYR_PAGE_IS_PFNZERO) != 0))
+            }
+            guard arg.walk_end > start else { break }
+            start = arg.walk_end
+        }
+        return out
+    }
+
+    // /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst)
+    static let entryPresent: UInt64 = 1 << 63
+    static let entryFile: UInt64 = 1 << 61
+    static let entryPFNMask: UInt64 = (1 << 55) - 1
+
+    /// The fallback: one pagemap entry per page.  Huge pages are not marked in
+    /// pagemap, so a fully present 2 MiB-aligned block counts as one when smaps
+    /// says the VMA has PMD-mapped memory and, where PFNs are visible, the block
+    /// is physically contiguous and aligned.  Without PFNs it is a best guess;
+    /// locking still rounds to whole blocks, so no huge mapping is split.
+    static func pagemapEntries(_ span: Range<UInt64>, mappings: [Mapping]) throws(Errno) -> [ScanRegion] {
+        var out: [ScanRegion] = []
+        func append(_ r: ScanRegion) {
+            if var last = out.last, last.end == r.start, last.present == r.present, last.huge == r.huge,
+               last.file == r.file, last.zeroPage == r.zeroPage {
+                last.end = r.end
+                out[out.count - 1] = last
+            } else {
+                out.append(r)
+            }
+        }
+        for m in mappings where !m.noFolio {
+            let lo = max(m.start, span.lowerBound), hi = min(m.end, span.upperBound)
+            guard lo < hi else { continue }
+            let entries = try readEntries(lo..<hi)
+            var hugeBlocks = Set<UInt64>()
+            if !m.isHugetlb && m.pmdMappedBytes > 0 {
+                let hugeSize: UInt64 = 1 << UInt64(pmdPageShift)
+                var block = alignDown(lo, hugeSize)
+                while block < hi {
+                    if block >= m.start, block + hugeSize <= m.end {
+                        let e = try readEntries(block..<(block + hugeSize))
+                        if looksLikeHugePage(e) { hugeBlocks.insert(block) }
+                    }
+                    block += hugeSize
+                }
+            }
+            for (i, e) in entries.enumerated() {
+                let a = lo + UInt64(i) * basePageSize
+                let present = e & entryPresent != 0
+                let huge = m.isHugetlb ? present : hugeBlocks.contains(alignDown(a, 1 << UInt64(pmdPageShift)))
+                append(ScanRegion(start: a, end: a + basePageSize, present: present, huge: huge,
+                                  file: e & entryFile != 0, zeroPage: false))
+            }
+        }
+        return out
+    }
+
+    private static func looksLikeHugePage(_ e: [UInt64]) -> Bool {
+        guard let first = e.first, e.allSatisfy({ $0 & entryPresent != 0 }) else { return false }
+        let pfn0 = first & entryPFNMask
+        if pfn0 == 0 { return true }  // PFNs hidden: trust smaps' total
+        let pagesPerBlock = UInt64(e.count)
+        guard pfn0 % pagesPerBlock == 0 else { return false }
+        for (i, x) in e.enumerated() where x & entryPFNMask != pfn0 + UInt64(i) { return false }
+        return true
+    }
+
+    /// Pagemap entries of every 4 KiB page of `r` (page-aligned).
+    static func readEntries(_ r: Range<UInt64>) throws(Errno) -> [UInt64] {
+        let fd = try ProcFiles.shared.descriptor(.pagemap)
+        let count = Int((r.upperBound - r.lowerBound) / basePageSize)
+        var entries = [UInt64](repeating: 0, count: count)
+        let got = entries.withUnsafeMutableBytes { buf in
+            Result { () throws(Errno) -> Int in
+                try preadFully(fd, buf.baseAddress!, buf.count, (r.lowerBound / basePageSize) * 8)
+            }
+        }
+        _ = try got.get()
+        return entries
+    }
+}
+
+/// Physical addresses, from /proc/self/pagemap: the kernel shows PFNs only to
+/// CAP_SYS_ADMIN and zeroes them for everyone else.
+enum PhysicalAddresses {
+    /// Whether this process sees PFNs: the page under our own stack frame is
+    /// certainly present, so a zero PFN there means they are hidden.
+    static func visible() throws(Errno) -> Bool {
+        var probe: UInt64 = 0
+        let here = withUnsafeMutablePointer(to: &probe) { UInt64(UInt(bitPattern: $0)) }
+        let e = try PageScanner.readEntries(alignDown(here, basePageSize)..<(alignDown(here, basePageSize) + basePageSize))
+        return (e.first ?? 0) & PageScanner.entryPFNMask != 0
+    }
+
+    /// Splits runs where physical contiguity breaks and fills in `phys`.
+    /// One pagemap read per huge page; base pages are read in bulk.
+    static func attach(_ runs: [BackingRun]) throws(Errno) -> [BackingRun] {
+        var out: [BackingRun] = []
+        for run in runs {
+            if run.flags.contains(.noFolio) { out.append(run); continue }
+            let size = run.pageSize
+            var page = alignDown(run.start, size)
+            if size == basePageSize {
+                let entries = try PageScanner.readEntries(page..<alignUp(run.end, size))
+                for e in entries {
+                    emit(run, page, size, e, into: &out)
+                    page += size
+                }
+            } else {
+                while page < run.end {
+                    let e = try PageScanner.readEntries(page..<(page + basePageSize))
+                    emit(run, page, size, e.first ?? 0, into: &out)
+                    page += size
+                }
+            }
+        }
+        return out
+    }
+
+    private static func emit(_ run: BackingRun, _ page: UInt64, _ size: UInt64, _ entry: UInt64,
+                             into out: inout [BackingRun]) {
+        let lo = max(page, run.start), hi = min(page + size, run.end)
+        let pfn = entry & PageScanner.entryPFNMask
+        let phys = (entry & PageScanner.entryPresent != 0 && pfn != 0)
+            ? (pfn << UInt64(basePageShift)) + (lo - page) : physUnknown
+        if var last = out.last, last.end == lo, last.pageShift == run.pageShift, last.flags == run.flags,
+           last.phys != physUnknown, phys != physUnknown, last.phys + (last.end - last.start) == phys {
+            last.end = hi
+            out[out.count - 1] = last
+        } else {
+            var piece = run
+            piece.start = lo
+            piece.end = hi
+            piece.phys = phys
+            out.append(piece)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import Testing
+@testable import Phyr
+@Test func smoke() { #expect(true) }

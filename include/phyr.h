@@ -1,0 +1,181 @@
+/*
+ * phyr.h - pinned physical ranges for C programs.
+ *
+ * libphyr pins user memory as whole ranges ("phyrs"), tells how each range is
+ * backed (base pages, transparent huge pages, hugetlb pages, or memory with no
+ * folio behind it) and, where this process may see them, at which physical
+ * addresses.  Huge pages are locked and released whole: a pin never splits a
+ * huge mapping, and nothing is counted per 4 KiB page.
+ *
+ * Conventions, for every function below:
+ *   - 0 (or a count) on success, a negative errno on failure; errno is never
+ *     set and the calling process is never aborted;
+ *   - a failed call changes nothing: no half-pinned range, no stray lock;
+ *   - phyr_last_error() then names what was wrong, for the calling thread;
+ *   - any function may be called from any thread at any time.
+ *
+ * Needs Linux.  Best on 6.11+ (PROCMAP_QUERY) and 6.7+ (PAGEMAP_SCAN); older
+ * kernels take slower fallbacks with the same results.
+ */
+#ifndef PHYR_H
+#define PHYR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PHYR_API __attribute__((visibility("default")))
+#else
+#define PHYR_API
+#endif
+
+#define PHYR_VERSION_MAJOR 0
+#define PHYR_VERSION_MINOR 1
+#define PHYR_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------- types */
+
+/*
+ * One pinned range.  Opaque: a handle is a token the library checks against
+ * its own registry before use.  Handles are never reused, so a released or
+ * foreign handle is always detected (-EINVAL), never dereferenced.
+ */
+typedef struct phyr phyr_t;
+
+/* One run of a range with uniform backing. */
+struct phyr_seg {
+	uint64_t addr;        /* user virtual address of the run's first byte */
+	uint64_t len;         /* bytes */
+	uint64_t phys;        /* physical address of addr, or PHYR_PHYS_UNKNOWN */
+	uint32_t page_shift;  /* log2 of the backing page size: 12, 21, 30 ... */
+	uint32_t flags;       /* PHYR_SEG_* */
+};
+
+/* phys of a segment whose physical address is not known. */
+#define PHYR_PHYS_UNKNOWN UINT64_C(0xffffffffffffffff)
+
+/* ------------------------------------------------------------ pin flags */
+
+/*
+ * The pinner will write to the memory (DMA into it, READ_FIXED into it):
+ * read-only mappings are refused with -EACCES and pages are populated by
+ * write faults, so copy-on-write and zero pages are broken before locking.
+ */
+#define PHYR_PIN_WRITE 0x1u
+
+/*
+ * Physical addresses are required: phyr_segs() reports them and splits
+ * segments where physical contiguity breaks.  Needs CAP_SYS_ADMIN (the kernel
+ * hides PFNs in /proc/self/pagemap from everyone else): -EPERM without it.
+ *
+ * The addresses are a SNAPSHOT taken at pin time.  A pin locks memory with
+ * mlock(2), which keeps it resident but not in place: compaction and NUMA
+ * balancing may still migrate locked pages and change their physical address.
+ * Do not hand them to a device that DMAs long after the pin.  Stable
+ * addresses need a kernel long-term pin (the planned PHYR_PIN_LONGTERM).
+ */
+#define PHYR_PIN_PHYS 0x2u
+
+/* -------------------------------------------------------- segment flags */
+
+#define PHYR_SEG_HUGE    0x1u /* PMD/PUD-mapped huge pages (THP or hugetlb) */
+#define PHYR_SEG_HUGETLB 0x2u /* hugetlbfs / MAP_HUGETLB memory */
+#define PHYR_SEG_SHARED  0x4u /* file, shmem or shared anonymous memory */
+#define PHYR_SEG_NOFOLIO 0x8u /* PFN-mapped / IO memory: no folio behind it,
+                                 described but never faulted or locked */
+
+/* ----------------------------------------------------------------- pins */
+
+/*
+ * phyr_pin - populate and lock [addr, addr + len) and return it as one range.
+ *
+ * addr and len may have any byte alignment.  Every page is faulted in and
+ * locked; huge pages touched by the range are locked whole, so the lock may
+ * extend past both ends of the range to the edges of the huge pages that hold
+ * them.  Locking is counted: overlapping pins are independent, and memory is
+ * unlocked only when no live range covers its page.  Memory with no folio
+ * (PHYR_SEG_NOFOLIO) is described, never faulted or locked.
+ *
+ * Note: libphyr owns the lock state of memory it pins.  If the caller has also
+ * mlock()ed that memory by hand, the last phyr_unpin() covering it unlocks it.
+ *
+ * Returns 0 and stores the handle in *out, or:
+ *   -EINVAL  out is NULL, len is 0, flags has an unknown bit, addr+len wraps;
+ *   -EFAULT  a byte of the range is unmapped or PROT_NONE, or cannot be
+ *            faulted in;
+ *   -EACCES  PHYR_PIN_WRITE on memory mapped without write permission;
+ *   -EPERM   PHYR_PIN_PHYS, but this process cannot see physical addresses;
+ *   -ENOMEM  RLIMIT_MEMLOCK would be exceeded, or memory (hugetlb pool) ran out.
+ */
+PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
+		      phyr_t **out);
+
+/*
+ * phyr_split - cut a range in two ranges released separately.
+ *
+ * r becomes [start, start + offset), *tail becomes [start + offset, end).  Both
+ * stay pinned; a huge page holding the split point stays locked until both are
+ * released.  Nothing is re-faulted or re-locked.  The tail keeps r's flags.
+ *
+ * Returns 0, or -EINVAL: r is not a live range, tail is NULL, or offset is not
+ * inside the range (0 < offset < len).
+ */
+PHYR_API int phyr_split(phyr_t *r, size_t offset, phyr_t **tail);
+
+/*
+ * phyr_unpin - release a range whole.
+ *
+ * Unlocks the memory no other live range still covers; the handle is dead
+ * afterwards.  Returns 0, or -EINVAL for NULL, a released handle or a pointer
+ * libphyr never returned (nothing is released then).
+ */
+PHYR_API int phyr_unpin(phyr_t *r);
+
+/*
+ * phyr_range - the span of a range.
+ *
+ * Stores the range's first byte in *addr and its length in *len; either may
+ * be NULL.  Returns 0, or -EINVAL when r is not a live range.
+ */
+PHYR_API int phyr_range(const phyr_t *r, void **addr, size_t *len);
+
+/* ------------------------------------------------------------- segments */
+
+/*
+ * phyr_segs - how a range is backed.
+ *
+ * Returns the number of segments (>= 1) and fills the first min(nr, count) of
+ * segs (segs may be NULL when nr is 0).  Segments are in address order, tile
+ * the range exactly, and are maximal runs of one page size and one flag set;
+ * with PHYR_PIN_PHYS they are also physically contiguous.  The first and last
+ * segment are clipped to the range even when their huge page is not.
+ * Without PHYR_PIN_PHYS, phys is PHYR_PHYS_UNKNOWN.  The description is taken
+ * at pin time.
+ *
+ * Returns the count, or -EINVAL when r is not a live range or segs is NULL
+ * with nr > 0.
+ */
+PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
+
+/* ---------------------------------------------------------- diagnostics */
+
+/* phyr_version - the library's version, "MAJOR.MINOR.PATCH". */
+PHYR_API const char *phyr_version(void);
+
+/*
+ * phyr_last_error - what went wrong in this thread's last failed call.
+ *
+ * A sentence naming the address, mapping or limit at fault; "" when no call
+ * has failed in this thread.  Valid until the thread's next libphyr call.
+ */
+PHYR_API const char *phyr_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PHYR_H */
