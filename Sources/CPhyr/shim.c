@@ -20,8 +20,15 @@ void phyr_shim_touch_read(const void *addr, size_t len, size_t step)
 void phyr_shim_touch_write(void *addr, size_t len, size_t step)
 {
 	unsigned char *p = addr;
-	for (size_t off = 0; off < len; off += step)
-		__atomic_fetch_add(&p[off], 0, __ATOMIC_RELAXED);
+	/*
+	 * Not fetch_add(0): compilers turn idempotent read-modify-writes into
+	 * fenced loads, which read-fault a zero page.  A compare-exchange of a
+	 * byte with itself is a real write access even when it loses a race.
+	 */
+	for (size_t off = 0; off < len; off += step) {
+		unsigned char v = __atomic_load_n(&p[off], __ATOMIC_RELAXED);
+		__atomic_compare_exchange_n(&p[off], &v, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	}
 }
 
 int phyr_shim_ioctl(int fd, unsigned long request, void *arg)

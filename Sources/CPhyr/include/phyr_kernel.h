@@ -82,7 +82,7 @@ char *phyr_shim_error_buffer(void);
 
 /*
  * Fault pages in without changing their contents, for kernels without
- * MADV_POPULATE_*: a read of each page, or an atomic add of zero, which is a
+ * MADV_POPULATE_*: a read of each page, or an atomic compare-exchange of each byte with itself, a
  * write fault that cannot race with the owner's own stores.
  */
 void phyr_shim_touch_read(const void *addr, size_t len, size_t step);

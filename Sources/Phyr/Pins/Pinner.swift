@@ -27,7 +27,7 @@ enum Pinner {
         let span = alignDown(range.lowerBound, basePageSize)..<alignUp(range.upperBound, basePageSize)
         let wantWrite = flags & PinFlag.write != 0
 
-        let mappings = try mappingsChecked(span, range: range, write: wantWrite)
+        var mappings = try mappingsChecked(span, range: range, write: wantWrite)
         if flags & PinFlag.phys != 0 {
             let visible: Bool
             do { visible = try PhysicalAddresses.visible() } catch {
@@ -41,6 +41,9 @@ enum Pinner {
 
         var runs = try scanBacking(span, mappings)
         if try populate(runs, mappings, write: wantWrite) {
+            // Faulting in may have made huge pages, which smaps (the fallback's
+            // source) counts per VMA: ask again.
+            mappings = try mappingsChecked(span, range: range, write: wantWrite)
             runs = try scanBacking(span, mappings)
         }
         let interval = Backing.lockInterval(runs, range: range)

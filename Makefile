@@ -1,0 +1,111 @@
+# libphyr: build, install, test, demo, bench.
+#
+#   make            the release libphyr.so (Swift runtime linked in)
+#   make install    PREFIX=/usr/local [DESTDIR=...]
+#   make check      every test: Swift unit tests, C ABI and kernel tests,
+#                   the unprivileged and lock-limit tests
+#   make demo       pins a THP buffer with a stray base page, prints segments
+#   make bench      ratios against raw mlock / per-page pagemap reads
+
+VERSION  := $(shell sed -n 's/^\#define PHYR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' include/phyr.h | paste -sd.)
+SONAME   := libphyr.so.0
+PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+SWIFT    ?= swift
+CC       ?= cc
+CXX      ?= c++
+
+BUILD    := build
+RELEASE  := .build/release
+STAGE    := $(CURDIR)/$(BUILD)/stage
+# Tests and examples build exactly as a user does: against the staged
+# install, through pkg-config.
+PKGENV   := PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig
+PHYR_CFLAGS = $(shell $(PKGENV) pkg-config --cflags phyr)
+PHYR_LIBS   = $(shell $(PKGENV) pkg-config --libs phyr) -Wl,-rpath,$(STAGE)/lib
+
+SWIFT_LINK := -Xswiftc -static-stdlib \
+	-Xlinker -soname=$(SONAME) \
+	-Xlinker --version-script=$(CURDIR)/src/phyr.map \
+	-Xlinker -z -Xlinker nodelete
+
+SOURCES  := $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h') Package.swift src/phyr.map include/phyr.h
+
+TESTS_C  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*.c))
+TEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread
+
+.PHONY: all lib install stage deps hugepages check check-swift check-c demo bench clean
+
+all: lib
+
+lib: $(RELEASE)/libphyr.so
+
+$(RELEASE)/libphyr.so: $(SOURCES)
+	$(SWIFT) build -c release --product phyr $(SWIFT_LINK)
+
+# DESTDIR-aware install: the real file, the soname and dev links, the
+# header and the pkg-config file.
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+	install -m 755 $(RELEASE)/libphyr.so $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
+	ln -sf libphyr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphyr.so
+	install -m 644 include/phyr.h $(DESTDIR)$(INCDIR)/phyr.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' pkgconfig/phyr.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/phyr.pc
+
+stage: lib
+	$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR= >/dev/null
+
+# What a fresh machine lacks: installed when we are root, named otherwise.
+deps:
+	@missing=""; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	[ -f /usr/include/liburing.h ] || missing="$$missing liburing-dev"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "libphyr needs:$$missing -- run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# hugetlb pages for the hugetlb tests (root only; the tests skip loudly
+# without them).  2 MiB pages always, one 1 GiB page when memory allows.
+hugepages:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  h2=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; \
+	  h1=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages; \
+	  [ "$$(cat $$h2)" -ge 64 ] || echo 64 > $$h2 || true; \
+	  [ ! -w $$h1 ] || [ "$$(cat $$h1)" -ge 1 ] || echo 1 > $$h1 || true; \
+	  echo "hugetlb pages: 2 MiB x $$(cat $$h2), 1 GiB x $$(cat $$h1 2>/dev/null || echo 0)"; \
+	else \
+	  echo "not root: hugetlb pages are not reserved; hugetlb tests will skip"; \
+	fi
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h | stage
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(PHYR_CFLAGS) $< -o $@ $(PHYR_LIBS)
+
+check: deps hugepages check-swift check-c
+
+check-swift:
+	$(SWIFT) test
+
+check-c: stage $(TESTS_C)
+	@STAGE=$(STAGE) CC="$(CC)" CXX="$(CXX)" sh tests/run.sh $(BUILD)/tests
+
+demo: deps stage
+	@mkdir -p $(BUILD)
+	$(CC) -std=c99 -O2 -Wall -Wextra $(PHYR_CFLAGS) examples-c/demo.c -o $(BUILD)/demo $(PHYR_LIBS)
+	./$(BUILD)/demo
+
+bench: deps stage
+	@mkdir -p $(BUILD)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_pin.c -o $(BUILD)/bench_pin $(PHYR_LIBS) -lm
+	./$(BUILD)/bench_pin
+
+clean:
+	rm -rf $(BUILD) .build

@@ -1,0 +1,256 @@
+/*
+ * harness.h - what every libphyr C test shares.
+ *
+ * Each test is one program about one feature: exit 0 pass, 77 skip, 1 fail,
+ * and a skip always says why on stderr.  Kernel state is read back through
+ * the kernel's own interfaces, independently of the library: lock state from
+ * /proc/self/smaps (VM_LOCKED is "lo" in VmFlags), huge mappings from our own
+ * PAGEMAP_SCAN call, PFNs from /proc/self/pagemap.
+ */
+#ifndef PHYR_TEST_HARNESS_H
+#define PHYR_TEST_HARNESS_H
+
+#define _GNU_SOURCE
+#include <phyr.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
+#define KiB (UINT64_C(1) << 10)
+#define PAGE UINT64_C(4096)
+#define HUGE2M (2 * MiB)
+
+#define SKIP_CODE 77
+
+#define CHECK(cond, ...) do { \
+	if (!(cond)) { \
+		fprintf(stderr, "FAIL %s:%d: %s\n  ", __FILE__, __LINE__, #cond); \
+		fprintf(stderr, __VA_ARGS__); \
+		fprintf(stderr, "\n  phyr_last_error: %s\n", phyr_last_error()); \
+		exit(1); \
+	} \
+} while (0)
+
+#define CHECK_RC(expr, want) do { \
+	int rc_ = (expr); \
+	CHECK(rc_ == (want), "%s returned %d (%s), wanted %d", #expr, rc_, \
+	      rc_ < 0 ? strerror(-rc_) : "ok", (want)); \
+} while (0)
+
+static inline void skip(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "SKIP: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(SKIP_CODE);
+}
+
+#define U(p) ((uint64_t)(uintptr_t)(p))
+
+/* ------------------------------------------------------------- memory */
+
+/* An anonymous mapping of len bytes whose start is align-aligned. */
+static inline char *map_aligned(size_t len, size_t align, int prot, int flags)
+{
+	char *raw = mmap(NULL, len + align, prot, flags | MAP_ANONYMOUS, -1, 0);
+	CHECK(raw != MAP_FAILED, "mmap %zu: %s", len + align, strerror(errno));
+	char *p = (char *)((U(raw) + align - 1) & ~(uint64_t)(align - 1));
+	if (p > raw)
+		munmap(raw, (size_t)(p - raw));
+	size_t tail = (size_t)(raw + len + align - (p + len));
+	if (tail)
+		munmap(p + len, tail);
+	return p;
+}
+
+static inline uint64_t huge_bytes_in(const void *lo, uint64_t len);
+
+/* THP memory, 2 MiB aligned and faulted in; skips when THP cannot be had. */
+static inline char *thp_alloc(size_t len)
+{
+	char *p = map_aligned(len, HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	if (madvise(p, len, MADV_HUGEPAGE) != 0)
+		skip("madvise(MADV_HUGEPAGE): %s: this kernel has no THP", strerror(errno));
+	memset(p, 0x5a, len);
+	if (huge_bytes_in(p, len) != len)
+		skip("only %" PRIu64 " of %zu bytes came as THP (THP disabled or memory fragmented)",
+		     huge_bytes_in(p, len), len);
+	return p;
+}
+
+/* Base-page memory, faulted in. */
+static inline char *base_alloc(size_t len)
+{
+	char *p = map_aligned(len, HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	CHECK(madvise(p, len, MADV_NOHUGEPAGE) == 0, "MADV_NOHUGEPAGE: %s", strerror(errno));
+	memset(p, 0x33, len);
+	return p;
+}
+
+/* --------------------------------------------- huge mappings: PAGEMAP_SCAN */
+
+struct t_page_region { uint64_t start, end, categories; };
+struct t_pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define T_PAGE_IS_HUGE (1u << 6)
+#define T_PAGEMAP_SCAN _IOWR('f', 16, struct t_pm_scan_arg)
+
+/* Bytes of [lo, lo+len) mapped by PMD/PUD entries, by the kernel's word. */
+static inline uint64_t huge_bytes_in(const void *lo, uint64_t len)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	CHECK(fd >= 0, "open pagemap: %s", strerror(errno));
+	struct t_page_region vec[256];
+	uint64_t total = 0, start = U(lo), end = U(lo) + len;
+	while (start < end) {
+		struct t_pm_scan_arg a = {
+			.size = sizeof a, .start = start, .end = end,
+			.vec = U(vec), .vec_len = 256,
+			.category_mask = T_PAGE_IS_HUGE, .return_mask = T_PAGE_IS_HUGE,
+		};
+		int n = ioctl(fd, T_PAGEMAP_SCAN, &a);
+		if (n < 0 && (errno == ENOTTY || errno == EINVAL))
+			skip("PAGEMAP_SCAN is missing (Linux 6.7+): cannot check huge mappings");
+		CHECK(n >= 0, "PAGEMAP_SCAN: %s", strerror(errno));
+		for (int i = 0; i < n; i++)
+			total += vec[i].end - vec[i].start;
+		if (a.walk_end <= start)
+			break;
+		start = a.walk_end;
+	}
+	close(fd);
+	return total;
+}
+
+/* ------------------------------------------------ lock state: smaps */
+
+struct span { uint64_t lo, hi; };
+
+/*
+ * The VM_LOCKED parts of [lo, hi), merged and clipped, as the kernel reports
+ * them in /proc/self/smaps.  Returns how many spans were stored.
+ */
+static inline int locked_spans(const void *lo_, uint64_t len, struct span *out, int max)
+{
+	uint64_t lo = U(lo_), hi = U(lo_) + len;
+	FILE *f = fopen("/proc/self/smaps", "r");
+	CHECK(f != NULL, "open smaps: %s", strerror(errno));
+	char line[1024];
+	uint64_t vs = 0, ve = 0;
+	int n = 0;
+	while (fgets(line, sizeof line, f)) {
+		uint64_t a, b;
+		char c;
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %c", &a, &b, &c) == 3 && strchr(line, ':') != line) {
+			vs = a;
+			ve = b;
+			continue;
+		}
+		if (strncmp(line, "VmFlags:", 8) != 0 || !strstr(line, " lo"))
+			continue;
+		uint64_t s = vs > lo ? vs : lo, e = ve < hi ? ve : hi;
+		if (s >= e)
+			continue;
+		if (n > 0 && out[n - 1].hi == s)
+			out[n - 1].hi = e;
+		else if (n < max)
+			out[n++] = (struct span){ s, e };
+	}
+	fclose(f);
+	return n;
+}
+
+/* Asserts that exactly [want_lo, want_hi) of [lo, lo+len) is locked. */
+#define CHECK_LOCKED_EXACTLY(base_, len_, want_lo, want_hi) do { \
+	struct span s_[16]; \
+	int n_ = locked_spans((base_), (len_), s_, 16); \
+	CHECK(n_ == 1 && s_[0].lo == U(want_lo) && s_[0].hi == U(want_hi), \
+	      "locked: %d spans, first [%#" PRIx64 ", %#" PRIx64 "), wanted [%#" PRIx64 ", %#" PRIx64 ")", \
+	      n_, n_ ? s_[0].lo : 0, n_ ? s_[0].hi : 0, U(want_lo), U(want_hi)); \
+} while (0)
+
+#define CHECK_NOTHING_LOCKED(base_, len_) do { \
+	struct span s_[16]; \
+	int n_ = locked_spans((base_), (len_), s_, 16); \
+	CHECK(n_ == 0, "%d locked spans remain, first [%#" PRIx64 ", %#" PRIx64 ")", \
+	      n_, s_[0].lo, s_[0].hi); \
+} while (0)
+
+/* VmLck of /proc/self/status, in bytes. */
+static inline uint64_t vmlck_bytes(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	uint64_t kb = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmLck: %" SCNu64, &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb * 1024;
+}
+
+/* ---------------------------------------------------------- privilege */
+
+/* Whether the effective capability set holds capability bit `cap`. */
+static inline int has_cap(int cap)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long long eff = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "CapEff: %llx", &eff) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (eff >> cap) & 1;
+}
+#define T_CAP_IPC_LOCK 14
+#define T_CAP_SYS_ADMIN 21
+
+/* Physical address of one page by /proc/self/pagemap, 0 when hidden. */
+static inline uint64_t phys_of(const void *addr)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t e = 0;
+	CHECK(fd >= 0 && pread(fd, &e, 8, (off_t)(U(addr) / PAGE * 8)) == 8, "pagemap read");
+	close(fd);
+	uint64_t pfn = e & ((UINT64_C(1) << 55) - 1);
+	return pfn ? pfn * PAGE + U(addr) % PAGE : 0;
+}
+
+/* Segments of r, checked to tile [addr, addr+len) in order. */
+static inline int segs_of(phyr_t *r, struct phyr_seg *segs, int max)
+{
+	void *a;
+	size_t len;
+	CHECK_RC(phyr_range(r, &a, &len), 0);
+	int n = phyr_segs(r, segs, (unsigned)max);
+	CHECK(n >= 1 && n <= max, "phyr_segs returned %d", n);
+	uint64_t at = U(a);
+	for (int i = 0; i < n; i++) {
+		CHECK(segs[i].addr == at && segs[i].len > 0, "segment %d at %#" PRIx64 " len %#" PRIx64 ", expected at %#" PRIx64,
+		      i, segs[i].addr, segs[i].len, at);
+		at += segs[i].len;
+	}
+	CHECK(at == U(a) + len, "segments end at %#" PRIx64 ", range at %#" PRIx64, at, U(a) + len);
+	return n;
+}
+
+#endif
