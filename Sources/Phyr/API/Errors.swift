@@ -3,7 +3,7 @@ import Glibc
 
 /// Records `error` as this thread's last error and returns its -errno.
 func fail(_ error: PhyrError) -> Int32 {
-    let buf = phyr_shim_error_buffer()!
+    guard let buf = phyr_shim_error_buffer() else { return -error.code }
     var n = 0
     for byte in error.message.utf8 where n < Int(PHYR_ERR_MAX) - 1 {
         buf[n] = CChar(bitPattern: byte)

@@ -9,14 +9,16 @@ import Glibc
 public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let out else { return fail(PhyrError(EINVAL, "phyr_pin: out is NULL")) }
-    guard len > 0 else { return fail(PhyrError(EINVAL, "phyr_pin: len is 0")) }
+    // size_t arrives as Int: read it back as the unsigned value C passed.
+    let length = UInt64(UInt(bitPattern: len))
+    guard length > 0 else { return fail(PhyrError(EINVAL, "phyr_pin: len is 0")) }
     guard flags & ~PinFlag.all == 0 else {
         return fail(PhyrError(EINVAL, "phyr_pin: unknown flag bits \(hex(UInt64(flags & ~PinFlag.all)))"))
     }
     let start = UInt64(UInt(bitPattern: addr))
-    let (end, overflow) = start.addingReportingOverflow(UInt64(len))
+    let (end, overflow) = start.addingReportingOverflow(length)
     guard !overflow else {
-        return fail(PhyrError(EINVAL, "phyr_pin: \(hex(start)) + \(len) wraps around the address space"))
+        return fail(PhyrError(EINVAL, "phyr_pin: \(hex(start)) + \(length) wraps around the address space"))
     }
     do throws(PhyrError) {
         let id = try Pinner.pin(start..<end, flags: flags)
@@ -31,13 +33,14 @@ public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
 public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
                        _ tail: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let tail else { return fail(PhyrError(EINVAL, "phyr_split: tail is NULL")) }
+    let cut = UInt64(UInt(bitPattern: offset))
     let id: UInt64
     switch pinID(r, "phyr_split") {
     case .success(let v): id = v
     case .failure(let e): return fail(e)
     }
     let result = Pinner.table.withLock { t in
-        Result { () throws(PinTable.SplitError) -> UInt64 in try t.split(id, at: UInt64(offset)) }
+        Result { () throws(PinTable.SplitError) -> UInt64 in try t.split(id, at: cut) }
     }
     switch result {
     case .success(let tailID):
@@ -47,7 +50,7 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
         return fail(PhyrError(EINVAL, "phyr_split: the range was released by another thread"))
     case .failure(.offsetOutside):
         let len = Pinner.table.withLock { $0.range(id).map { $0.range.count } } ?? 0
-        return fail(PhyrError(EINVAL, "phyr_split: offset \(offset) is not inside the range (0 < offset < \(len))"))
+        return fail(PhyrError(EINVAL, "phyr_split: offset \(cut) is not inside the range (0 < offset < \(len))"))
     }
 }
 

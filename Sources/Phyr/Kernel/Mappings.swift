@@ -54,7 +54,7 @@ enum Mappings {
                 shared: f & UInt64(PHYR_PROCMAP_QUERY_VMA_SHARED) != 0,
                 pageSize: max(q.vma_page_size, basePageSize),
                 noFolio: false, pmdMappedBytes: 0,
-                name: q.vma_name_size > 0 ? String(cString: name) : ""))
+                name: q.vma_name_size > 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""))
             addr = q.vma_end
         }
         return out
@@ -93,9 +93,9 @@ enum Mappings {
             let key = String(decoding: first, as: UTF8.self)
             switch key {
             case "KernelPageSize:":
-                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { current?.pageSize = kb * 1024 }
+                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { current?.pageSize = kb &* 1024 }
             case "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:":
-                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { pmd += kb * 1024 }
+                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { pmd &+= kb &* 1024 }
             case "VmFlags:":
                 let flags = fields.dropFirst().map { String(decoding: $0, as: UTF8.self) }
                 if flags.contains("pf") || flags.contains("io") { current?.noFolio = true }

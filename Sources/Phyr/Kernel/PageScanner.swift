@@ -117,10 +117,12 @@ enum PageScanner {
     static func readEntries(_ r: Range<UInt64>) throws(Errno) -> [UInt64] {
         let fd = try ProcFiles.shared.descriptor(.pagemap)
         let count = Int((r.upperBound - r.lowerBound) / basePageSize)
+        guard count > 0 else { return [] }
         var entries = [UInt64](repeating: 0, count: count)
         let got = entries.withUnsafeMutableBytes { buf in
             Result { () throws(Errno) -> Int in
-                try preadFully(fd, buf.baseAddress!, buf.count, (r.lowerBound / basePageSize) * 8)
+                guard let base = buf.baseAddress else { return 0 }
+                return try preadFully(fd, base, buf.count, (r.lowerBound / basePageSize) * 8)
             }
         }
         _ = try got.get()
