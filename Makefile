@@ -73,13 +73,13 @@ deps:
 	fi
 
 # hugetlb pages for the hugetlb tests (root only; the tests skip loudly
-# without them).  2 MiB pages always, one 1 GiB page when memory allows.
+# without them).  2 MiB pages always, two 1 GiB pages when memory allows.
 hugepages:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  h2=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; \
 	  h1=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages; \
 	  [ "$$(cat $$h2)" -ge 64 ] || echo 64 > $$h2 || true; \
-	  [ ! -w $$h1 ] || [ "$$(cat $$h1)" -ge 1 ] || echo 1 > $$h1 || true; \
+	  [ ! -w $$h1 ] || [ "$$(cat $$h1)" -ge 2 ] || echo 2 > $$h1 || true; \
 	  echo "hugetlb pages: 2 MiB x $$(cat $$h2), 1 GiB x $$(cat $$h1 2>/dev/null || echo 0)"; \
 	else \
 	  echo "not root: hugetlb pages are not reserved; hugetlb tests will skip"; \

@@ -1,0 +1,98 @@
+#!/bin/sh
+# Runs libphyr's C tests against the staged install ($STAGE):
+#   - every tests/test_* program as the calling user (root in CI);
+#   - the kernel tests again on the fallback paths (PHYR_FORCE_FALLBACK);
+#   - unpriv_* and a few others as an ordinary user keeping only CAP_IPC_LOCK,
+#     memlock_* as one with no capability at all (setpriv, needs root);
+#   - the ABI checks: header as C99/C11/C++17, exported symbols, soname,
+#     no Swift runtime in NEEDED, pkg-config example, dlopen under env -i.
+# Prints one line per run and "N passed, N failed, N skipped"; exits 1 on any
+# failure.  A skip always prints its reason.
+set -u
+bindir=$1
+: "${STAGE:?STAGE must name the staged install}"
+: "${CC:=cc}" "${CXX:=c++}"
+lib=$STAGE/lib/libphyr.so.0
+pass=0 fail=0 skip=0
+work=$(mktemp -d /tmp/phyr-tests.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+report() { # name rc output
+	case $2 in
+	0) pass=$((pass + 1)); echo "PASS $1" ;;
+	77) skip=$((skip + 1)); echo "SKIP $1: $(printf '%s\n' "$3" | grep SKIP | tail -n 1)" ;;
+	*) fail=$((fail + 1)); echo "FAIL $1 (exit $2)"; printf '%s\n' "$3" | sed 's/^/    /' ;;
+	esac
+}
+
+run() { # name command...
+	name=$1; shift
+	out=$("$@" 2>&1); rc=$?
+	report "$name" $rc "$out"
+}
+
+for t in "$bindir"/test_*; do
+	run "$(basename "$t")" "$t"
+done
+for t in test_pin test_counting test_segs test_hugetlb; do
+	run "$t [fallback: smaps+pagemap, touching]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
+done
+
+# Ordinary users cannot read a build tree under /root: give them a copy.
+cp -r "$STAGE" "$work/stage"
+mkdir "$work/bin"
+cp "$bindir"/* "$work/bin/"
+chmod -R a+rX "$work"
+as_user() { # caps name program
+	caps=$1 name=$2 prog=$3
+	if [ "$(id -u)" != 0 ]; then
+		run "$name" "$work/bin/$prog"
+		return
+	fi
+	if [ "$caps" = ipc_lock ]; then
+		set -- --inh-caps=+ipc_lock --ambient-caps=+ipc_lock
+	else
+		set -- --inh-caps=-all
+	fi
+	run "$name" setpriv --reuid=65534 --regid=65534 --clear-groups "$@" \
+		env LD_LIBRARY_PATH="$work/stage/lib" "$work/bin/$prog"
+}
+for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors; do
+	b=$(basename "$t")
+	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
+done
+for t in "$bindir"/memlock_*; do
+	b=$(basename "$t")
+	as_user none "$b [uid 65534, no capabilities]" "$b"
+done
+
+# ---- ABI
+hdr=$STAGE/include/phyr.h
+for std in c99 c11; do
+	run "abi: phyr.h alone as $std -pedantic" \
+		$CC -std=$std -Wall -Wextra -Werror -pedantic -fsyntax-only -x c "$hdr"
+done
+run "abi: phyr.h alone as c++17 -pedantic" $CXX -std=c++17 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ "$hdr"
+
+exported=$(nm -D --defined-only "$lib" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' | sort)
+api=$(sed -n 's/^[[:space:]]*\(phyr_[a-z_]*\);/\1/p; s/^[[:space:]]*\(ring_[a-z_]*\);/\1/p' src/phyr.map | sort)
+run "abi: exported symbols are exactly the API in src/phyr.map" \
+	sh -c '[ "$1" = "$2" ] || { echo "exported:"; echo "$1"; echo "api:"; echo "$2"; exit 1; }' - "$exported" "$api"
+run "abi: soname libphyr.so.0, NODELETE, no Swift runtime in NEEDED" sh -c '
+	d=$(readelf -d "$1")
+	echo "$d" | grep -q "Library soname: \[libphyr.so.0\]" || { echo "soname"; exit 1; }
+	echo "$d" | grep -q "NODELETE" || { echo "no NODELETE"; exit 1; }
+	if echo "$d" | grep NEEDED | grep -i swift; then exit 1; fi' - "$lib"
+
+pc="env PKG_CONFIG_PATH=$STAGE/lib/pkgconfig pkg-config"
+run "abi: example builds with pkg-config as c99 -pedantic and runs" sh -c "
+	$CC -std=c99 -Wall -Wextra -Werror -pedantic \$($pc --cflags phyr) examples-c/pin_segments.c \
+		-o $work/pin_segments \$($pc --libs phyr) -Wl,-rpath,$STAGE/lib && $work/pin_segments"
+run "abi: C++ program links and calls the API" sh -c "
+	$CXX -std=c++17 -Wall -Wextra -Werror -pedantic \$($pc --cflags phyr) tests/abi/use.cpp \
+		-o $work/use \$($pc --libs phyr) -Wl,-rpath,$STAGE/lib && $work/use"
+run "abi: dlopen under env -i, pin, unpin, dlclose" sh -c "
+	$CC -std=c99 -Wall -Wextra -Werror tests/abi/dlopen.c -o $work/dlopen -ldl && env -i $work/dlopen $lib"
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]
