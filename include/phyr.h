@@ -56,7 +56,7 @@ struct phyr_seg {
 };
 
 /* phys of a segment whose physical address is not known. */
-#define PHYR_PHYS_UNKNOWN UINT64_C(0xffffffffffffffff)
+#define PHYR_PHYS_UNKNOWN 0xffffffffffffffffULL
 
 /* ------------------------------------------------------------ pin flags */
 

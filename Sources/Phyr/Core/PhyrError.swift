@@ -17,7 +17,7 @@ func spanText(_ r: Range<UInt64>) -> String { "[\(hex(r.lowerBound)), \(hex(r.up
 
 /// Bytes in the largest binary unit that keeps a whole part: "8 MiB", "4.5 KiB".
 func byteCount(_ n: UInt64) -> String {
-    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
     var unit = 0
     var scale: UInt64 = 1
     while unit + 1 < units.count && n >= scale * 1024 { scale *= 1024; unit += 1 }

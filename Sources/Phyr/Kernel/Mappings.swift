@@ -15,7 +15,7 @@ enum Mappings {
     static func covering(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
         if KernelFeatures.shared.modernScan.load(ordering: .relaxed) {
             do {
-                return try queryEach(span)
+                return try procmapQuery(span)
             } catch .system(let e) where e.code == ENOTTY || e.code == EINVAL {
                 KernelFeatures.shared.modernScan.store(false, ordering: .relaxed)
             }
@@ -23,7 +23,7 @@ enum Mappings {
         return try fromSmaps(span)
     }
 
-    private static func queryEach(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+    static func procmapQuery(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
         let fd: Int32
         do { fd = try ProcFiles.shared.descriptor(.maps) } catch { throw .system(error) }
         var out: [Mapping] = []

@@ -1,0 +1,157 @@
+import CPhyr
+import Testing
+@testable import Phyr
+
+/// The pin table's lock instructions, replayed on a model of the kernel's
+/// lock state: every lock must land on unlocked memory, every unlock on
+/// locked memory, and at each step the locked set must be exactly the whole
+/// folios under live ranges.
+@Suite struct PinTableTests {
+    static let huge: UInt64 = 1 << 21
+    static let page: UInt64 = 4096
+
+    /// A synthetic layout: 32 MiB whose 2 MiB blocks are huge or base pages.
+    struct Layout {
+        var hugeBlock: [Bool]
+        func pageSize(at a: UInt64) -> UInt64 { hugeBlock[Int(a / huge)] ? huge : page }
+
+        func runs(_ r: Range<UInt64>) -> [BackingRun] {
+            var out: [BackingRun] = []
+            var a = alignDown(r.lowerBound, page)
+            while a < r.upperBound {
+                let size = pageSize(at: a)
+                let end = min(alignDown(a, huge) + huge, alignUp(r.upperBound, page))
+                out.append(BackingRun(start: a, end: end, pageShift: size == huge ? 21 : 12,
+                                      flags: size == huge ? .huge : []))
+                a = end
+            }
+            return out
+        }
+
+        func pin(_ r: Range<UInt64>) -> PinnedRange {
+            let runs = runs(r)
+            let interval = Backing.lockInterval(runs, range: r)
+            return PinnedRange(range: r, lockInterval: interval,
+                               lockable: Backing.lockablePieces(runs, interval: interval),
+                               segments: Backing.segments(runs, range: r), pinFlags: 0)
+        }
+
+        /// The whole folios a byte range touches, as a page-index interval.
+        func folioPages(_ r: Range<UInt64>) -> Range<Int> {
+            let lo = alignDown(r.lowerBound, pageSize(at: r.lowerBound))
+            let last = r.upperBound - 1
+            let hi = alignDown(last, pageSize(at: last)) + pageSize(at: last)
+            return Int(lo / page)..<Int(hi / page)
+        }
+    }
+
+    @Test(arguments: 0..<30)
+    func lockInstructionsAreExact(seed: Int) throws {
+        var rng = SplitMix(seed: UInt64(seed) &* 7919)
+        let layout = Layout(hugeBlock: (0..<16).map { _ in Bool.random(using: &rng) })
+        let total = 16 * Self.huge
+        var table = PinTable()
+        let pageCount = Int(total / Self.page)
+        var locked = [Bool](repeating: false, count: pageCount)  // as the kernel would hold them
+        var live: [UInt64: Range<UInt64>] = [:]
+
+        func apply(lock pieces: [Range<UInt64>]) {
+            for piece in pieces {
+                #expect(piece.lowerBound % Self.page == 0 && piece.upperBound % Self.page == 0)
+                let pages = Int(piece.lowerBound / Self.page)..<Int(piece.upperBound / Self.page)
+                #expect(!pages.contains { locked[$0] }, "locked twice")
+                for p in pages { locked[p] = true }
+            }
+        }
+        func apply(unlock pieces: [Range<UInt64>]) {
+            for piece in pieces {
+                let pages = Int(piece.lowerBound / Self.page)..<Int(piece.upperBound / Self.page)
+                #expect(pages.allSatisfy { locked[$0] }, "unlocked what was not locked")
+                for p in pages { locked[p] = false }
+            }
+        }
+
+        for _ in 0..<300 {
+            let op = Int.random(in: 0..<10, using: &rng)
+            if live.isEmpty || (op < 4 && live.count < 24) {
+                let lo = UInt64.random(in: 0..<(total - 1), using: &rng)
+                let hi = UInt64.random(in: (lo + 1)...min(total, lo + 6 * Self.huge), using: &rng)
+                let (id, lock) = table.insert(layout.pin(lo..<hi))
+                apply(lock: lock)
+                live[id] = lo..<hi
+            } else if op < 7 {
+                let id = live.keys.sorted()[Int.random(in: 0..<live.count, using: &rng)]
+                let r = live[id]!
+                guard r.count > 1 else { continue }
+                let off = UInt64.random(in: 1..<UInt64(r.count), using: &rng)
+                let tail = try table.split(id, at: off)
+                live[id] = r.lowerBound..<(r.lowerBound + off)
+                live[tail] = (r.lowerBound + off)..<r.upperBound
+                #expect(table.range(id)?.range == live[id] && table.range(tail)?.range == live[tail])
+            } else {
+                let id = live.keys.sorted()[Int.random(in: 0..<live.count, using: &rng)]
+                let freed = table.remove(id)
+                #expect(freed != nil)
+                apply(unlock: freed ?? [])
+                live[id] = nil
+            }
+            var cover = [Int](repeating: 0, count: pageCount + 1)
+            for r in live.values {
+                let f = layout.folioPages(r)
+                cover[f.lowerBound] += 1
+                cover[f.upperBound] -= 1
+            }
+            var depth = 0
+            var expected = [Bool](repeating: false, count: pageCount)
+            for p in 0..<pageCount { depth += cover[p]; expected[p] = depth > 0 }
+            #expect(locked == expected)
+        }
+        for id in live.keys { apply(unlock: table.remove(id) ?? []) }
+        #expect(!locked.contains(true) && table.lockBoundaries == 0)
+    }
+
+    @Test func splitKeepsStraddlingFolioUntilBothGo() throws {
+        let layout = Layout(hugeBlock: Array(repeating: true, count: 16))
+        var table = PinTable()
+        let (id, lock) = table.insert(layout.pin((1 << 20)..<(7 << 20)))
+        #expect(lock == [0..<(8 << 20)])
+        let tail = try table.split(id, at: (2 << 20) + 100)
+        #expect(table.range(id)?.lockInterval == 0..<(4 << 20))
+        #expect(table.range(tail)?.lockInterval == (2 << 20)..<(8 << 20))
+        #expect(table.remove(tail) == [(4 << 20)..<(8 << 20)])
+        #expect(table.remove(id) == [0..<(4 << 20)])
+    }
+
+    @Test func splitRejectsOffsetsOutside() {
+        let layout = Layout(hugeBlock: Array(repeating: false, count: 16))
+        var table = PinTable()
+        let (id, _) = table.insert(layout.pin(100..<200))
+        #expect(throws: PinTable.SplitError.offsetOutside) { try table.split(id, at: 0) }
+        #expect(throws: PinTable.SplitError.offsetOutside) { try table.split(id, at: 100) }
+        #expect(throws: PinTable.SplitError.offsetOutside) { try table.split(id, at: .max) }
+        #expect(throws: PinTable.SplitError.notLive) { try table.split(id + 1, at: 5) }
+        #expect(table.count == 1)
+    }
+
+    @Test func handlesNeverMatchRealPointers() {
+        for id: UInt64 in [1, 2, 1 << 40] {
+            #expect(PinTable.id(forHandle: PinTable.handle(for: id)) == id)
+        }
+        // User-space and kernel-space canonical addresses are never handles.
+        for raw: UInt in [0, 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, 0xffff_ffff_ffff_ffff, 0x8001_0000_0000_0001] {
+            #expect(PinTable.id(forHandle: raw) == nil)
+        }
+    }
+
+    @Test func headerConstantsMatch() {
+        #expect(SegmentFlags.huge.rawValue == PHYR_SEG_HUGE)
+        #expect(SegmentFlags.hugetlb.rawValue == PHYR_SEG_HUGETLB)
+        #expect(SegmentFlags.shared.rawValue == PHYR_SEG_SHARED)
+        #expect(SegmentFlags.noFolio.rawValue == PHYR_SEG_NOFOLIO)
+        #expect(PinFlag.write == PHYR_PIN_WRITE && PinFlag.phys == PHYR_PIN_PHYS)
+        #expect(physUnknown == PHYR_PHYS_UNKNOWN)
+        #expect(MemoryLayout<phyr_seg>.size == 32)
+        #expect(MemoryLayout<phyr_pm_scan_arg>.size == 96)
+        #expect(MemoryLayout<phyr_procmap_query>.size == 104)
+    }
+}
