@@ -27,6 +27,8 @@ struct Mapping: Equatable, Sendable {
     var readable: Bool
     var writable: Bool
     var shared: Bool
+    /// Backed by a file (page cache, shmem, hugetlbfs), not anonymous memory.
+    var fileBacked: Bool = false
     /// The VMA's kernel page size: 4 KiB, or the hugetlb page size.
     var pageSize: UInt64
     /// The mapping has no folios (VM_PFNMAP / VM_IO), when the source says so.

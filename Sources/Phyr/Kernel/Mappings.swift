@@ -52,6 +52,7 @@ enum Mappings {
                 readable: f & UInt64(PHYR_PROCMAP_QUERY_VMA_READABLE) != 0,
                 writable: f & UInt64(PHYR_PROCMAP_QUERY_VMA_WRITABLE) != 0,
                 shared: f & UInt64(PHYR_PROCMAP_QUERY_VMA_SHARED) != 0,
+                fileBacked: q.inode != 0,
                 pageSize: max(q.vma_page_size, basePageSize),
                 noFolio: false, pmdMappedBytes: 0,
                 name: q.vma_name_size > 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""))
@@ -85,6 +86,7 @@ enum Mappings {
                                   readable: perms[0] == UInt8(ascii: "r"),
                                   writable: perms[1] == UInt8(ascii: "w"),
                                   shared: perms[3] == UInt8(ascii: "s"),
+                                  fileBacked: fields[4] != ArraySlice([UInt8(ascii: "0")]),
                                   pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0,
                                   name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
                 continue

@@ -1,0 +1,254 @@
+/*
+ * bench_pin - libphyr against the baselines it replaces, measured in one run.
+ *
+ * Prints a table of medians and ratios; asserts nothing (the machines are
+ * shared and noisy).  Needs root for the physical-address rows.
+ */
+#define _GNU_SOURCE
+#include <phyr.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
+#define PAGE UINT64_C(4096)
+#define HUGE2M (2 * MiB)
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return v[n / 2];
+}
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "bench: %s: %s (%s)\n", what, strerror(rc < 0 ? -rc : errno), phyr_last_error());
+	exit(1);
+}
+
+static char *alloc(size_t len, int huge)
+{
+	char *raw = mmap(NULL, len + HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		die("mmap", -errno);
+	char *p = (char *)(((uintptr_t)raw + HUGE2M - 1) & ~(uintptr_t)(HUGE2M - 1));
+	madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	memset(p, 0x11, len);
+	return p;
+}
+
+static void row(const char *what, double ours, const char *base_name, double base, const char *target)
+{
+	double ratio = base / ours;
+	char r[32];
+	if (ratio >= 1.0)
+		snprintf(r, sizeof r, "%.1fx faster", ratio);
+	else
+		snprintf(r, sizeof r, "%.2fx slower", 1.0 / ratio);
+	printf("| %-44s | %10.3f ms | %-34s | %10.3f ms | %-14s | %-16s |\n", what, ours * 1e3, base_name, base * 1e3, r,
+	       target);
+}
+
+/* ---- 1: PHYR_PIN_PHYS of 1 GiB THP against DPDK-style per-page lookups. */
+static void phys_pin(void)
+{
+	char *p = alloc(GiB, 1);
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t e = 0;
+	if (pread(fd, &e, 8, (off_t)((uintptr_t)p / PAGE * 8)) != 8 || (e & ((UINT64_C(1) << 55) - 1)) == 0) {
+		printf("| %-44s | needs CAP_SYS_ADMIN (run as root): skipped |\n", "pin 1 GiB THP with PHYR_PIN_PHYS");
+		munmap(p, GiB);
+		close(fd);
+		return;
+	}
+	static struct phyr_seg segs[1024];
+	double ours[7], per_page[3], floor_[7];
+	for (int i = 0; i < 7; i++) {
+		phyr_t *r;
+		double t = now();
+		int rc = phyr_pin(p, GiB, PHYR_PIN_PHYS, &r);
+		if (rc)
+			die("phyr_pin", rc);
+		int n = phyr_segs(r, segs, 1024);
+		ours[i] = now() - t;
+		if (n < 1)
+			die("phyr_segs", n);
+		phyr_unpin(r);
+
+		t = now();
+		mlock(p, GiB);
+		for (uint64_t off = 0; off < GiB; off += HUGE2M)
+			if (pread(fd, &e, 8, (off_t)(((uintptr_t)p + off) / PAGE * 8)) != 8)
+				die("pread", -errno);
+		floor_[i] = now() - t;
+		munlock(p, GiB);
+	}
+	for (int i = 0; i < 3; i++) {
+		double t = now();
+		mlock(p, GiB);
+		for (uint64_t off = 0; off < GiB; off += PAGE)
+			if (pread(fd, &e, 8, (off_t)(((uintptr_t)p + off) / PAGE * 8)) != 8)
+				die("pread", -errno);
+		per_page[i] = now() - t;
+		munlock(p, GiB);
+	}
+	double o = median(ours, 7);
+	row("pin 1 GiB THP, PHYR_PIN_PHYS, + phyr_segs", o, "mlock + pagemap read per 4 KiB", median(per_page, 3),
+	    ">= 100x faster");
+	row("", o, "mlock + pagemap read per 2 MiB", median(floor_, 7), "<= 2x slower");
+	close(fd);
+	munmap(p, GiB);
+}
+
+/* ---- 2: 1 GiB of base pages without PHYR_PIN_PHYS against bare mlock. */
+static void base_pin(void)
+{
+	char *p = alloc(GiB, 0);
+	double ours[5], raw[5];
+	for (int i = 0; i < 5; i++) {
+		double t = now();
+		if (mlock(p, GiB))
+			die("mlock", -errno);
+		raw[i] = now() - t;
+		munlock(p, GiB);
+
+		phyr_t *r;
+		t = now();
+		int rc = phyr_pin(p, GiB, 0, &r);
+		ours[i] = now() - t;
+		if (rc)
+			die("phyr_pin", rc);
+		phyr_unpin(r);
+	}
+	row("pin 1 GiB of 4 KiB pages", median(ours, 5), "mlock of the same memory", median(raw, 5), "<= 1.2x slower");
+	munmap(p, GiB);
+}
+
+/* ---- 3: split and unpin per operation as live ranges grow. */
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static void split_unpin(char *p, int n, double *split_ns, double *unpin_ns)
+{
+	phyr_t **h = malloc(sizeof *h * (size_t)n);
+	int rc = phyr_pin(p, GiB, 0, &h[0]);
+	if (rc)
+		die("phyr_pin", rc);
+	uint64_t step = GiB / (uint64_t)n;
+	double t = now();
+	for (int i = 1; i < n; i++) {
+		rc = phyr_split(h[i - 1], step, &h[i]);
+		if (rc)
+			die("phyr_split", rc);
+	}
+	*split_ns = (now() - t) / (n - 1) * 1e9;
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)(next_rand() % (uint64_t)(i + 1));
+		phyr_t *x = h[i];
+		h[i] = h[j];
+		h[j] = x;
+	}
+	t = now();
+	for (int i = 0; i < n; i++)
+		if ((rc = phyr_unpin(h[i])))
+			die("phyr_unpin", rc);
+	*unpin_ns = (now() - t) / n * 1e9;
+	free(h);
+}
+
+static void scaling(void)
+{
+	char *p = alloc(GiB, 1);
+	double s1, u1, s2, u2;
+	split_unpin(p, 1000, &s1, &u1);
+	split_unpin(p, 100000, &s2, &u2);
+	printf("| %-44s | %10.0f ns | %-34s | %10.0f ns | %-14s | %-16s |\n", "phyr_split, 100,000 live ranges", s2,
+	       "phyr_split, 1,000 live ranges", s1, "", "O(log n)");
+	printf("| %-44s | %10.0f ns | %-34s | %10.0f ns | %-14s | %-16s |\n", "phyr_unpin, 100,000 live ranges", u2,
+	       "phyr_unpin, 1,000 live ranges", u1, "", "O(log n)");
+	munmap(p, GiB);
+}
+
+/* ---- 4: 16,384 single-page pins in a process with ~33,000 mappings. */
+static void many_pins(void)
+{
+	enum { N = 16384 };
+	char *p = alloc(2 * N * PAGE, 0);
+	char *q = alloc(2 * N * PAGE, 0);
+	static phyr_t *h[N];
+	/* The baseline first, undone before ours: both together would pass
+	 * vm.max_map_count. */
+	double t = now();
+	for (int i = 0; i < N; i++)
+		if (mlock(q + 2 * (uint64_t)i * PAGE, PAGE))
+			die("mlock", -errno);
+	double t_raw = now() - t;
+	munlock(q, 2 * N * PAGE);
+
+	double t0 = now(), first = 0;
+	for (int i = 0; i < N; i++) {
+		int rc = phyr_pin(p + 2 * (uint64_t)i * PAGE + 8, 100, 0, &h[i]);
+		if (rc)
+			die("phyr_pin", rc);
+		if (i == 1023)
+			first = now() - t0;
+	}
+	double t_ours = now() - t0;
+	/* The last 1,024 again, now that the process has its ~33,000 mappings. */
+	for (int i = N - 1024; i < N; i++)
+		phyr_unpin(h[i]);
+	t = now();
+	for (int i = N - 1024; i < N; i++)
+		if (phyr_pin(p + 2 * (uint64_t)i * PAGE + 8, 100, 0, &h[i]))
+			die("phyr_pin", -1);
+	double t_last = now() - t;
+	row("16,384 single-page pins (~33,000 mappings)", t_ours, "16,384 single-page mlocks", t_raw, "< 500 ms total");
+	printf("| %-44s | %10.0f ns | %-34s | %10.0f ns | %-14s | %-16s |\n", "  per pin, last 1,024 (33,000 mappings)",
+	       t_last / 1024 * 1e9, "per pin, first 1,024", first / 1024 * 1e9, "", "flat");
+	for (int i = 0; i < N; i++)
+		phyr_unpin(h[i]);
+	munmap(p, 2 * N * PAGE);
+	munmap(q, 2 * N * PAGE);
+}
+
+int main(void)
+{
+	printf("libphyr %s bench: medians; each ratio is against a baseline run in this same process\n\n",
+	       phyr_version());
+	printf("| %-44s | %13s | %-34s | %13s | %-14s | %-16s |\n", "libphyr", "time", "baseline", "time", "ratio",
+	       "target");
+	printf("|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------", "---------------",
+	       "------------------------------------", "---------------", "----------------", "------------------");
+	phys_pin();
+	base_pin();
+	scaling();
+	many_pins();
+	return 0;
+}
