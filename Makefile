@@ -12,6 +12,7 @@ SONAME   := libphyr.so.0
 PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
+MANDIR   ?= $(PREFIX)/share/man
 SWIFT    ?= swift
 CC       ?= cc
 CXX      ?= c++
@@ -45,13 +46,15 @@ $(RELEASE)/libphyr.so: $(SOURCES)
 	$(SWIFT) build -c release --product phyr $(SWIFT_LINK)
 
 # DESTDIR-aware install: the real file, the soname and dev links, the
-# header and the pkg-config file.
+# header, the pkg-config file and the man pages.
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
 	install -m 755 $(RELEASE)/libphyr.so $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
 	ln -sf libphyr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphyr.so
 	install -m 644 include/phyr.h $(DESTDIR)$(INCDIR)/phyr.h
+	install -d $(DESTDIR)$(MANDIR)/man3
+	install -m 644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' pkgconfig/phyr.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/phyr.pc
 

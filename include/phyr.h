@@ -170,7 +170,8 @@ PHYR_API const char *phyr_version(void);
  * phyr_last_error - what went wrong in this thread's last failed call.
  *
  * A sentence naming the address, mapping or limit at fault; "" when no call
- * has failed in this thread.  Valid until the thread's next libphyr call.
+ * has failed in this thread.  Successful calls leave it alone; it stays
+ * valid until the next failed call in the same thread.
  */
 PHYR_API const char *phyr_last_error(void);
 

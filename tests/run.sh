@@ -84,6 +84,9 @@ run "abi: soname libphyr.so.0, NODELETE, no Swift runtime in NEEDED" sh -c '
 	echo "$d" | grep -q "NODELETE" || { echo "no NODELETE"; exit 1; }
 	if echo "$d" | grep NEEDED | grep -i swift; then exit 1; fi' - "$lib"
 
+run "abi: every exported function has a man page that names it" sh -c '
+	for f in $1; do grep -q "^\.BI\? .*$f" "man/$f.3" 2>/dev/null || { echo "man/$f.3 missing or wrong"; exit 1; }; done' - "$api"
+
 pc="env PKG_CONFIG_PATH=$STAGE/lib/pkgconfig pkg-config"
 run "abi: example builds with pkg-config as c99 -pedantic and runs" sh -c "
 	$CC -std=c99 -Wall -Wextra -Werror -pedantic \$($pc --cflags phyr) examples-c/pin_segments.c \
