@@ -88,9 +88,9 @@ hugepages:
 	  echo "not root: hugetlb pages are not reserved; hugetlb tests will skip"; \
 	fi
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h | stage
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/ring_io.h $(RELEASE)/libphyr.so | stage
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) $(PHYR_CFLAGS) $< -o $@ $(PHYR_LIBS)
+	$(CC) $(TEST_CFLAGS) $(PHYR_CFLAGS) $< -o $@ $(PHYR_LIBS) -luring
 
 check: deps hugepages check-swift check-c
 

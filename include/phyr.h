@@ -15,7 +15,8 @@
  *   - any function may be called from any thread at any time.
  *
  * Needs Linux.  Best on 6.11+ (PROCMAP_QUERY) and 6.7+ (PAGEMAP_SCAN); older
- * kernels take slower fallbacks with the same results.
+ * kernels take slower fallbacks with the same results.  The io_uring half
+ * needs 5.19+ and grows buffer tables without re-pinning on 6.13+.
  */
 #ifndef PHYR_H
 #define PHYR_H
@@ -34,7 +35,7 @@ extern "C" {
 #endif
 
 #define PHYR_VERSION_MAJOR 0
-#define PHYR_VERSION_MINOR 1
+#define PHYR_VERSION_MINOR 2
 #define PHYR_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- types */
@@ -46,6 +47,13 @@ extern "C" {
  */
 typedef struct phyr phyr_t;
 
+/* Ranges registered as fixed buffers in one io_uring.  Opaque, checked like
+ * phyr_t. */
+typedef struct ring_reg ring_reg_t;
+
+/* liburing's ring; include <liburing.h> to make one. */
+struct io_uring;
+
 /* One run of a range with uniform backing. */
 struct phyr_seg {
 	uint64_t addr;        /* user virtual address of the run's first byte */
@@ -54,6 +62,20 @@ struct phyr_seg {
 	uint32_t page_shift;  /* log2 of the backing page size: 12, 21, 30 ... */
 	uint32_t flags;       /* PHYR_SEG_* */
 };
+
+/* One registered fixed buffer. */
+struct ring_buf {
+	uint64_t addr;        /* user address of the buffer's first byte */
+	uint64_t len;         /* bytes, at most 1 GiB */
+	uint32_t index;       /* buf_index for READ_FIXED / WRITE_FIXED / SEND_ZC */
+	uint32_t page_shift;  /* backing page size of the whole buffer */
+	uint32_t flags;       /* RING_BUF_* */
+	uint32_t resv;
+};
+
+/* The buffer's layout meets the kernel's coalescing rules: it is held as one
+ * entry per huge page, not one per 4 KiB page. */
+#define RING_BUF_COALESCED 0x1u
 
 /* phys of a segment whose physical address is not known. */
 #define PHYR_PHYS_UNKNOWN 0xffffffffffffffffULL
@@ -160,6 +182,78 @@ PHYR_API int phyr_range(const phyr_t *r, void **addr, size_t *len);
  * with nr > 0.
  */
 PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
+
+/* ------------------------------------------------------ io_uring buffers */
+
+/*
+ * ring_register_ranges - register pinned ranges as io_uring fixed buffers.
+ *
+ * The ranges are merged where they overlap or touch and cut where the page
+ * size changes, where they are not contiguous, and at the kernel's 1 GiB
+ * buffer limit on a huge-page boundary, so that every huge-page buffer meets
+ * the kernel's coalescing rules and costs one kernel entry per huge page.
+ * Buffers are registered in address order, in ascending slots.
+ *
+ * libphyr owns the ring's buffer table: it creates it on first use, sized to
+ * what is registered plus a little room (the kernel's lock accounting walks
+ * every slot per huge page, so tables are never made large up front), grows
+ * it on demand up to 16384 slots without re-pinning (Linux 6.13+; older
+ * kernels re-register), shares it between registrations and reuses freed
+ * slots.  It destroys the table when the ring's last registration goes.
+ *
+ * The registration holds its own reference to each range: the caller may
+ * phyr_unpin() its handles at once; the memory stays pinned until
+ * ring_unregister_ranges().  libphyr keeps its own duplicate of the ring's fd
+ * while it has buffers registered in it, so a ring the caller exits first
+ * stays valid for ring_unregister_ranges().
+ *
+ * All or nothing: on failure nothing is registered and no reference is held.
+ * Returns 0 and the registration in *out, or:
+ *   -EINVAL      ring, ranges or out NULL, nr 0, flags not 0, a handle not a
+ *                live range, or the ring's fd not an io_uring;
+ *   -EOPNOTSUPP  a range has memory with no folio (PHYR_SEG_NOFOLIO);
+ *   -EACCES      a range lies in a read-only mapping (io_uring pins for write);
+ *   -EBUSY       the ring already has a buffer table libphyr did not create;
+ *   -ENOSPC      the buffers do not fit the 16384 slots of a table;
+ *   -ENOMEM      RLIMIT_MEMLOCK cannot cover the kernel's lock charge (huge
+ *                pages charged once per ring): the message gives both;
+ *   -EEXIST      an IORING_SETUP_SINGLE_ISSUER ring, from another thread;
+ *   other        what the kernel answered, with the buffer in the message.
+ */
+PHYR_API int ring_register_ranges(struct io_uring *ring, phyr_t *const *ranges,
+				  unsigned nr, unsigned flags, ring_reg_t **out);
+
+/*
+ * ring_reg_bufs - the buffers of a registration.
+ *
+ * Returns their count and fills the first min(nr, count) of bufs (bufs may be
+ * NULL when nr is 0), sorted by address.  -EINVAL when reg is not live.
+ */
+PHYR_API int ring_reg_bufs(const ring_reg_t *reg, struct ring_buf *bufs,
+			   unsigned nr);
+
+/*
+ * ring_reg_lookup - which buffer holds an address.
+ *
+ * Stores the buffer's index in *index and, in *avail, how many of the len
+ * bytes from addr stay inside it (<= len): split I/O that crosses into the
+ * next buffer there.  Either pointer may be NULL.  A binary search: no lock,
+ * no syscall, safe from any number of threads at once (but not concurrently
+ * with ring_unregister_ranges() of the same reg).
+ * Returns 0, -ENOENT when no buffer of reg holds addr, -EINVAL when reg is
+ * not live.
+ */
+PHYR_API int ring_reg_lookup(const ring_reg_t *reg, const void *addr,
+			     size_t len, unsigned *index, size_t *avail);
+
+/*
+ * ring_unregister_ranges - free the slots and drop the references.
+ *
+ * I/O already in flight on these buffers completes safely: the kernel holds
+ * its own pins until it does.  Returns 0, -EINVAL when reg is not live, or
+ * what the kernel answered (nothing is released then).
+ */
+PHYR_API int ring_unregister_ranges(ring_reg_t *reg);
 
 /* ---------------------------------------------------------- diagnostics */
 

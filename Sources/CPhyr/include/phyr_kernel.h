@@ -91,4 +91,66 @@ void phyr_shim_touch_write(void *addr, size_t len, size_t step);
 /* ioctl(2) with a pointer argument: Swift cannot call C variadics directly. */
 int phyr_shim_ioctl(int fd, unsigned long request, void *arg);
 
+/* ---- io_uring (include/uapi/linux/io_uring.h), called on the ring's fd */
+
+#define PHYR_IORING_REGISTER_BUFFERS        0u
+#define PHYR_IORING_UNREGISTER_BUFFERS      1u
+#define PHYR_IORING_REGISTER_BUFFERS2       15u
+#define PHYR_IORING_REGISTER_BUFFERS_UPDATE 16u
+#define PHYR_IORING_REGISTER_CLONE_BUFFERS  30u /* Linux 6.12; offsets 6.13 */
+
+#define PHYR_IORING_RSRC_REGISTER_SPARSE (1u << 0)
+#define PHYR_IORING_REGISTER_DST_REPLACE (1u << 1)
+/* The kernel's limit on a buffer table (IORING_MAX_REG_BUFFERS). */
+#define PHYR_IORING_MAX_REG_BUFFERS (1u << 14)
+
+struct phyr_iovec {
+	uint64_t base;
+	uint64_t len;
+};
+
+struct phyr_rsrc_register {
+	uint32_t nr;
+	uint32_t flags;
+	uint64_t resv2;
+	uint64_t data;
+	uint64_t tags;
+};
+
+struct phyr_rsrc_update2 {
+	uint32_t offset;
+	uint32_t resv;
+	uint64_t data;
+	uint64_t tags;
+	uint32_t nr;
+	uint32_t resv2;
+};
+
+struct phyr_clone_buffers {
+	uint32_t src_fd;
+	uint32_t flags;
+	uint32_t src_off;
+	uint32_t dst_off;
+	uint32_t nr;
+	uint32_t pad[3];
+};
+
+struct io_uring;
+
+/* The ring's file descriptor, read out of liburing's struct io_uring. */
+int phyr_shim_ring_fd(const struct io_uring *ring);
+
+/* io_uring_register(2); returns the result or -errno. */
+int phyr_shim_io_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args);
+
+/* A minimal io_uring (no mappings), for cloning buffer tables; fd or -errno. */
+int phyr_shim_io_uring_setup(unsigned entries);
+
+/* kcmp(KCMP_FILE): 1 when both descriptors name one open file, 0 when not,
+ * -errno when the kernel cannot tell. */
+int phyr_shim_same_file(int fd1, int fd2);
+
+/* Whether capability `cap` is in this thread's effective set. */
+int phyr_shim_has_capability(int cap);
+
 #endif /* PHYR_KERNEL_H */

@@ -48,6 +48,15 @@ struct PinTable {
         return (id, Self.intersect(fresh, pin.lockable))
     }
 
+    /// Another reference to live range `id`: a new id over the same memory
+    /// that keeps it locked on its own.  Nil when `id` is not live.
+    mutating func retain(_ id: UInt64) -> UInt64? {
+        guard let pin = live[id] else { return nil }
+        let (copy, lock) = insert(pin)
+        assert(lock.isEmpty, "a live range's memory is already locked")
+        return copy
+    }
+
     /// Removes a range; returns the memory that must now be unlocked, or nil
     /// when `id` is not live.
     mutating func remove(_ id: UInt64) -> [Range<UInt64>]? {

@@ -1,0 +1,60 @@
+/*
+ * The io_uring edge.  The only file that sees <liburing.h>: its feature
+ * macros clash with Swift's Glibc module, so Swift gets plain functions.
+ * Registration itself needs no liburing function, only io_uring_register(2)
+ * on the ring's fd, so libphyr does not link liburing.
+ */
+#include "phyr_kernel.h"
+
+#include <errno.h>
+#include <linux/capability.h>
+#include <liburing.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_kcmp
+#define SYS_kcmp 312
+#endif
+#define PHYR_KCMP_FILE 0
+
+int phyr_shim_ring_fd(const struct io_uring *ring)
+{
+	return ring->ring_fd;
+}
+
+int phyr_shim_io_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args)
+{
+	long ret;
+	do {
+		ret = syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
+	} while (ret < 0 && errno == EINTR);
+	return ret < 0 ? -errno : (int)ret;
+}
+
+int phyr_shim_io_uring_setup(unsigned entries)
+{
+	struct io_uring_params p;
+	memset(&p, 0, sizeof p);
+	long ret = syscall(__NR_io_uring_setup, entries, &p);
+	return ret < 0 ? -errno : (int)ret;
+}
+
+int phyr_shim_same_file(int fd1, int fd2)
+{
+	pid_t pid = getpid();
+	long ret = syscall(SYS_kcmp, pid, pid, PHYR_KCMP_FILE, fd1, fd2);
+	if (ret < 0)
+		return -errno;
+	return ret == 0;
+}
+
+int phyr_shim_has_capability(int cap)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof data);
+	if (syscall(SYS_capget, &hdr, data) != 0 || cap < 0 || cap >= 64)
+		return 0;
+	return (data[cap / 32].effective >> (cap % 32)) & 1;
+}

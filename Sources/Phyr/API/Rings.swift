@@ -1,0 +1,73 @@
+import CPhyr
+import Glibc
+
+// The C entry points for io_uring buffers: validate, convert, call, map errors.
+
+@c @implementation
+public func ring_register_ranges(_ ring: OpaquePointer?, _ ranges: UnsafePointer<OpaquePointer?>?, _ nr: UInt32,
+                                 _ flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guard let ring else { return fail(PhyrError(EINVAL, "ring_register_ranges: ring is NULL")) }
+    guard let out else { return fail(PhyrError(EINVAL, "ring_register_ranges: out is NULL")) }
+    guard let ranges, nr > 0 else { return fail(PhyrError(EINVAL, "ring_register_ranges: no ranges (ranges NULL or nr 0)")) }
+    guard flags == 0 else { return fail(PhyrError(EINVAL, "ring_register_ranges: flags must be 0, not \(hex(UInt64(flags)))")) }
+    var ids: [UInt64] = []
+    ids.reserveCapacity(Int(nr))
+    for i in 0..<Int(nr) {
+        switch pinID(ranges[i], "ring_register_ranges: ranges[\(i)]") {
+        case .success(let id): ids.append(id)
+        case .failure(let e): return fail(e)
+        }
+    }
+    do throws(PhyrError) {
+        let handle = try Registrar.register(ring: ring, ranges: ids)
+        out.pointee = OpaquePointer(bitPattern: handle)
+        return 0
+    } catch {
+        return fail(error)
+    }
+}
+
+@c @implementation
+public func ring_reg_bufs(_ reg: OpaquePointer?, _ bufs: UnsafeMutablePointer<ring_buf>?, _ nr: UInt32) -> Int32 {
+    if bufs == nil && nr > 0 { return fail(PhyrError(EINVAL, "ring_reg_bufs: bufs is NULL but nr is \(nr)")) }
+    guard let index = Registrar.index(UnsafeRawPointer(reg)) else { return notLive("ring_reg_bufs", reg) }
+    let n = index.count
+    if let bufs {
+        for i in 0..<min(n, Int(nr)) {
+            bufs[i] = ring_buf(addr: index.starts[i], len: index.ends[i] - index.starts[i], index: index.slots[i],
+                               page_shift: index.shifts[i], flags: index.flags[i], resv: 0)
+        }
+    }
+    return Int32(clamping: n)
+}
+
+@c @implementation
+public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ len: Int,
+                            _ index: UnsafeMutablePointer<UInt32>?, _ avail: UnsafeMutablePointer<Int>?) -> Int32 {
+    guard let table = Registrar.index(UnsafeRawPointer(reg)) else { return notLive("ring_reg_lookup", reg) }
+    let a = UInt64(UInt(bitPattern: addr))
+    guard let i = table.find(a) else {
+        return fail(PhyrError(ENOENT, "ring_reg_lookup: no buffer of this registration holds \(hex(a))"))
+    }
+    index?.pointee = table.slots[i]
+    let room = table.ends[i] - a
+    let want = UInt64(UInt(bitPattern: len))
+    avail?.pointee = Int(bitPattern: UInt(min(room, want)))
+    return 0
+}
+
+@c @implementation
+public func ring_unregister_ranges(_ reg: OpaquePointer?) -> Int32 {
+    do throws(PhyrError) {
+        try Registrar.unregister(UnsafeRawPointer(reg))
+        return 0
+    } catch {
+        return fail(error)
+    }
+}
+
+private func notLive(_ function: String, _ reg: OpaquePointer?) -> Int32 {
+    guard let reg else { return fail(PhyrError(EINVAL, "\(function): reg is NULL")) }
+    return fail(PhyrError(EINVAL, "\(function): \(hex(UInt64(UInt(bitPattern: reg)))) is not a live registration "
+                          + "(already unregistered, or not a handle libphyr returned)"))
+}

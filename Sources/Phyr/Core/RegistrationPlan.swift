@@ -1,0 +1,178 @@
+/// One fixed buffer the planner asks the kernel for.
+struct BufferUnit: Equatable, Sendable {
+    var addr: UInt64
+    var len: UInt64
+    var pageShift: UInt32
+
+    var end: UInt64 { addr + len }
+    var pageSize: UInt64 { 1 << UInt64(pageShift) }
+    var isHuge: Bool { pageShift > basePageShift }
+
+    /// The buffer meets the kernel's coalescing rules: one page size, whole
+    /// folios in the middle, the first running to its own end.  Every huge unit
+    /// the planner emits does, unless a folio is larger than a buffer may be.
+    var coalesces: Bool { isHuge && (pageSize <= RegistrationPlan.maxBufferLength || len <= pageSize) }
+
+    /// Whole pages (folios, when it coalesces) the buffer touches.
+    var pagesTouched: UInt64 {
+        let size = coalesces ? pageSize : basePageSize
+        return (alignUp(end, size) - alignDown(addr, size)) / size
+    }
+
+    /// What the kernel keeps for it: one bio_vec and one pin per folio when it
+    /// coalesces, per 4 KiB page when it does not.
+    var kernelEntries: UInt64 { pagesTouched }
+
+    /// Bytes the kernel charges to RLIMIT_MEMLOCK for it, before it notices
+    /// huge pages it already charged in this ring.
+    var lockCharge: UInt64 { pagesTouched * (coalesces ? pageSize : basePageSize) }
+
+    /// The whole folios under it, as the kernel accounts them.
+    var folioSpan: Range<UInt64> {
+        let size = coalesces ? pageSize : basePageSize
+        return alignDown(addr, size)..<alignUp(end, size)
+    }
+}
+
+/// Segments in, buffer units out: the layout that lets the kernel hold every
+/// huge-page buffer as one entry per huge page.
+///
+/// The kernel coalesces a buffer only when all of it is one folio size
+/// (io_uring/rsrc.c, io_check_coalesce_buffer), and takes at most 1 GiB per
+/// buffer.  So: cut where the page size changes, where memory is not
+/// contiguous, and at 1 GiB — on a folio boundary, so both pieces still
+/// coalesce.  Overlapping and adjacent ranges of one page size merge, so no
+/// slot is spent twice.  Units come out in address order, which keeps the
+/// kernel's per-huge-page "already charged?" scan short.
+struct RegistrationPlan: Sendable {
+    /// The kernel's limit on one fixed buffer (io_validate_user_buf_range).
+    static let maxBufferLength: UInt64 = 1 << 30
+
+    enum Refusal: Error, Equatable {
+        /// Memory with no folio (VM_PFNMAP / VM_IO) cannot be a fixed buffer.
+        case noFolio(Segment)
+    }
+
+    private(set) var units: [BufferUnit] = []
+
+    init(segments: [Segment], maxUnit: UInt64 = RegistrationPlan.maxBufferLength) throws(Refusal) {
+        if let bad = segments.first(where: { $0.flags.contains(.noFolio) }) { throw .noFolio(bad) }
+        for run in Self.uniformRuns(segments) {
+            cut(run, maxUnit: maxUnit)
+        }
+    }
+
+    /// Total of `kernelEntries` over all units.
+    var kernelEntries: UInt64 { units.reduce(0) { $0 + $1.kernelEntries } }
+
+    private mutating func cut(_ run: (lo: UInt64, hi: UInt64, shift: UInt32), maxUnit: UInt64) {
+        let folio: UInt64 = 1 << UInt64(run.shift)
+        var lo = run.lo
+        while lo < run.hi {
+            var hi = run.hi - lo > maxUnit ? lo + maxUnit : run.hi
+            if hi < run.hi && run.shift > basePageShift {
+                // End on a folio boundary; a folio bigger than a buffer may be
+                // cannot coalesce anyway, so it is cut where the limit falls.
+                let boundary = alignDown(hi, folio)
+                if boundary > lo { hi = boundary }
+            }
+            units.append(BufferUnit(addr: lo, len: hi - lo, pageShift: run.shift))
+            lo = hi
+        }
+    }
+
+    /// Maximal runs of one page size covering the union of `segments`.  Where
+    /// two descriptions of the same memory disagree, the smaller page size
+    /// wins: a buffer planned as huge over base pages would not coalesce.
+    static func uniformRuns(_ segments: [Segment]) -> [(lo: UInt64, hi: UInt64, shift: UInt32)] {
+        var events: [(at: UInt64, delta: Int, shift: UInt32)] = []
+        events.reserveCapacity(segments.count * 2)
+        for s in segments where s.len > 0 {
+            events.append((s.addr, 1, s.pageShift))
+            events.append((s.end, -1, s.pageShift))
+        }
+        events.sort { $0.at < $1.at }
+        var active: [UInt32: Int] = [:]
+        var runs: [(lo: UInt64, hi: UInt64, shift: UInt32)] = []
+        var i = 0
+        while i < events.count {
+            let at = events[i].at
+            while i < events.count && events[i].at == at {
+                active[events[i].shift, default: 0] += events[i].delta
+                if active[events[i].shift] == 0 { active[events[i].shift] = nil }
+                i += 1
+            }
+            guard i < events.count, let shift = active.keys.min() else { continue }
+            let next = events[i].at
+            if var last = runs.last, last.hi == at, last.shift == shift {
+                last.hi = next
+                runs[runs.count - 1] = last
+            } else {
+                runs.append((at, next, shift))
+            }
+        }
+        return runs
+    }
+}
+
+/// Which slots of a ring's buffer table hold what.  Slots are handed out
+/// lowest first, so units registered in address order get ascending indices.
+struct SlotTable: Sendable {
+    private(set) var size: Int
+    private var occupant: [UInt64?]  // registration id per slot
+    private(set) var used = 0
+
+    init(size: Int) {
+        self.size = size
+        occupant = Array(repeating: nil, count: size)
+    }
+
+    var free: Int { size - used }
+
+    func isFree(_ slot: Int) -> Bool { slot < size && occupant[slot] == nil }
+
+    /// The lowest `count` free slots, or nil when there are not that many.
+    func lowestFree(_ count: Int) -> [Int]? {
+        guard count <= free else { return nil }
+        var out: [Int] = []
+        out.reserveCapacity(count)
+        for i in 0..<size where occupant[i] == nil {
+            out.append(i)
+            if out.count == count { break }
+        }
+        return out
+    }
+
+    mutating func take(_ slots: [Int], for registration: UInt64) {
+        for s in slots where occupant[s] == nil {
+            occupant[s] = registration
+            used += 1
+        }
+    }
+
+    mutating func release(_ slots: [Int]) {
+        for s in slots where s < size && occupant[s] != nil {
+            occupant[s] = nil
+            used -= 1
+        }
+    }
+
+    mutating func grow(to newSize: Int) {
+        guard newSize > size else { return }
+        occupant.append(contentsOf: repeatElement(nil, count: newSize - size))
+        size = newSize
+    }
+
+    /// Consecutive runs of slot numbers, for batching kernel updates.
+    static func runs(_ slots: [Int]) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        for s in slots.sorted() {
+            if let last = out.last, last.upperBound == s {
+                out[out.count - 1] = last.lowerBound..<(s + 1)
+            } else {
+                out.append(s..<(s + 1))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,352 @@
+import CPhyr
+import Glibc
+import Synchronization
+
+/// What libphyr knows about one ring whose buffer table it owns.
+struct RingState {
+    /// libphyr's own duplicate of the ring's fd.  It identifies the ring when
+    /// the caller's fd number is reused (kcmp), keeps every registration
+    /// unregisterable after the caller's io_uring_queue_exit(), and is closed,
+    /// with the table destroyed, when the ring's last registration goes.
+    var fd: Int32
+    var slots: SlotTable
+    /// The kernel table's contents, slot by slot, for re-registration.
+    var iovecs: [phyr_iovec]
+    var registrations: Set<UInt64> = []
+    /// Huge folios this ring's table has been charged for (the kernel charges
+    /// each once per ring), and base-page bytes.
+    var hugeCharged = CountedIntervalMap()
+    var chargedBytes: UInt64 = 0
+}
+
+struct Registration {
+    var ring: UInt64
+    var units: [BufferUnit]
+    var slots: [Int]
+    var retained: [UInt64]
+    var index: BufferIndex
+    var generation: UInt64
+    var hugeSpans: [Range<UInt64>]
+    var charge: UInt64
+}
+
+struct RegistrarState {
+    var rings: [UInt64: RingState] = [:]
+    var ringByFd: [Int32: UInt64] = [:]
+    var nextRing: UInt64 = 1
+    /// By handle slot.
+    var registrations: [Int: Registration] = [:]
+    var freeHandleSlots: [Int] = Array((0..<RegistrationHandles.capacity).reversed())
+    var generations = [UInt64](repeating: 0, count: RegistrationHandles.capacity)
+    var cloneUnsupported = false
+}
+
+/// ring_register_ranges and ring_unregister_ranges.  Slow path: one lock for
+/// all rings.  The lookup path never takes it.
+enum Registrar {
+    static let state = Mutex(RegistrarState(cloneUnsupported: forcedCloneFallback))
+
+    static var forcedCloneFallback: Bool {
+        guard let raw = getenv("PHYR_FORCE_FALLBACK") else { return false }
+        return String(cString: raw).split(separator: ",").contains("clone")
+    }
+
+    static let maxSlots = Int(PHYR_IORING_MAX_REG_BUFFERS)
+
+    /// Spare empty slots a new or grown table gets: a little room, because
+    /// the kernel's charge check walks every slot per new huge page.
+    static func spare(_ n: Int) -> Int { max(16, n / 4) }
+
+    // MARK: register
+
+    static func register(ring: OpaquePointer, ranges ids: [UInt64]) throws(PhyrError) -> UInt {
+        let ringFd = phyr_shim_ring_fd(ring)
+        guard ringFd >= 0 else {
+            throw PhyrError(EINVAL, "ring_register_ranges: the ring has no file descriptor (ring_fd is \(ringFd))")
+        }
+        // Our own references first: the caller may unpin its handles at once.
+        let retained = try retain(ids)
+        var committed = false
+        defer { if !committed { for id in retained.ids { _ = Pinner.unpin(id) } } }
+
+        let plan: RegistrationPlan
+        do {
+            plan = try RegistrationPlan(segments: retained.pins.flatMap { Array($0.segments) })
+        } catch {
+            guard case .noFolio(let seg) = error else { throw PhyrError(EINVAL, "\(error)") }
+            throw PhyrError(EOPNOTSUPP, "ring_register_ranges: \(spanText(seg.addr..<seg.end)) has no folio behind it "
+                            + "(PFN-mapped or IO memory); io_uring cannot pin it")
+        }
+        let units = plan.units
+        for (i, pin) in retained.pins.enumerated() where pin.pinFlags & PinFlag.write == 0 {
+            try requireWritable(pin.range, number: i)
+        }
+
+        let handle = try state.withLock { s throws(PhyrError) -> UInt in
+            guard let slot = s.freeHandleSlots.popLast() else {
+                throw PhyrError(ENOMEM, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live already")
+            }
+            do throws(PhyrError) {
+                return try registerLocked(&s, ringFd: ringFd, units: units, retained: retained.ids, handleSlot: slot)
+            } catch {
+                s.freeHandleSlots.append(slot)
+                throw error
+            }
+        }
+        committed = true
+        return handle
+    }
+
+    private static func retain(_ ids: [UInt64]) throws(PhyrError) -> (ids: [UInt64], pins: [PinnedRange]) {
+        let result: Result<([UInt64], [PinnedRange]), PhyrError> = Pinner.table.withLock { t in
+            var out: [UInt64] = [], pins: [PinnedRange] = []
+            for (i, id) in ids.enumerated() {
+                guard let copy = t.retain(id), let pin = t.range(copy) else {
+                    for c in out { for piece in t.remove(c) ?? [] { Locker.unlock(piece) } }
+                    return .failure(PhyrError(EINVAL, "ring_register_ranges: ranges[\(i)] was released"))
+                }
+                out.append(copy)
+                pins.append(pin)
+            }
+            return .success((out, pins))
+        }
+        return try result.get()
+    }
+
+    /// io_uring pins with FOLL_WRITE: refuse read-only memory before the kernel does.
+    private static func requireWritable(_ r: Range<UInt64>, number: Int) throws(PhyrError) {
+        let span = alignDown(r.lowerBound, basePageSize)..<alignUp(r.upperBound, basePageSize)
+        let maps: [Mapping]
+        do { maps = try Mappings.covering(span) } catch {
+            throw PhyrError(EFAULT, "ring_register_ranges: ranges[\(number)] \(spanText(r)) is no longer mapped")
+        }
+        if let m = maps.first(where: { !$0.writable }) {
+            throw PhyrError(EACCES, "ring_register_ranges: ranges[\(number)] lies in read-only mapping "
+                            + "\(spanText(m.start..<m.end))\(m.name.isEmpty ? "" : " " + m.name); io_uring pins buffers for writing")
+        }
+    }
+
+    private static func registerLocked(_ s: inout RegistrarState, ringFd: Int32, units: [BufferUnit],
+                                       retained: [UInt64], handleSlot: Int) throws(PhyrError) -> UInt {
+        let (ringID, isNew) = try ringState(&s, ringFd: ringFd)
+        guard var ring = s.rings[ringID] else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
+        var ok = false
+        defer {
+            if !ok && isNew { close(ring.fd); s.rings[ringID] = nil; s.ringByFd[ringFd] = nil }
+        }
+
+        let k = units.count
+        guard ring.slots.used + k <= maxSlots else {
+            throw PhyrError(ENOSPC, "ring_register_ranges: \(k) buffers do not fit: the ring's table holds "
+                            + "\(ring.slots.used) of at most \(maxSlots)")
+        }
+
+        // The lock charge, as the kernel will count it: huge folios once per ring.
+        var hugeSpans: [Range<UInt64>] = []
+        var charge: UInt64 = 0
+        for u in units {
+            if u.coalesces {
+                hugeSpans.append(u.folioSpan)
+                charge += ring.hugeCharged.add(u.folioSpan).reduce(0) { $0 + UInt64($1.count) }
+            } else {
+                charge += u.lockCharge
+            }
+        }
+        // (ring is a copy: on failure the charges above are simply dropped.)
+        if phyr_shim_has_capability(14 /* CAP_IPC_LOCK */) == 0, let limit = Locker.lockLimit() {
+            let already = s.rings.values.reduce(UInt64(0)) { $0 + $1.chargedBytes }
+            if already + charge > limit {
+                throw PhyrError(ENOMEM, "ring_register_ranges: io_uring would charge \(byteCount(charge)) of locked memory "
+                                + "for \(k) buffers, and libphyr's registrations hold \(byteCount(already)) already; "
+                                + "RLIMIT_MEMLOCK is \(byteCount(limit))")
+            }
+        }
+
+        let iovecs = units.map { phyr_iovec(base: $0.addr, len: $0.len) }
+        let slots: [Int]
+        if isNew {
+            let size = min(maxSlots, k + spare(k))
+            do {
+                try BufferTable.create(ring.fd, iovecs, size: size)
+            } catch {
+                throw kernelRefusal(error, "registering \(k) buffers", charge: charge, creating: true)
+            }
+            ring.slots = SlotTable(size: size)
+            ring.iovecs = iovecs + Array(repeating: phyr_iovec(base: 0, len: 0), count: size - k)
+            slots = Array(0..<k)
+        } else {
+            var grown = s.rings[ringID] ?? ring
+            try ensureCapacity(&grown, for: k, cloneUnsupported: &s.cloneUnsupported)
+            // The kernel's table has its new size whatever happens next.
+            s.rings[ringID] = grown
+            ring.slots = grown.slots
+            ring.iovecs = grown.iovecs
+            guard let free = ring.slots.lowestFree(k) else {
+                throw PhyrError(ENOSPC, "ring_register_ranges: no room for \(k) buffers in the ring's table")
+            }
+            try fill(ring, slots: free, iovecs: iovecs, charge: charge)
+            slots = free
+        }
+
+        let id = handleSlot
+        ring.slots.take(slots, for: UInt64(id))
+        for (u, slot) in zip(iovecs, slots) { ring.iovecs[slot] = u }
+        ring.registrations.insert(UInt64(id))
+        ring.chargedBytes += charge
+        s.rings[ringID] = ring
+
+        s.generations[handleSlot] &+= 1
+        let generation = s.generations[handleSlot] & 0xFFFF_FFFF
+        let index = BufferIndex.make(generation: generation, units: units, slots: slots)
+        s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
+                                                   index: index, generation: generation,
+                                                   hugeSpans: hugeSpans, charge: charge)
+        RegistrationHandles.shared.publish(index, slot: handleSlot)
+        ok = true
+        return RegistrationHandles.handle(slot: handleSlot, generation: generation)
+    }
+
+    /// The state of the ring behind `ringFd`, made on first use.  A state
+    /// whose duplicate fd no longer names the same file as `ringFd` belongs to
+    /// a ring the caller has exited: it stays for its own registrations, and
+    /// the new ring behind the reused number gets a state of its own.
+    private static func ringState(_ s: inout RegistrarState, ringFd: Int32) throws(PhyrError) -> (UInt64, Bool) {
+        if let id = s.ringByFd[ringFd], let ring = s.rings[id] {
+            let same = phyr_shim_same_file(ring.fd, ringFd)
+            if same != 0 { return (id, false) }  // same file, or kcmp cannot tell
+            s.ringByFd[ringFd] = nil
+        }
+        let dup = fcntl(ringFd, F_DUPFD_CLOEXEC, 0)
+        guard dup >= 0 else {
+            throw PhyrError(EINVAL, "ring_register_ranges: the ring's fd \(ringFd) is not open")
+        }
+        let id = s.nextRing
+        s.nextRing += 1
+        s.rings[id] = RingState(fd: dup, slots: SlotTable(size: 0), iovecs: [])
+        s.ringByFd[ringFd] = id
+        return (id, true)
+    }
+
+    private static func ensureCapacity(_ ring: inout RingState, for k: Int, cloneUnsupported: inout Bool) throws(PhyrError) {
+        guard ring.slots.free < k else { return }
+        let size = ring.slots.size
+        let newSize = min(maxSlots, max(size * 2, ring.slots.used + k + spare(k)))
+        if !cloneUnsupported {
+            do {
+                try BufferTable.growByCloning(ring.fd, from: size, to: newSize)
+                ring.slots.grow(to: newSize)
+                ring.iovecs.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
+                return
+            } catch where error.code == EINVAL || error.code == EOPNOTSUPP {
+                // Before 6.13 there is no cloning with offsets: re-register.
+                cloneUnsupported = true
+            } catch {
+                throw PhyrError(error.code, "ring_register_ranges: growing the ring's table from \(size) to \(newSize) slots "
+                                + "failed: \(String(cString: strerror(error.code)))")
+            }
+        }
+        // Re-registration pins every buffer again; the old table's buffers stay
+        // pinned by the kernel until in-flight I/O on them completes.
+        var grown = ring.iovecs
+        grown.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
+        do {
+            try BufferTable.destroy(ring.fd)
+            try BufferTable.create(ring.fd, grown, size: newSize)
+        } catch {
+            let restored = (try? BufferTable.create(ring.fd, ring.iovecs, size: size)) != nil
+            throw PhyrError(error.code, "ring_register_ranges: re-registering the ring's table at \(newSize) slots failed "
+                            + "(\(String(cString: strerror(error.code))))"
+                            + (restored ? "; the old table is back" : "; the old table could not be restored"))
+        }
+        ring.slots.grow(to: newSize)
+        ring.iovecs = grown
+    }
+
+    /// Puts `iovecs` into `slots`, one update per run of consecutive slots;
+    /// if the kernel refuses part way, empties what was filled.
+    private static func fill(_ ring: RingState, slots: [Int], iovecs: [phyr_iovec], charge: UInt64) throws(PhyrError) {
+        var filled: [Range<Int>] = []
+        var consumed = 0
+        for run in SlotTable.runs(slots) {
+            let batch = Array(iovecs[consumed..<(consumed + run.count)])
+            let (done, error) = BufferTable.update(ring.fd, offset: run.lowerBound, batch)
+            filled.append(run.lowerBound..<(run.lowerBound + done))
+            if let error {
+                for r in filled where !r.isEmpty {
+                    _ = BufferTable.update(ring.fd, offset: r.lowerBound,
+                                           Array(repeating: phyr_iovec(base: 0, len: 0), count: r.count))
+                }
+                let failed = iovecs[consumed + done]
+                throw kernelRefusal(error, "registering \(spanText(failed.base..<(failed.base + failed.len)))",
+                                    charge: charge, creating: false)
+            }
+            consumed += run.count
+        }
+    }
+
+    private static func kernelRefusal(_ e: Errno, _ what: String, charge: UInt64, creating: Bool) -> PhyrError {
+        switch e.code {
+        case EBUSY where creating:
+            return PhyrError(EBUSY, "ring_register_ranges: the ring already has a buffer table that libphyr did not create")
+        case ENOMEM:
+            var msg = "ring_register_ranges: the kernel refused \(what): out of locked memory "
+                + "(this registration charges about \(byteCount(charge)))"
+            if let limit = Locker.lockLimit() { msg += "; RLIMIT_MEMLOCK is \(byteCount(limit))" }
+            return PhyrError(ENOMEM, msg)
+        case EOPNOTSUPP, EBADF:
+            return PhyrError(EINVAL, "ring_register_ranges: the ring's fd is not an io_uring")
+        case EEXIST:
+            return PhyrError(EEXIST, "ring_register_ranges: the ring is IORING_SETUP_SINGLE_ISSUER and this is not its submitter thread")
+        default:
+            return PhyrError(e.code, "ring_register_ranges: the kernel refused \(what): \(String(cString: strerror(e.code)))")
+        }
+    }
+
+    // MARK: unregister
+
+    static func unregister(_ handle: UnsafeRawPointer?) throws(PhyrError) {
+        let freed: [UInt64] = try state.withLock { s throws(PhyrError) -> [UInt64] in
+            guard let handle, let (slot, generation) = RegistrationHandles.decode(UInt(bitPattern: handle)),
+                  let reg = s.registrations[slot], reg.generation == generation,
+                  var ring = s.rings[reg.ring] else {
+                throw PhyrError(EINVAL, "ring_unregister_ranges: not a live registration "
+                                + "(already unregistered, or not a handle libphyr returned)")
+            }
+            for run in SlotTable.runs(reg.slots) {
+                let (_, error) = BufferTable.update(ring.fd, offset: run.lowerBound,
+                                                    Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
+                if let error {
+                    throw PhyrError(error.code, "ring_unregister_ranges: emptying slots \(run.lowerBound)..<\(run.upperBound) "
+                                    + "failed: \(String(cString: strerror(error.code)))")
+                }
+            }
+            RegistrationHandles.shared.withdraw(slot: slot)
+            reg.index.free()
+            s.registrations[slot] = nil
+            s.freeHandleSlots.append(slot)
+
+            ring.slots.release(reg.slots)
+            for i in reg.slots { ring.iovecs[i] = phyr_iovec(base: 0, len: 0) }
+            for span in reg.hugeSpans { _ = ring.hugeCharged.remove(span) }
+            ring.chargedBytes -= min(ring.chargedBytes, reg.charge)
+            ring.registrations.remove(UInt64(slot))
+            if ring.registrations.isEmpty {
+                // The table was ours and is empty: give the ring back as found.
+                try? BufferTable.destroy(ring.fd)
+                close(ring.fd)
+                s.rings[reg.ring] = nil
+                for (fd, id) in s.ringByFd where id == reg.ring { s.ringByFd[fd] = nil }
+            } else {
+                s.rings[reg.ring] = ring
+            }
+            return reg.retained
+        }
+        for id in freed { _ = Pinner.unpin(id) }
+    }
+
+    // MARK: lookups (no lock)
+
+    static func index(_ handle: UnsafeRawPointer?) -> BufferIndex? {
+        RegistrationHandles.shared.resolve(handle)
+    }
+}

@@ -1,0 +1,124 @@
+/*
+ * ring_io.h - io_uring helpers for the ring tests: files with a known
+ * pattern, and fixed-buffer I/O that finds its buffer with ring_reg_lookup()
+ * and splits where a request would cross into the next buffer.
+ */
+#ifndef PHYR_TEST_RING_IO_H
+#define PHYR_TEST_RING_IO_H
+
+#include "harness.h"
+
+#include <liburing.h>
+
+#define QD 32
+#define CHUNK (256 * KiB)
+
+/* The pattern: every 8-byte word holds its file offset mixed with a seed. */
+static inline uint64_t pattern_word(uint64_t off, uint64_t seed)
+{
+	return (off * 0x9e3779b97f4a7c15ULL) ^ seed;
+}
+
+static inline void fill_pattern(char *p, size_t len, uint64_t file_off, uint64_t seed)
+{
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t w = pattern_word(file_off + i, seed);
+		memcpy(p + i, &w, 8);
+	}
+}
+
+/* First differing offset of p against the pattern, or -1. */
+static inline long check_pattern(const char *p, size_t len, uint64_t file_off, uint64_t seed)
+{
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		if (w != pattern_word(file_off + i, seed))
+			return (long)i;
+	}
+	return -1;
+}
+
+/* A file of len bytes of pattern `seed`, unlinked; returns its fd. */
+static inline int pattern_file(size_t len, uint64_t seed)
+{
+	char path[] = "/var/tmp/phyr-test-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0, "mkstemp: %s", strerror(errno));
+	unlink(path);
+	char *chunk = malloc(1 * MiB);
+	for (size_t off = 0; off < len; off += 1 * MiB) {
+		size_t n = len - off < 1 * MiB ? len - off : 1 * MiB;
+		fill_pattern(chunk, n, off, seed);
+		CHECK(pwrite(fd, chunk, n, (off_t)off) == (ssize_t)n, "pwrite: %s", strerror(errno));
+	}
+	free(chunk);
+	return fd;
+}
+
+static inline void reap(struct io_uring *ring, int *inflight)
+{
+	while (*inflight > 0) {
+		struct io_uring_cqe *cqe;
+		int rc = io_uring_wait_cqe(ring, &cqe);
+		CHECK(rc == 0, "io_uring_wait_cqe: %s", strerror(-rc));
+		CHECK(cqe->res == (int)cqe->user_data, "fixed I/O of %llu bytes returned %d (%s)",
+		      (unsigned long long)cqe->user_data, cqe->res, cqe->res < 0 ? strerror(-cqe->res) : "short");
+		io_uring_cqe_seen(ring, cqe);
+		(*inflight)--;
+	}
+}
+
+/*
+ * READ_FIXED (or WRITE_FIXED) of [p, p+len) at file offset `off`, in chunks
+ * of up to `chunk` bytes, each split where it leaves its registered buffer.
+ * Returns how many requests crossed a buffer boundary and had to be split.
+ */
+static inline int fixed_io(struct io_uring *ring, ring_reg_t *reg, int fd, char *p, size_t len, uint64_t off,
+			   int write, size_t chunk)
+{
+	size_t done = 0;
+	int inflight = 0, splits = 0;
+	while (done < len) {
+		size_t want = len - done < chunk ? len - done : chunk;
+		unsigned idx;
+		size_t avail;
+		CHECK_RC(ring_reg_lookup(reg, p + done, want, &idx, &avail), 0);
+		CHECK(avail > 0 && avail <= want, "avail %zu for %zu", avail, want);
+		if (avail < want)
+			splits++;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		if (!sqe) {
+			io_uring_submit(ring);
+			reap(ring, &inflight);
+			sqe = io_uring_get_sqe(ring);
+		}
+		if (write)
+			io_uring_prep_write_fixed(sqe, fd, p + done, (unsigned)avail, off + done, (int)idx);
+		else
+			io_uring_prep_read_fixed(sqe, fd, p + done, (unsigned)avail, off + done, (int)idx);
+		sqe->user_data = avail;
+		inflight++;
+		done += avail;
+		if (inflight == QD) {
+			io_uring_submit(ring);
+			reap(ring, &inflight);
+		}
+	}
+	io_uring_submit(ring);
+	reap(ring, &inflight);
+	return splits;
+}
+
+/* Whether the ring has no buffer table: a foreign registration then works. */
+static inline int ring_has_no_table(struct io_uring *ring)
+{
+	static char scratch[4096];
+	struct iovec iov = { scratch, sizeof scratch };
+	int rc = io_uring_register_buffers(ring, &iov, 1);
+	if (rc == 0)
+		io_uring_unregister_buffers(ring);
+	return rc == 0;
+}
+
+#endif
