@@ -2,6 +2,7 @@
 # Runs libphyr's C tests against the staged install ($STAGE):
 #   - every tests/test_* program as the calling user (root in CI);
 #   - the kernel tests again on the fallback paths (PHYR_FORCE_FALLBACK);
+#   - the ring tests again growing tables by re-registration (pre-6.13 path);
 #   - unpriv_* and a few others as an ordinary user keeping only CAP_IPC_LOCK,
 #     memlock_* as one with no capability at all (setpriv, needs root);
 #   - the ABI checks: header as C99/C11/C++17, exported symbols, soname,
@@ -34,9 +35,10 @@ run() { # name command...
 for t in "$bindir"/test_*; do
 	run "$(basename "$t")" "$t"
 done
-for t in test_pin test_counting test_segs test_hugetlb; do
+for t in test_pin test_counting test_segs test_hugetlb test_ring; do
 	run "$t [fallback: smaps+pagemap, touching]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
 done
+run "test_ring_big [fallback: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"
 
 # Ordinary users cannot read a build tree under /root: give them a copy.
 cp -r "$STAGE" "$work/stage"
@@ -57,7 +59,7 @@ as_user() { # caps name program
 	run "$name" setpriv --reuid=65534 --regid=65534 --clear-groups "$@" \
 		env LD_LIBRARY_PATH="$work/stage/lib" "$work/bin/$prog"
 }
-for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors; do
+for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring; do
 	b=$(basename "$t")
 	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
 done
