@@ -107,8 +107,11 @@ demo: deps stage
 
 bench: deps stage
 	@mkdir -p $(BUILD)
-	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_pin.c -o $(BUILD)/bench_pin $(PHYR_LIBS) -lm
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_pin.c -o $(BUILD)/bench_pin $(PHYR_LIBS)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_ring.c -o $(BUILD)/bench_ring $(PHYR_LIBS) -luring
 	./$(BUILD)/bench_pin
+	@echo
+	./$(BUILD)/bench_ring
 
 clean:
 	rm -rf $(BUILD) .build
