@@ -102,7 +102,7 @@ check-c: stage $(TESTS_C)
 
 demo: deps stage
 	@mkdir -p $(BUILD)
-	$(CC) -std=c99 -O2 -Wall -Wextra $(PHYR_CFLAGS) examples-c/demo.c -o $(BUILD)/demo $(PHYR_LIBS)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) examples-c/demo.c -o $(BUILD)/demo $(PHYR_LIBS) -luring
 	./$(BUILD)/demo
 
 bench: deps stage

@@ -16,7 +16,8 @@
  *
  * Needs Linux.  Best on 6.11+ (PROCMAP_QUERY) and 6.7+ (PAGEMAP_SCAN); older
  * kernels take slower fallbacks with the same results.  The io_uring half
- * needs 5.19+ and grows buffer tables without re-pinning on 6.13+.
+ * needs 5.13+ (buffer table updates), and grows buffer tables without
+ * re-pinning on 6.13+ (IORING_REGISTER_CLONE_BUFFERS).
  */
 #ifndef PHYR_H
 #define PHYR_H
