@@ -1,0 +1,81 @@
+/* Threads registering, looking up and unregistering on one ring at once: the
+ * table grows and shrinks under them; at the end the ring has no table,
+ * nothing is locked and every huge mapping is intact. */
+#include "ring_io.h"
+
+#include <pthread.h>
+
+#define THREADS 4
+#define ROUNDS 2000
+#define REGION (64 * MiB)
+#define HELD 8
+
+static char *region;
+static struct io_uring ring;
+
+static uint64_t next_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void *worker(void *arg)
+{
+	uint64_t seed = 0x2545f4914f6cdd1dULL * ((uint64_t)(uintptr_t)arg + 1);
+	ring_reg_t *held[HELD] = { 0 };
+	uint64_t lo[HELD], len[HELD];
+	for (int i = 0; i < ROUNDS; i++) {
+		int slot = (int)(next_rand(&seed) % HELD);
+		if (!held[slot]) {
+			lo[slot] = next_rand(&seed) % (REGION - 8 * MiB);
+			len[slot] = 1 + next_rand(&seed) % (6 * MiB);
+			phyr_t *r[2];
+			CHECK_RC(phyr_pin(region + lo[slot], len[slot], PHYR_PIN_WRITE, &r[0]), 0);
+			int nr = 1;
+			if (len[slot] > 1) { /* two ranges that touch: they merge into one plan */
+				CHECK_RC(phyr_split(r[0], len[slot] / 2, &r[1]), 0);
+				nr = 2;
+			}
+			CHECK_RC(ring_register_ranges(&ring, r, (unsigned)nr, 0, &held[slot]), 0);
+			for (int k = 0; k < nr; k++)
+				CHECK_RC(phyr_unpin(r[k]), 0);
+		} else if (next_rand(&seed) % 2) {
+			for (int k = 0; k < 16; k++) {
+				uint64_t off = next_rand(&seed) % len[slot];
+				unsigned idx;
+				size_t avail;
+				CHECK_RC(ring_reg_lookup(held[slot], region + lo[slot] + off, 4096, &idx, &avail), 0);
+				CHECK(avail >= 1 && avail <= 4096 && idx < 16384, "lookup: index %u avail %zu", idx, avail);
+			}
+		} else {
+			CHECK_RC(ring_unregister_ranges(held[slot]), 0);
+			held[slot] = NULL;
+		}
+	}
+	for (int j = 0; j < HELD; j++)
+		if (held[j])
+			CHECK_RC(ring_unregister_ranges(held[j]), 0);
+	return NULL;
+}
+
+int main(void)
+{
+	int rc = io_uring_queue_init(8, &ring, 0);
+	if (rc < 0)
+		skip("io_uring_queue_init: %s", strerror(-rc));
+	region = thp_alloc(REGION);
+	pthread_t t[THREADS];
+	for (uintptr_t i = 0; i < THREADS; i++)
+		CHECK(pthread_create(&t[i], NULL, worker, (void *)i) == 0, "pthread_create");
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	CHECK(ring_has_no_table(&ring), "the ring's table outlived every registration");
+	CHECK_NOTHING_LOCKED(region, REGION);
+	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
+	CHECK(huge_bytes_in(region, REGION) == REGION, "only %" PRIu64 " of the region is still huge",
+	      huge_bytes_in(region, REGION));
+	io_uring_queue_exit(&ring);
+	return 0;
+}
