@@ -4,7 +4,7 @@ import Synchronization
 /// Which kernel interfaces to use: the modern ioctls, or the fallbacks that
 /// read /proc text and touch pages.  A kernel that answers ENOTTY/EINVAL to an
 /// ioctl switches that interface to its fallback for the life of the process.
-/// `PHYR_FORCE_FALLBACK=scan,populate` forces the fallbacks (for tests).
+/// `PHYR_FORCE_FALLBACK=scan,populate,clone` forces the fallbacks (for tests).
 final class KernelFeatures: Sendable {
     static let shared = KernelFeatures()
 
@@ -12,6 +12,9 @@ final class KernelFeatures: Sendable {
     let modernScan: Atomic<Bool>
     /// MADV_POPULATE_READ/WRITE (5.14), else touching each page.
     let populateAdvice: Atomic<Bool>
+    /// IORING_REGISTER_CLONE_BUFFERS with offsets (6.13), else re-registering
+    /// a buffer table to grow it.
+    let cloneBuffers: Atomic<Bool>
 
     private init() {
         var forced: [Substring] = []
@@ -20,6 +23,7 @@ final class KernelFeatures: Sendable {
         }
         modernScan = Atomic(!forced.contains("scan"))
         populateAdvice = Atomic(!forced.contains("populate"))
+        cloneBuffers = Atomic(!forced.contains("clone"))
     }
 }
 

@@ -38,18 +38,12 @@ struct RegistrarState {
     var registrations: [Int: Registration] = [:]
     var freeHandleSlots: [Int] = Array((0..<RegistrationHandles.capacity).reversed())
     var generations = [UInt64](repeating: 0, count: RegistrationHandles.capacity)
-    var cloneUnsupported = false
 }
 
 /// ring_register_ranges and ring_unregister_ranges.  Slow path: one lock for
 /// all rings.  The lookup path never takes it.
 enum Registrar {
-    static let state = Mutex(RegistrarState(cloneUnsupported: forcedCloneFallback))
-
-    static var forcedCloneFallback: Bool {
-        guard let raw = getenv("PHYR_FORCE_FALLBACK") else { return false }
-        return String(cString: raw).split(separator: ",").contains("clone")
-    }
+    static let state = Mutex(RegistrarState())
 
     static let maxSlots = Int(PHYR_IORING_MAX_REG_BUFFERS)
 
@@ -176,7 +170,7 @@ enum Registrar {
             slots = Array(0..<k)
         } else {
             var grown = s.rings[ringID] ?? ring
-            try ensureCapacity(&grown, for: k, cloneUnsupported: &s.cloneUnsupported)
+            try ensureCapacity(&grown, for: k)
             // The kernel's table has its new size whatever happens next.
             s.rings[ringID] = grown
             ring.slots = grown.slots
@@ -227,11 +221,12 @@ enum Registrar {
         return (id, true)
     }
 
-    private static func ensureCapacity(_ ring: inout RingState, for k: Int, cloneUnsupported: inout Bool) throws(PhyrError) {
+    private static func ensureCapacity(_ ring: inout RingState, for k: Int) throws(PhyrError) {
         guard ring.slots.free < k else { return }
         let size = ring.slots.size
         let newSize = min(maxSlots, max(size * 2, ring.slots.used + k + spare(k)))
-        if !cloneUnsupported {
+        let features = KernelFeatures.shared
+        if features.cloneBuffers.load(ordering: .relaxed) {
             do {
                 try BufferTable.growByCloning(ring.fd, from: size, to: newSize)
                 ring.slots.grow(to: newSize)
@@ -239,7 +234,7 @@ enum Registrar {
                 return
             } catch where error.code == EINVAL || error.code == EOPNOTSUPP {
                 // Before 6.13 there is no cloning with offsets: re-register.
-                cloneUnsupported = true
+                features.cloneBuffers.store(false, ordering: .relaxed)
             } catch {
                 throw PhyrError(error.code, "ring_register_ranges: growing the ring's table from \(size) to \(newSize) slots "
                                 + "failed: \(String(cString: strerror(error.code)))")
@@ -295,6 +290,9 @@ enum Registrar {
             return PhyrError(ENOMEM, msg)
         case EOPNOTSUPP, EBADF:
             return PhyrError(EINVAL, "ring_register_ranges: the ring's fd is not an io_uring")
+        case ENXIO where !creating:
+            return PhyrError(ENXIO, "ring_register_ranges: the ring's buffer table is gone: it was unregistered "
+                             + "behind libphyr's back (io_uring_unregister_buffers?)")
         case EEXIST:
             return PhyrError(EEXIST, "ring_register_ranges: the ring is IORING_SETUP_SINGLE_ISSUER and this is not its submitter thread")
         default:
