@@ -48,6 +48,11 @@ struct PinTable {
         return (id, Self.intersect(fresh, pin.lockable))
     }
 
+    /// Replaces the description of live range `id` (with physical addresses).
+    mutating func describe(_ id: UInt64, segments: ContiguousArray<Segment>) {
+        live[id]?.segments = segments
+    }
+
     /// Another reference to live range `id`: a new id over the same memory
     /// that keeps it locked on its own.  Nil when `id` is not live.
     mutating func retain(_ id: UInt64) -> UInt64? {

@@ -117,6 +117,19 @@ enum PageScanner {
         return true
     }
 
+    /// The pagemap entry of the page at `address`, through pagemap's `fd`.
+    static func readEntry(_ address: UInt64, fd: Int32) throws(Errno) -> UInt64 {
+        var entry: UInt64 = 0
+        let got = withUnsafeMutableBytes(of: &entry) { buf in
+            Result { () throws(Errno) -> Int in
+                guard let base = buf.baseAddress else { return 0 }
+                return try preadFully(fd, base, 8, (address / basePageSize) * 8)
+            }
+        }
+        _ = try got.get()
+        return entry
+    }
+
     /// Pagemap entries of every 4 KiB page of `r` (page-aligned).
     static func readEntries(_ r: Range<UInt64>) throws(Errno) -> [UInt64] {
         let fd = try ProcFiles.shared.descriptor(.pagemap)
@@ -142,13 +155,14 @@ enum PhysicalAddresses {
     static func visible() throws(Errno) -> Bool {
         var probe: UInt64 = 0
         let here = withUnsafeMutablePointer(to: &probe) { UInt64(UInt(bitPattern: $0)) }
-        let e = try PageScanner.readEntries(alignDown(here, basePageSize)..<(alignDown(here, basePageSize) + basePageSize))
-        return (e.first ?? 0) & PageScanner.entryPFNMask != 0
+        let fd = try ProcFiles.shared.descriptor(.pagemap)
+        return try PageScanner.readEntry(here, fd: fd) & PageScanner.entryPFNMask != 0
     }
 
     /// Splits runs where physical contiguity breaks and fills in `phys`.
     /// One pagemap read per huge page; base pages are read in bulk.
     static func attach(_ runs: [BackingRun]) throws(Errno) -> [BackingRun] {
+        let fd = try ProcFiles.shared.descriptor(.pagemap)
         var out: [BackingRun] = []
         for run in runs {
             if run.flags.contains(.noFolio) { out.append(run); continue }
@@ -162,8 +176,7 @@ enum PhysicalAddresses {
                 }
             } else {
                 while page < run.end {
-                    let e = try PageScanner.readEntries(page..<(page + basePageSize))
-                    emit(run, page, size, e.first ?? 0, into: &out)
+                    emit(run, page, size, try PageScanner.readEntry(page, fd: fd), into: &out)
                     page += size
                 }
             }

@@ -48,11 +48,6 @@ enum Pinner {
         }
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
-        if flags & PinFlag.phys != 0 {
-            do { runs = try PhysicalAddresses.attach(runs) } catch {
-                throw PhyrError(error.code, "reading physical addresses of \(spanText(range)) failed")
-            }
-        }
         let pinned = PinnedRange(range: range, lockInterval: interval, lockable: lockable,
                                  segments: Backing.segments(runs, range: range), pinFlags: flags)
 
@@ -64,6 +59,19 @@ enum Pinner {
                 } catch {
                     for undo in table.remove(id) ?? [] { Locker.unlock(undo) }
                     throw lockFailure(error, piece: piece, all: toLock, range: range)
+                }
+            }
+            // Physical addresses after locking: mlock's own write faults may
+            // have replaced copy-on-write pages.  Read under the table's lock
+            // so no split sees the range half described.
+            if flags & PinFlag.phys != 0 {
+                do throws(Errno) {
+                    let physRuns = try PhysicalAddresses.attach(runs)
+                    table.describe(id, segments: Backing.segments(physRuns, range: range))
+                } catch {
+                    for undo in table.remove(id) ?? [] { Locker.unlock(undo) }
+                    throw PhyrError(error.code, "reading physical addresses of \(spanText(range)) failed: "
+                                    + String(cString: strerror(error.code)))
                 }
             }
             return id
