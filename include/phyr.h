@@ -239,8 +239,9 @@ PHYR_API int ring_reg_bufs(const ring_reg_t *reg, struct ring_buf *bufs,
  * Stores the buffer's index in *index and, in *avail, how many of the len
  * bytes from addr stay inside it (<= len): split I/O that crosses into the
  * next buffer there.  Either pointer may be NULL.  A binary search: no lock,
- * no syscall, safe from any number of threads at once (but not concurrently
- * with ring_unregister_ranges() of the same reg).
+ * no syscall, safe from any number of threads at once.  Racing with
+ * ring_unregister_ranges() of the same reg, it answers as if it ran just
+ * before (a consistent answer) or just after (-EINVAL), never anything else.
  * Returns 0, -ENOENT when no buffer of reg holds addr, -EINVAL when reg is
  * not live.
  */

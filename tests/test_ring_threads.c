@@ -60,6 +60,71 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* Lookups racing with the unregistration of their own handle, while new
+ * registrations reuse its memory: every answer is the old registration's
+ * or -EINVAL, never another's and never a crash. */
+static ring_reg_t *racing;
+static struct ring_buf racing_bufs[64];
+static int racing_n;
+static volatile int racing_done;
+
+static void *racer(void *arg)
+{
+	(void)arg;
+	uint64_t seed = 12345;
+	long ok = 0, dead = 0;
+	while (!racing_done) {
+		int b = (int)(next_rand(&seed) % (uint64_t)racing_n);
+		uint64_t at = racing_bufs[b].addr + next_rand(&seed) % racing_bufs[b].len;
+		unsigned idx;
+		size_t avail;
+		int rc = ring_reg_lookup(racing, (void *)(uintptr_t)at, 1 << 20, &idx, &avail);
+		if (rc == 0) {
+			uint64_t room = racing_bufs[b].addr + racing_bufs[b].len - at;
+			CHECK(idx == racing_bufs[b].index && avail == (room < (1 << 20) ? room : (1 << 20)),
+			      "a racing lookup answered index %u avail %zu, wanted %u", idx, avail, racing_bufs[b].index);
+			ok++;
+		} else {
+			CHECK(rc == -EINVAL, "a racing lookup returned %d", rc);
+			dead++;
+		}
+	}
+	fprintf(stderr, "racing lookups: %ld answered, %ld refused\n", ok, dead);
+	return NULL;
+}
+
+static void lookup_races_unregister(void)
+{
+	/* Fragmented THP: several buffers per registration. */
+	char *p = thp_alloc(32 * MiB);
+	for (uint64_t at = 4 * MiB; at < 32 * MiB; at += 6 * MiB) {
+		madvise(p + at, PAGE, MADV_DONTNEED);
+		p[at] = 1;
+	}
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 32 * MiB, PHYR_PIN_WRITE, &r), 0);
+	for (int round = 0; round < 50; round++) {
+		CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &racing), 0);
+		racing_n = ring_reg_bufs(racing, racing_bufs, 64);
+		CHECK(racing_n > 1 && racing_n <= 64, "%d buffers", racing_n);
+		racing_done = 0;
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, racer, NULL) == 0, "pthread_create");
+		usleep(200);
+		CHECK_RC(ring_unregister_ranges(racing), 0);
+		/* New registrations reuse the same index block and handle slot. */
+		for (int k = 0; k < 20; k++) {
+			ring_reg_t *other;
+			CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &other), 0);
+			CHECK_RC(ring_unregister_ranges(other), 0);
+		}
+		racing_done = 1;
+		pthread_join(t, NULL);
+	}
+	CHECK_RC(phyr_unpin(r), 0);
+	munmap(p, 32 * MiB);
+}
+
 int main(void)
 {
 	int rc = io_uring_queue_init(8, &ring, 0);
@@ -72,6 +137,8 @@ int main(void)
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
 	CHECK(ring_has_no_table(&ring), "the ring's table outlived every registration");
+	lookup_races_unregister();
+	CHECK(ring_has_no_table(&ring), "table left behind by the race");
 	CHECK_NOTHING_LOCKED(region, REGION);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
 	CHECK(huge_bytes_in(region, REGION) == REGION, "only %" PRIu64 " of the region is still huge",

@@ -30,29 +30,35 @@ public func ring_register_ranges(_ ring: OpaquePointer?, _ ranges: UnsafePointer
 @c @implementation
 public func ring_reg_bufs(_ reg: OpaquePointer?, _ bufs: UnsafeMutablePointer<ring_buf>?, _ nr: UInt32) -> Int32 {
     if bufs == nil && nr > 0 { return fail(PhyrError(EINVAL, "ring_reg_bufs: bufs is NULL but nr is \(nr)")) }
-    guard let index = Registrar.index(UnsafeRawPointer(reg)) else { return notLive("ring_reg_bufs", reg) }
-    let n = index.count
-    if let bufs {
-        for i in 0..<min(n, Int(nr)) {
-            bufs[i] = ring_buf(addr: index.starts[i], len: index.ends[i] - index.starts[i], index: index.slots[i],
-                               page_shift: index.shifts[i], flags: index.flags[i], resv: 0)
+    // Copied out only once the read is known to be consistent.
+    let snapshot = Registrar.read(UnsafeRawPointer(reg)) { index -> (Int, [ring_buf]) in
+        let n = index.count
+        let copies = (0..<min(n, Int(nr))).map { i in
+            ring_buf(addr: index.starts[i], len: index.ends[i] &- index.starts[i], index: index.slots[i],
+                     page_shift: index.shifts[i], flags: index.flags[i], resv: 0)
         }
+        return (n, copies)
     }
-    return Int32(clamping: n)
+    guard let (count, copies) = snapshot else { return notLive("ring_reg_bufs", reg) }
+    if let bufs {
+        for (i, b) in copies.enumerated() { bufs[i] = b }
+    }
+    return Int32(clamping: count)
 }
 
 @c @implementation
 public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ len: Int,
                             _ index: UnsafeMutablePointer<UInt32>?, _ avail: UnsafeMutablePointer<Int>?) -> Int32 {
-    guard let table = Registrar.index(UnsafeRawPointer(reg)) else { return notLive("ring_reg_lookup", reg) }
     let a = UInt64(UInt(bitPattern: addr))
-    guard let i = table.find(a) else {
+    let hit = Registrar.read(UnsafeRawPointer(reg)) { table -> (slot: UInt32, room: UInt64)? in
+        table.find(a).map { (table.slots[$0], table.ends[$0] &- a) }
+    }
+    guard let hit else { return notLive("ring_reg_lookup", reg) }
+    guard let (slot, room) = hit else {
         return fail(PhyrError(ENOENT, "ring_reg_lookup: no buffer of this registration holds \(hex(a))"))
     }
-    index?.pointee = table.slots[i]
-    let room = table.ends[i] - a
-    let want = UInt64(UInt(bitPattern: len))
-    avail?.pointee = Int(bitPattern: UInt(min(room, want)))
+    index?.pointee = slot
+    avail?.pointee = Int(bitPattern: UInt(min(room, UInt64(UInt(bitPattern: len)))))
     return 0
 }
 

@@ -38,6 +38,7 @@ struct RegistrarState {
     var registrations: [Int: Registration] = [:]
     var freeHandleSlots: [Int] = Array((0..<RegistrationHandles.capacity).reversed())
     var generations = [UInt64](repeating: 0, count: RegistrationHandles.capacity)
+    var indexPool = BufferIndexPool()
 }
 
 /// ring_register_ranges and ring_unregister_ranges.  Slow path: one lock for
@@ -191,13 +192,15 @@ enum Registrar {
 
         s.generations[handleSlot] &+= 1
         let generation = s.generations[handleSlot] & 0xFFFF_FFFF
-        let index = BufferIndex.make(generation: generation, units: units, slots: slots)
+        let handle = RegistrationHandles.handle(slot: handleSlot, generation: generation)
+        let index = s.indexPool.take(for: units.count)
+        index.fill(handle: handle, units: units, slots: slots)
         s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
                                                    index: index, generation: generation,
                                                    hugeSpans: hugeSpans, charge: charge)
         RegistrationHandles.shared.publish(index, slot: handleSlot)
         ok = true
-        return RegistrationHandles.handle(slot: handleSlot, generation: generation)
+        return UInt(handle)
     }
 
     /// The state of the ring behind `ringFd`, made on first use.  A state
@@ -319,7 +322,8 @@ enum Registrar {
                 }
             }
             RegistrationHandles.shared.withdraw(slot: slot)
-            reg.index.free()
+            reg.index.retire()
+            s.indexPool.give(reg.index)
             s.registrations[slot] = nil
             s.freeHandleSlots.append(slot)
 
@@ -344,7 +348,10 @@ enum Registrar {
 
     // MARK: lookups (no lock)
 
-    static func index(_ handle: UnsafeRawPointer?) -> BufferIndex? {
-        RegistrationHandles.shared.resolve(handle)
+    /// Runs `body` on the registration behind `handle`, validated after the
+    /// fact; nil when the handle is not live (or stopped being so meanwhile).
+    @inline(__always)
+    static func read<T>(_ handle: UnsafeRawPointer?, _ body: (BufferIndex) -> T) -> T? {
+        RegistrationHandles.shared.read(handle, body)
     }
 }
