@@ -5,7 +5,8 @@
 #   make check      every test: Swift unit tests, C ABI and kernel tests,
 #                   the unprivileged and lock-limit tests
 #   make demo       pins a THP buffer with a stray base page, prints segments
-#   make bench      ratios against raw mlock / per-page pagemap reads
+#   make bench      ratios against raw mlock, per-page pagemap reads and plain
+#                   liburing, measured in one run
 
 VERSION  := $(shell sed -n 's/^\#define PHYR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' include/phyr.h | paste -sd.)
 SONAME   := libphyr.so.0

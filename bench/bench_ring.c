@@ -3,59 +3,9 @@
  * against plain liburing, measured in one run.  Prints medians and ratios;
  * asserts nothing.
  */
-#define _GNU_SOURCE
-#include <phyr.h>
+#include "bench.h"
 
-#include <errno.h>
 #include <liburing.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
-
-#define MiB (UINT64_C(1) << 20)
-#define GiB (UINT64_C(1) << 30)
-#define PAGE UINT64_C(4096)
-#define HUGE2M (2 * MiB)
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return v[n / 2];
-}
-
-static void die(const char *what, int rc)
-{
-	fprintf(stderr, "bench_ring: %s: %s (%s)\n", what, strerror(rc < 0 ? -rc : rc), phyr_last_error());
-	exit(1);
-}
-
-static char *thp(size_t len)
-{
-	char *raw = mmap(NULL, len + HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
-		die("mmap", errno);
-	char *p = (char *)(((uintptr_t)raw + HUGE2M - 1) & ~(uintptr_t)(HUGE2M - 1));
-	madvise(p, len, MADV_HUGEPAGE);
-	memset(p, 0x22, len);
-	return p;
-}
 
 static void row(const char *what, double ours, const char *unit, const char *base_name, double base, const char *target)
 {
@@ -72,7 +22,7 @@ static void row(const char *what, double ours, const char *unit, const char *bas
 /* ---- 1: registering 1 GiB of THP with a stray 4 KiB page every 128 MiB. */
 static void registration(struct io_uring *ring)
 {
-	char *frag = thp(GiB), *clean = thp(GiB);
+	char *frag = alloc(GiB, 1), *clean = alloc(GiB, 1);
 	for (uint64_t at = 64 * MiB; at < GiB; at += 128 * MiB) {
 		madvise(frag + at, PAGE, MADV_DONTNEED);
 		frag[at] = 1;
@@ -213,7 +163,7 @@ static double read_pass(struct io_uring *ring, int fd, char *p, size_t len, size
 static void throughput(struct io_uring *ring)
 {
 	size_t len = 256 * MiB, chunk = 128 * 1024;
-	char *p = thp(len);
+	char *p = alloc(len, 1);
 	/* Stray pages at chunk-aligned spots keep both loops issuing identical
 	 * requests (no request crosses a buffer boundary). */
 	for (uint64_t at = 64 * MiB; at < len; at += 64 * MiB) {

@@ -61,6 +61,15 @@ static inline void skip(const char *fmt, ...)
 
 #define U(p) ((uint64_t)(uintptr_t)(p))
 
+/* xorshift64: a seeded, repeatable stream for the randomized tests. */
+static inline uint64_t next_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
 /* ------------------------------------------------------------- memory */
 
 /* An anonymous mapping of len bytes whose start is align-aligned. */

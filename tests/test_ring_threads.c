@@ -13,14 +13,6 @@
 static char *region;
 static struct io_uring ring;
 
-static uint64_t next_rand(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static void *worker(void *arg)
 {
 	uint64_t seed = 0x2545f4914f6cdd1dULL * ((uint64_t)(uintptr_t)arg + 1);

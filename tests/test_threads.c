@@ -11,14 +11,6 @@
 
 static char *region;
 
-static uint64_t next_rand(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static void *worker(void *arg)
 {
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(uintptr_t)arg + 1;

@@ -1,0 +1,64 @@
+/*
+ * bench.h - what the benchmark programs share: a clock, medians, memory.
+ * Benchmarks print medians and ratios against a baseline measured in the
+ * same run; they assert nothing (these machines are shared and noisy).
+ */
+#ifndef PHYR_BENCH_H
+#define PHYR_BENCH_H
+
+#define _GNU_SOURCE
+#include <phyr.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
+#define PAGE UINT64_C(4096)
+#define HUGE2M (2 * MiB)
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return v[n / 2];
+}
+
+static void die(const char *what, int rc)
+{
+	fprintf(stderr, "bench: %s: %s (%s)\n", what, strerror(rc < 0 ? -rc : rc), phyr_last_error());
+	exit(1);
+}
+
+/* Anonymous memory, 2 MiB aligned, THP or base pages, faulted in. */
+static char *alloc(size_t len, int huge)
+{
+	char *raw = mmap(NULL, len + HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		die("mmap", errno);
+	char *p = (char *)(((uintptr_t)raw + HUGE2M - 1) & ~(uintptr_t)(HUGE2M - 1));
+	madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	memset(p, 0x11, len);
+	return p;
+}
+
+#endif
