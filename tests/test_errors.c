@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
 
 static void check_message(const char *needle)
 {
@@ -106,6 +107,36 @@ static void bad_handles(void)
 	munmap(p, 64 * KiB);
 }
 
+/* A file mapping whose path is longer than any fixed name buffer: pins work,
+ * and the refusal names the file. */
+static void long_file_name(void)
+{
+	char dir[400], path[600];
+	int n = snprintf(dir, sizeof dir, "/var/tmp/phyr-%d-", (int)getpid());
+	memset(dir + n, 'd', 220);
+	dir[n + 220] = 0;
+	CHECK(mkdir(dir, 0700) == 0, "mkdir: %s", strerror(errno));
+	char base[120];
+	memset(base, 'f', 100);
+	strcpy(base + 100, ".dat");
+	snprintf(path, sizeof path, "%s/%s", dir, base);
+	int fd = open(path, O_CREAT | O_RDWR, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, 8192) == 0, "file: %s", strerror(errno));
+	char *p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 8192, 0, &r), 0);
+	struct phyr_seg s[2];
+	CHECK(segs_of(r, s, 2) == 1 && (s[0].flags & PHYR_SEG_SHARED), "file pages: flags %#x", s[0].flags);
+	CHECK_RC(phyr_unpin(r), 0);
+	CHECK_RC(phyr_pin(p, 8192, PHYR_PIN_WRITE, &r), -EACCES);
+	check_message(base);
+	munmap(p, 8192);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void *fail_in_thread(void *arg)
 {
 	(void)arg;
@@ -134,6 +165,7 @@ int main(void)
 	prot_none();
 	read_only_for_write();
 	bad_handles();
+	long_file_name();
 	thread_local_error();
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
 	return 0;

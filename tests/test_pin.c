@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <sys/syscall.h>
+#include <fcntl.h>
 
 /* Pinning [3 MiB + 100, +8 MiB) of THP locks exactly [2 MiB, 12 MiB) and the
  * whole region stays PMD-mapped. */
@@ -100,12 +101,46 @@ static void shared_memfd(void)
 	close(fd);
 }
 
+/* A program that closes every descriptor it did not open itself (daemons
+ * do) and reuses the numbers: libphyr notices and opens its /proc files again
+ * instead of reading whatever took their place. */
+static void descriptors_closed_behind_our_back(void)
+{
+	char *p = thp_alloc(8 * MiB);
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 8 * MiB, 0, &r), 0); /* libphyr has its files open now */
+	CHECK_RC(phyr_unpin(r), 0);
+	int replaced = 0;
+	for (int fd = 3; fd < 1024; fd++) {
+		char link[64], target[256];
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, target, sizeof target - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		if (strstr(target, "/pagemap") || strstr(target, "/maps")) {
+			int junk = open("/dev/zero", O_RDONLY);
+			CHECK(junk >= 0 && dup2(junk, fd) == fd, "dup2");
+			close(junk);
+			replaced++;
+		}
+	}
+	CHECK(replaced > 0, "libphyr keeps no /proc descriptors open? nothing to replace");
+	CHECK_RC(phyr_pin(p + 100, 4 * MiB, 0, &r), 0);
+	struct phyr_seg s[4];
+	CHECK(segs_of(r, s, 4) == 1 && s[0].flags == PHYR_SEG_HUGE, "after the swap: flags %#x", s[0].flags);
+	CHECK_LOCKED_EXACTLY(p, 8 * MiB, p, p + 6 * MiB);
+	CHECK_RC(phyr_unpin(r), 0);
+	munmap(p, 8 * MiB);
+}
+
 int main(void)
 {
 	thp_edges_lock_whole_folios();
 	base_pages_lock_per_page();
 	read_only_without_write();
 	shared_memfd();
+	descriptors_closed_behind_our_back();
 	untouched_thp_is_populated_huge();
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " after every range was released", vmlck_bytes());
 	return 0;

@@ -23,26 +23,16 @@ enum Mappings {
         return try fromSmaps(span)
     }
 
+    /// One PROCMAP_QUERY per VMA.  Names are not asked for: the kernel builds
+    /// them with d_path, and only error messages need them (`describe`).
     static func procmapQuery(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
         let fd: Int32
         do { fd = try ProcFiles.shared.descriptor(.maps) } catch { throw .system(error) }
         var out: [Mapping] = []
         var addr = span.lowerBound
-        var name = [CChar](repeating: 0, count: 256)
         while addr < span.upperBound {
             var q = phyr_procmap_query()
-            q.size = UInt64(MemoryLayout<phyr_procmap_query>.size)
-            q.query_flags = UInt64(PHYR_PROCMAP_QUERY_COVERING_OR_NEXT_VMA)
-            q.query_addr = addr
-            let rc = name.withUnsafeMutableBufferPointer { buf -> Int32 in
-                q.vma_name_addr = UInt64(UInt(bitPattern: buf.baseAddress))
-                q.vma_name_size = UInt32(buf.count)
-                while true {
-                    let r = phyr_shim_ioctl(fd, UInt(PHYR_PROCMAP_QUERY), &q)
-                    if r == 0 { return 0 }
-                    if errno != EINTR { return errno }
-                }
-            }
+            let rc = query(fd, addr, &q, name: nil)
             if rc == ENOENT { throw .unmapped(addr..<span.upperBound) }
             if rc != 0 { throw .system(Errno(code: rc)) }
             if q.vma_start > addr { throw .unmapped(addr..<min(q.vma_start, span.upperBound)) }
@@ -54,11 +44,40 @@ enum Mappings {
                 shared: f & UInt64(PHYR_PROCMAP_QUERY_VMA_SHARED) != 0,
                 fileBacked: q.inode != 0,
                 pageSize: max(q.vma_page_size, basePageSize),
-                noFolio: false, pmdMappedBytes: 0,
-                name: q.vma_name_size > 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""))
+                noFolio: false, pmdMappedBytes: 0, name: ""))
             addr = q.vma_end
         }
         return out
+    }
+
+    /// PROCMAP_QUERY for the VMA covering or following `addr`; 0 or an errno.
+    private static func query(_ fd: Int32, _ addr: UInt64, _ q: inout phyr_procmap_query,
+                              name: UnsafeMutableBufferPointer<CChar>?) -> Int32 {
+        q.size = UInt64(MemoryLayout<phyr_procmap_query>.size)
+        q.query_flags = UInt64(PHYR_PROCMAP_QUERY_COVERING_OR_NEXT_VMA)
+        q.query_addr = addr
+        if let name {
+            q.vma_name_addr = UInt64(UInt(bitPattern: name.baseAddress))
+            q.vma_name_size = UInt32(name.count)
+        }
+        while true {
+            if phyr_shim_ioctl(fd, UInt(PHYR_PROCMAP_QUERY), &q) == 0 { return 0 }
+            if errno != EINTR { return errno }
+        }
+    }
+
+    /// "mapping [start, end) name", for error messages.
+    static func describe(_ m: Mapping) -> String {
+        var name = m.name
+        if name.isEmpty, let fd = try? ProcFiles.shared.descriptor(.maps) {
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            var q = phyr_procmap_query()
+            let rc = buf.withUnsafeMutableBufferPointer { query(fd, m.start, &q, name: $0) }
+            if rc == 0 && q.vma_start == m.start && q.vma_name_size > 0 {
+                name = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        }
+        return "mapping \(spanText(m.start..<m.end))" + (name.isEmpty ? "" : " " + name)
     }
 
     /// Reads /proc/self/smaps whole and keeps the VMAs that meet `span`.

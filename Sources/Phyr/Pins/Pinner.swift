@@ -102,11 +102,12 @@ enum Pinner {
             }
         }
         for m in mappings {
-            let what = "mapping \(spanText(m.start..<m.end))\(m.name.isEmpty ? "" : " " + m.name)"
             if !m.readable && !m.writable {
+                let what = Mappings.describe(m)
                 throw PhyrError(EFAULT, "\(what) is PROT_NONE (pinning \(spanText(range)))")
             }
             if write && !m.writable {
+                let what = Mappings.describe(m)
                 throw PhyrError(EACCES, "PHYR_PIN_WRITE: \(what) is read-only (pinning \(spanText(range)))")
             }
         }
@@ -138,7 +139,7 @@ enum Pinner {
             do {
                 try Locker.populate(run.start..<run.end, write: byWrite)
             } catch {
-                let what = "\(spanText(run.start..<run.end)) of mapping \(spanText(m.start..<m.end))\(m.name.isEmpty ? "" : " " + m.name)"
+                let what = "\(spanText(run.start..<run.end)) of \(Mappings.describe(m))"
                 if error.code == ENOMEM {
                     throw PhyrError(ENOMEM, "out of memory faulting in \(what)"
                                     + (m.isHugetlb ? " (hugetlb pool exhausted?)" : ""))

@@ -116,8 +116,8 @@ enum Registrar {
             throw PhyrError(EFAULT, "ring_register_ranges: ranges[\(number)] \(spanText(r)) is no longer mapped")
         }
         if let m = maps.first(where: { !$0.writable }) {
-            throw PhyrError(EACCES, "ring_register_ranges: ranges[\(number)] lies in read-only mapping "
-                            + "\(spanText(m.start..<m.end))\(m.name.isEmpty ? "" : " " + m.name); io_uring pins buffers for writing")
+            throw PhyrError(EACCES, "ring_register_ranges: ranges[\(number)] lies in read-only "
+                            + "\(Mappings.describe(m)); io_uring pins buffers for writing")
         }
     }
 
