@@ -121,7 +121,8 @@ struct ring_buf {
  * extend past both ends of the range to the edges of the huge pages that hold
  * them.  Locking is counted: overlapping pins are independent, and memory is
  * unlocked only when no live range covers its page.  Memory with no folio
- * (PHYR_SEG_NOFOLIO) is described, never faulted or locked.
+ * (PHYR_SEG_NOFOLIO) is described, never faulted or locked; hugetlb memory is
+ * faulted in but not mlock()ed, since the kernel never swaps it.
  *
  * Note: libphyr owns the lock state of memory it pins.  If the caller has also
  * mlock()ed that memory by hand, the last phyr_unpin() covering it unlocks it.
