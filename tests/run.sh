@@ -93,6 +93,10 @@ pc="env PKG_CONFIG_PATH=$STAGE/lib/pkgconfig pkg-config"
 run "abi: example builds with pkg-config as c99 -pedantic and runs" sh -c "
 	$CC -std=c99 -Wall -Wextra -Werror -pedantic \$($pc --cflags phyr) examples-c/pin_segments.c \
 		-o $work/pin_segments \$($pc --libs phyr) -Wl,-rpath,$STAGE/lib && $work/pin_segments"
+run "abi: ring example builds with pkg-config and reads a whole file" sh -c "
+	$CC -std=c11 -Wall -Wextra -Werror \$($pc --cflags phyr) examples-c/ring_read.c \
+		-o $work/ring_read \$($pc --libs phyr) -luring -Wl,-rpath,$STAGE/lib &&
+	head -c 5000000 /dev/urandom > $work/data && $work/ring_read $work/data | grep -q 'read 5000000 bytes'"
 run "abi: C++ program links and calls the API" sh -c "
 	$CXX -std=c++17 -Wall -Wextra -Werror -pedantic \$($pc --cflags phyr) tests/abi/use.cpp \
 		-o $work/use \$($pc --libs phyr) -Wl,-rpath,$STAGE/lib && $work/use"
