@@ -121,6 +121,9 @@ struct SlotTable: Sendable {
     private(set) var size: Int
     private var occupant: [UInt64?]  // registration id per slot
     private(set) var used = 0
+    /// No slot below this is free: registering one buffer at a time into a
+    /// full-ish table stays linear overall, not quadratic.
+    private var firstFree = 0
 
     init(size: Int) {
         self.size = size
@@ -136,7 +139,7 @@ struct SlotTable: Sendable {
         guard count <= free else { return nil }
         var out: [Int] = []
         out.reserveCapacity(count)
-        for i in 0..<size where occupant[i] == nil {
+        for i in firstFree..<size where occupant[i] == nil {
             out.append(i)
             if out.count == count { break }
         }
@@ -148,12 +151,14 @@ struct SlotTable: Sendable {
             occupant[s] = registration
             used += 1
         }
+        while firstFree < size && occupant[firstFree] != nil { firstFree += 1 }
     }
 
     mutating func release(_ slots: [Int]) {
         for s in slots where s < size && occupant[s] != nil {
             occupant[s] = nil
             used -= 1
+            firstFree = min(firstFree, s)
         }
     }
 
