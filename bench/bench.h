@@ -61,4 +61,13 @@ static char *alloc(size_t len, int huge)
 	return p;
 }
 
+/* A stray 4 KiB page in THP memory, in a 2 MiB block khugepaged must leave
+ * alone (else it may collapse it back mid-run and flatter the baseline). */
+static void stray_page(char *p, uint64_t at)
+{
+	madvise((char *)((uintptr_t)(p + at) & ~(uintptr_t)(HUGE2M - 1)), HUGE2M, MADV_NOHUGEPAGE);
+	madvise(p + at, PAGE, MADV_DONTNEED);
+	p[at] = 1;
+}
+
 #endif

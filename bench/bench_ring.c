@@ -23,10 +23,8 @@ static void row(const char *what, double ours, const char *unit, const char *bas
 static void registration(struct io_uring *ring)
 {
 	char *frag = alloc(GiB, 1), *clean = alloc(GiB, 1);
-	for (uint64_t at = 64 * MiB; at < GiB; at += 128 * MiB) {
-		madvise(frag + at, PAGE, MADV_DONTNEED);
-		frag[at] = 1;
-	}
+	for (uint64_t at = 64 * MiB; at < GiB; at += 128 * MiB)
+		stray_page(frag, at);
 	phyr_t *r;
 	int rc = phyr_pin(frag, GiB, PHYR_PIN_WRITE, &r);
 	if (rc)
@@ -166,10 +164,8 @@ static void throughput(struct io_uring *ring)
 	char *p = alloc(len, 1);
 	/* Stray pages at chunk-aligned spots keep both loops issuing identical
 	 * requests (no request crosses a buffer boundary). */
-	for (uint64_t at = 64 * MiB; at < len; at += 64 * MiB) {
-		madvise(p + at, PAGE, MADV_DONTNEED);
-		p[at] = 1;
-	}
+	for (uint64_t at = 64 * MiB; at < len; at += 64 * MiB)
+		stray_page(p, at);
 	char path[] = "/var/tmp/phyr-bench-XXXXXX";
 	int fd = mkstemp(path);
 	unlink(path);

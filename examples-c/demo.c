@@ -76,6 +76,10 @@ int main(int argc, char **argv)
 	uint64_t stray[3] = { size / 10 * 1 / (2 * MiB) * (2 * MiB) + 4096 * 7, size / 10 * 4 / (2 * MiB) * (2 * MiB),
 			      size / 10 * 7 / (2 * MiB) * (2 * MiB) + 4096 * 300 };
 	for (int i = 0; i < 3; i++) {
+		/* Split the huge page, fault the 4 KiB back alone, and keep khugepaged
+		 * from collapsing the block again while the demo runs. */
+		char *block = (char *)(((uintptr_t)buf + stray[i]) & ~(uintptr_t)(2 * MiB - 1));
+		madvise(block, 2 * MiB, MADV_NOHUGEPAGE);
 		madvise(buf + stray[i], 4096, MADV_DONTNEED);
 		buf[stray[i]] = 1;
 	}

@@ -101,6 +101,20 @@ static inline char *thp_alloc(size_t len)
 	return p;
 }
 
+/*
+ * A stray base page at p + at inside THP memory: its huge page is split and
+ * the page faulted back in on its own.  The 2 MiB block around it is marked
+ * MADV_NOHUGEPAGE first, or khugepaged may collapse it back into a huge page
+ * in the middle of the test.
+ */
+static inline void stray_page(char *p, uint64_t at)
+{
+	char *block = (char *)(U(p + at) & ~(HUGE2M - 1));
+	CHECK(madvise(block, HUGE2M, MADV_NOHUGEPAGE) == 0, "MADV_NOHUGEPAGE: %s", strerror(errno));
+	CHECK(madvise(p + at, PAGE, MADV_DONTNEED) == 0, "MADV_DONTNEED: %s", strerror(errno));
+	p[at] = 1;
+}
+
 /* Base-page memory, faulted in. */
 static inline char *base_alloc(size_t len)
 {

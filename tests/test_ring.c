@@ -9,10 +9,8 @@
 static char *fragmented(void)
 {
 	char *p = thp_alloc(BUF);
-	for (uint64_t at = 10 * MiB; at <= 40 * MiB; at += 30 * MiB) {
-		CHECK(madvise(p + at, PAGE, MADV_DONTNEED) == 0, "MADV_DONTNEED");
-		p[at] = 1;
-	}
+	for (uint64_t at = 10 * MiB; at <= 40 * MiB; at += 30 * MiB)
+		stray_page(p, at);
 	CHECK(huge_bytes_in(p, BUF) == BUF - 4 * MiB, "layout: %" PRIu64 " huge bytes", huge_bytes_in(p, BUF));
 	return p;
 }

@@ -89,10 +89,8 @@ static void lookup_races_unregister(void)
 {
 	/* Fragmented THP: several buffers per registration. */
 	char *p = thp_alloc(32 * MiB);
-	for (uint64_t at = 4 * MiB; at < 32 * MiB; at += 6 * MiB) {
-		madvise(p + at, PAGE, MADV_DONTNEED);
-		p[at] = 1;
-	}
+	for (uint64_t at = 4 * MiB; at < 32 * MiB; at += 6 * MiB)
+		stray_page(p, at);
 	phyr_t *r;
 	CHECK_RC(phyr_pin(p, 32 * MiB, PHYR_PIN_WRITE, &r), 0);
 	for (int round = 0; round < 50; round++) {

@@ -5,10 +5,8 @@
 static char *thp_with_stray_page(size_t len)
 {
 	char *p = thp_alloc(len);
-	/* Dropping one 4 KiB page splits its PMD; touching it again brings back a
-	 * base page, and the 2 MiB around it stays PTE-mapped. */
-	CHECK(madvise(p + 8 * MiB, PAGE, MADV_DONTNEED) == 0, "MADV_DONTNEED");
-	p[8 * MiB] = 1;
+	/* The 2 MiB around the stray page stays PTE-mapped. */
+	stray_page(p, 8 * MiB);
 	CHECK(huge_bytes_in(p, len) == len - 2 * MiB, "stray page layout: %" PRIu64 " huge bytes", huge_bytes_in(p, len));
 	return p;
 }
