@@ -49,6 +49,16 @@ static void die(const char *what, int rc)
 	exit(1);
 }
 
+/* "12.3x faster" / "1.05x slower": how ours compares to the baseline. */
+static const char *ratio_text(double ours, double base, char *buf, size_t len)
+{
+	if (base >= ours)
+		snprintf(buf, len, "%.1fx faster", base / ours);
+	else
+		snprintf(buf, len, "%.2fx slower", ours / base);
+	return buf;
+}
+
 /* Anonymous memory, 2 MiB aligned, THP or base pages, faulted in. */
 static char *alloc(size_t len, int huge)
 {

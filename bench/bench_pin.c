@@ -8,14 +8,9 @@
 
 static void row(const char *what, double ours, const char *base_name, double base, const char *target)
 {
-	double ratio = base / ours;
 	char r[32];
-	if (ratio >= 1.0)
-		snprintf(r, sizeof r, "%.1fx faster", ratio);
-	else
-		snprintf(r, sizeof r, "%.2fx slower", 1.0 / ratio);
-	printf("| %-44s | %10.3f ms | %-34s | %10.3f ms | %-14s | %-16s |\n", what, ours * 1e3, base_name, base * 1e3, r,
-	       target);
+	printf("| %-44s | %10.3f ms | %-34s | %10.3f ms | %-14s | %-16s |\n", what, ours * 1e3, base_name, base * 1e3,
+	       ratio_text(ours, base, r, sizeof r), target);
 }
 
 /* ---- 1: PHYR_PIN_PHYS of 1 GiB THP against DPDK-style per-page lookups. */

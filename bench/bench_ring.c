@@ -9,14 +9,9 @@
 
 static void row(const char *what, double ours, const char *unit, const char *base_name, double base, const char *target)
 {
-	double r = base / ours;
 	char ratio[32];
-	if (r >= 1.0)
-		snprintf(ratio, sizeof ratio, "%.1fx faster", r);
-	else
-		snprintf(ratio, sizeof ratio, "%.2fx slower", 1.0 / r);
-	printf("| %-42s | %9.3f %-4s | %-40s | %9.3f %-4s | %-13s | %-20s |\n", what, ours, unit, base_name, base, unit, ratio,
-	       target);
+	printf("| %-42s | %9.3f %-4s | %-40s | %9.3f %-4s | %-13s | %-20s |\n", what, ours, unit, base_name, base, unit,
+	       ratio_text(ours, base, ratio, sizeof ratio), target);
 }
 
 /* ---- 1: registering 1 GiB of THP with a stray 4 KiB page every 128 MiB. */
