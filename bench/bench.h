@@ -24,33 +24,33 @@
 #define PAGE UINT64_C(4096)
 #define HUGE2M (2 * MiB)
 
-static double now(void)
+static inline double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cmp_double(const void *a, const void *b)
+static inline int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+static inline double median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	return v[n / 2];
 }
 
-static void die(const char *what, int rc)
+static inline void die(const char *what, int rc)
 {
 	fprintf(stderr, "bench: %s: %s (%s)\n", what, strerror(rc < 0 ? -rc : rc), phyr_last_error());
 	exit(1);
 }
 
 /* "12.3x faster" / "1.05x slower": how ours compares to the baseline. */
-static const char *ratio_text(double ours, double base, char *buf, size_t len)
+static inline const char *ratio_text(double ours, double base, char *buf, size_t len)
 {
 	if (base >= ours)
 		snprintf(buf, len, "%.1fx faster", base / ours);
@@ -60,7 +60,7 @@ static const char *ratio_text(double ours, double base, char *buf, size_t len)
 }
 
 /* Anonymous memory, 2 MiB aligned, THP or base pages, faulted in. */
-static char *alloc(size_t len, int huge)
+static inline char *alloc(size_t len, int huge)
 {
 	char *raw = mmap(NULL, len + HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (raw == MAP_FAILED)
@@ -73,7 +73,7 @@ static char *alloc(size_t len, int huge)
 
 /* A stray 4 KiB page in THP memory, in a 2 MiB block khugepaged must leave
  * alone (else it may collapse it back mid-run and flatter the baseline). */
-static void stray_page(char *p, uint64_t at)
+static inline void stray_page(char *p, uint64_t at)
 {
 	madvise((char *)((uintptr_t)(p + at) & ~(uintptr_t)(HUGE2M - 1)), HUGE2M, MADV_NOHUGEPAGE);
 	madvise(p + at, PAGE, MADV_DONTNEED);
