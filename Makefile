@@ -54,8 +54,9 @@ install: lib
 	ln -sf libphyr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphyr.so
 	install -m 644 include/phyr.h $(DESTDIR)$(INCDIR)/phyr.h
-	install -d $(DESTDIR)$(MANDIR)/man3
+	install -d $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' pkgconfig/phyr.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/phyr.pc
 
