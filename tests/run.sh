@@ -59,7 +59,7 @@ as_user() { # caps name program
 	run "$name" setpriv --reuid=65534 --regid=65534 --clear-groups "$@" \
 		env LD_LIBRARY_PATH="$work/stage/lib" "$work/bin/$prog"
 }
-for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring; do
+for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring "$bindir"/test_hostile; do
 	b=$(basename "$t")
 	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
 done
