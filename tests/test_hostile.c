@@ -74,7 +74,7 @@ int main(void)
 		expect_sane(phyr_unpin(h), "phyr_unpin");
 	}
 	fprintf(stderr, "%ld pins, %ld registrations, %ld lookups succeeded among the garbage\n", pinned, registered, found);
-	CHECK(pinned > 5000 && registered > 500 && found > 300, "too few calls got past validation to mean anything");
+	CHECK(pinned > 2000 && registered > 300 && found > 150, "too few calls got past validation to mean anything");
 	CHECK(ring_has_no_table(&ring), "a table outlived the garbage");
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " after the garbage", vmlck_bytes());
 	CHECK(huge_bytes_in(p, 8 * MiB) == 8 * MiB, "a huge mapping was split");
