@@ -82,6 +82,24 @@ static void read_only_without_write(void)
 	munmap(p, 64 * KiB);
 }
 
+/* Untouched private memory whose second half is read-only: each part is
+ * faulted in as its own mapping allows, the read-only part never by a write
+ * (on the touching fallback such a write would kill the process). */
+static void mixed_permissions_untouched(void)
+{
+	char *p = map_aligned(8 * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	CHECK(mprotect(p + 4 * PAGE, 4 * PAGE, PROT_READ) == 0, "mprotect");
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p + 10, 8 * PAGE - 20, 0, &r), 0);
+	CHECK_LOCKED_EXACTLY(p, 8 * PAGE, p, p + 8 * PAGE);
+	CHECK(p[0] == 0 && p[7 * PAGE] == 0, "populated pages read back wrong");
+	phyr_t *w;
+	CHECK_RC(phyr_pin(p, 8 * PAGE, PHYR_PIN_WRITE, &w), -EACCES);
+	CHECK_RC(phyr_unpin(r), 0);
+	CHECK_NOTHING_LOCKED(p, 8 * PAGE);
+	munmap(p, 8 * PAGE);
+}
+
 /* Shared memory (memfd) is reported PHYR_SEG_SHARED and pins for writing. */
 static void shared_memfd(void)
 {
@@ -139,6 +157,7 @@ int main(void)
 	thp_edges_lock_whole_folios();
 	base_pages_lock_per_page();
 	read_only_without_write();
+	mixed_permissions_untouched();
 	shared_memfd();
 	descriptors_closed_behind_our_back();
 	untouched_thp_is_populated_huge();

@@ -126,9 +126,9 @@ import Testing
         let layout = Layout(hugeBlock: Array(repeating: false, count: 16))
         var table = PinTable()
         let (id, _) = table.insert(layout.pin(100..<200))
-        #expect(throws: PinTable.SplitError.offsetOutside) { try table.split(id, at: 0) }
-        #expect(throws: PinTable.SplitError.offsetOutside) { try table.split(id, at: 100) }
-        #expect(throws: PinTable.SplitError.offsetOutside) { try table.split(id, at: .max) }
+        #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: 0) }
+        #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: 100) }
+        #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: .max) }
         #expect(throws: PinTable.SplitError.notLive) { try table.split(id + 1, at: 5) }
         #expect(table.count == 1)
     }

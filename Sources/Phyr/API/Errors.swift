@@ -13,15 +13,18 @@ func fail(_ error: PhyrError) -> Int32 {
     return -error.code
 }
 
-/// The live range behind a handle, checked against the registry before
-/// anything is read through it.
+/// The id a range handle encodes.  Only decoded here: whether it is live is
+/// asked once, under the table's lock, by the operation itself.
 func pinID(_ handle: OpaquePointer?, _ function: String) -> Result<UInt64, PhyrError> {
-    guard let handle else { return .failure(PhyrError(EINVAL, "\(function): the range handle is NULL")) }
-    let raw = UInt(bitPattern: handle)
-    guard let id = PinTable.id(forHandle: raw),
-          Pinner.table.withLock({ $0.range(id) != nil }) else {
-        return .failure(PhyrError(EINVAL, "\(function): \(hex(UInt64(raw))) is not a live range "
-                                  + "(already released, or not a handle libphyr returned)"))
+    guard let handle, let id = PinTable.id(forHandle: UInt(bitPattern: handle)) else {
+        return .failure(notLive(function, handle, "range"))
     }
     return .success(id)
+}
+
+/// The error for a NULL, released or foreign handle.
+func notLive(_ function: String, _ handle: OpaquePointer?, _ kind: String) -> PhyrError {
+    guard let handle else { return PhyrError(EINVAL, "\(function): the \(kind) handle is NULL") }
+    return PhyrError(EINVAL, "\(function): \(hex(UInt64(UInt(bitPattern: handle)))) is not a live \(kind) "
+                     + "(already released, or not a handle libphyr returned)")
 }

@@ -47,10 +47,9 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
         tail.pointee = OpaquePointer(bitPattern: PinTable.handle(for: tailID))
         return 0
     case .failure(.notLive):
-        return fail(PhyrError(EINVAL, "phyr_split: the range was released by another thread"))
-    case .failure(.offsetOutside):
-        let len = Pinner.table.withLock { $0.range(id).map { $0.range.count } } ?? 0
-        return fail(PhyrError(EINVAL, "phyr_split: offset \(cut) is not inside the range (0 < offset < \(len))"))
+        return fail(notLive("phyr_split", r, "range"))
+    case .failure(.offsetOutside(let length)):
+        return fail(PhyrError(EINVAL, "phyr_split: offset \(cut) is not inside the range (0 < offset < \(length))"))
     }
 }
 
@@ -60,28 +59,24 @@ public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
     case .failure(let e):
         return fail(e)
     case .success(let id):
-        // Checked above, but another thread may have released it since.
-        guard Pinner.unpin(id) else {
-            return fail(PhyrError(EINVAL, "phyr_unpin: the range was released by another thread"))
-        }
-        return 0
+        return Pinner.unpin(id) ? 0 : fail(notLive("phyr_unpin", r, "range"))
     }
 }
 
 @c @implementation
 public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                        _ len: UnsafeMutablePointer<Int>?) -> Int32 {
-    let pinned: PinnedRange
+    let span: Range<UInt64>
     switch pinID(r, "phyr_range") {
     case .failure(let e): return fail(e)
     case .success(let id):
-        guard let p = Pinner.table.withLock({ $0.range(id) }) else {
-            return fail(PhyrError(EINVAL, "phyr_range: the range was released by another thread"))
+        guard let live = Pinner.table.withLock({ $0.range(id)?.range }) else {
+            return fail(notLive("phyr_range", r, "range"))
         }
-        pinned = p
+        span = live
     }
-    addr?.pointee = UnsafeMutableRawPointer(bitPattern: UInt(pinned.range.lowerBound))
-    len?.pointee = Int(pinned.range.upperBound - pinned.range.lowerBound)
+    addr?.pointee = UnsafeMutableRawPointer(bitPattern: UInt(span.lowerBound))
+    len?.pointee = Int(span.upperBound - span.lowerBound)
     return 0
 }
 
@@ -104,6 +99,6 @@ public func phyr_segs(_ r: OpaquePointer?, _ segs: UnsafeMutablePointer<phyr_seg
         }
         return p.segments.count
     }
-    guard let count else { return fail(PhyrError(EINVAL, "phyr_segs: the range was released by another thread")) }
+    guard let count else { return fail(notLive("phyr_segs", r, "range")) }
     return Int32(clamping: count)
 }

@@ -39,7 +39,7 @@ public func ring_reg_bufs(_ reg: OpaquePointer?, _ bufs: UnsafeMutablePointer<ri
         }
         return (n, copies)
     }
-    guard let (count, copies) = snapshot else { return notLive("ring_reg_bufs", reg) }
+    guard let (count, copies) = snapshot else { return fail(notLive("ring_reg_bufs", reg, "registration")) }
     if let bufs {
         for (i, b) in copies.enumerated() { bufs[i] = b }
     }
@@ -53,7 +53,7 @@ public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ 
     let hit = Registrar.read(UnsafeRawPointer(reg)) { table -> (slot: UInt32, room: UInt64)? in
         table.find(a).map { (table.slots[$0], table.ends[$0] &- a) }
     }
-    guard let hit else { return notLive("ring_reg_lookup", reg) }
+    guard let hit else { return fail(notLive("ring_reg_lookup", reg, "registration")) }
     guard let (slot, room) = hit else {
         return fail(PhyrError(ENOENT, "ring_reg_lookup: no buffer of this registration holds \(hex(a))"))
     }
@@ -70,10 +70,4 @@ public func ring_unregister_ranges(_ reg: OpaquePointer?) -> Int32 {
     } catch {
         return fail(error)
     }
-}
-
-private func notLive(_ function: String, _ reg: OpaquePointer?) -> Int32 {
-    guard let reg else { return fail(PhyrError(EINVAL, "\(function): reg is NULL")) }
-    return fail(PhyrError(EINVAL, "\(function): \(hex(UInt64(UInt(bitPattern: reg)))) is not a live registration "
-                          + "(already unregistered, or not a handle libphyr returned)"))
 }

@@ -71,7 +71,7 @@ struct PinTable {
         return Self.intersect(freed, pin.lockable)
     }
 
-    enum SplitError: Error { case notLive, offsetOutside }
+    enum SplitError: Error, Equatable { case notLive, offsetOutside(length: UInt64) }
 
     /// Cuts range `id` at `offset`: it keeps the head, the returned id is the
     /// tail.  The folio holding the cut is counted once more, so it stays
@@ -79,7 +79,7 @@ struct PinTable {
     mutating func split(_ id: UInt64, at offset: UInt64) throws(SplitError) -> UInt64 {
         guard let pin = live[id] else { throw .notLive }
         let length = UInt64(pin.range.count)
-        guard offset > 0, offset < length else { throw .offsetOutside }
+        guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
         let cut = pin.range.lowerBound + offset
         var folio = Backing.folio(at: cut, in: pin.segments)
         folio = max(folio.lowerBound, pin.lockInterval.lowerBound)..<min(folio.upperBound, pin.lockInterval.upperBound)

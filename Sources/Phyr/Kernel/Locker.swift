@@ -17,18 +17,15 @@ enum Locker {
         _ = try? syscallRetrying { munlock(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound)) }
     }
 
-    /// Faults every page of `r` in, by write faults when `write`.
+    /// Faults every page of `r` in, by write faults when `write`.  `r` lies in
+    /// one mapping, which permits what is asked: touching is the fallback, and
+    /// a touch the mapping forbids would kill the process.
     static func populate(_ r: Range<UInt64>, write: Bool) throws(Errno) {
         let len = Int(r.upperBound - r.lowerBound)
-        if KernelFeatures.shared.populateAdvice.load(ordering: .relaxed) {
-            do {
-                let advice = write ? PHYR_MADV_POPULATE_WRITE : PHYR_MADV_POPULATE_READ
-                _ = try syscallRetrying { madvise(pointer(r.lowerBound), len, advice) }
-                return
-            } catch let e where e.code == EINVAL {
-                // Before 5.14; we never ask it of VM_PFNMAP/VM_IO, its other EINVAL.
-                KernelFeatures.shared.populateAdvice.store(false, ordering: .relaxed)
-            }
+        if KernelFeatures.shared.populateAdvice {
+            let advice = write ? PHYR_MADV_POPULATE_WRITE : PHYR_MADV_POPULATE_READ
+            _ = try syscallRetrying { madvise(pointer(r.lowerBound), len, advice) }
+            return
         }
         guard let p = pointer(r.lowerBound) else { return }
         if write {

@@ -137,19 +137,3 @@ enum Mappings {
         return out
     }
 }
-
-/// The whole of a /proc text file (their sizes are not known in advance).
-func readWholeFile(_ path: String) throws(Errno) -> [UInt8] {
-    let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = try chunk.withUnsafeMutableBytes { buf in
-            Result { () throws(Errno) -> Int in try syscallRetrying { read(fd, buf.baseAddress, buf.count) } }
-        }.get()
-        if n == 0 { break }
-        out.append(contentsOf: chunk[0..<n])
-    }
-    return out
-}

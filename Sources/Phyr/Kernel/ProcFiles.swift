@@ -1,32 +1,6 @@
 import Glibc
 import Synchronization
 
-/// Which kernel interfaces to use: the modern ioctls, or the fallbacks that
-/// read /proc text and touch pages.  A kernel that answers ENOTTY/EINVAL to an
-/// ioctl switches that interface to its fallback for the life of the process.
-/// `PHYR_FORCE_FALLBACK=scan,populate,clone` forces the fallbacks (for tests).
-final class KernelFeatures: Sendable {
-    static let shared = KernelFeatures()
-
-    /// PROCMAP_QUERY (6.11) and PAGEMAP_SCAN (6.7), else smaps + pagemap.
-    let modernScan: Atomic<Bool>
-    /// MADV_POPULATE_READ/WRITE (5.14), else touching each page.
-    let populateAdvice: Atomic<Bool>
-    /// IORING_REGISTER_CLONE_BUFFERS with offsets (6.13), else re-registering
-    /// a buffer table to grow it.
-    let cloneBuffers: Atomic<Bool>
-
-    private init() {
-        var forced: [Substring] = []
-        if let raw = getenv("PHYR_FORCE_FALLBACK") {
-            forced = String(cString: raw).split(separator: ",")
-        }
-        modernScan = Atomic(!forced.contains("scan"))
-        populateAdvice = Atomic(!forced.contains("populate"))
-        cloneBuffers = Atomic(!forced.contains("clone"))
-    }
-}
-
 /// Descriptors for /proc/self/maps and /proc/self/pagemap, opened once per
 /// process.  They describe the mm of the process that opened them, so a
 /// forked child opens its own instead of reading its parent's; and a program

@@ -57,7 +57,7 @@ enum Pinner {
                 do throws(Errno) {
                     try Locker.lock(piece)
                 } catch {
-                    for undo in table.remove(id) ?? [] { Locker.unlock(undo) }
+                    _ = release(id, in: &table)
                     throw lockFailure(error, piece: piece, all: toLock, range: range)
                 }
             }
@@ -69,9 +69,8 @@ enum Pinner {
                     let physRuns = try PhysicalAddresses.attach(runs)
                     table.describe(id, segments: Backing.segments(physRuns, range: range))
                 } catch {
-                    for undo in table.remove(id) ?? [] { Locker.unlock(undo) }
-                    throw PhyrError(error.code, "reading physical addresses of \(spanText(range)) failed: "
-                                    + String(cString: strerror(error.code)))
+                    _ = release(id, in: &table)
+                    throw PhyrError(error.code, "reading physical addresses of \(spanText(range)) failed: \(error)")
                 }
             }
             return id
@@ -79,11 +78,15 @@ enum Pinner {
     }
 
     static func unpin(_ id: UInt64) -> Bool {
-        table.withLock { table -> Bool in
-            guard let freed = table.remove(id) else { return false }
-            for piece in freed { Locker.unlock(piece) }
-            return true
-        }
+        table.withLock { release(id, in: &$0) }
+    }
+
+    /// Removes range `id` and unlocks what no other live range covers, with
+    /// the table's lock held; false when `id` is not live.
+    static func release(_ id: UInt64, in table: inout PinTable) -> Bool {
+        guard let freed = table.remove(id) else { return false }
+        for piece in freed { Locker.unlock(piece) }
+        return true
     }
 
     // MARK: steps of pin
@@ -98,7 +101,7 @@ enum Pinner {
             case .unmapped(let hole):
                 throw PhyrError(EFAULT, "\(spanText(hole)) is not mapped (pinning \(spanText(range)))")
             case .system(let e):
-                throw PhyrError(e.code, "cannot read this process's mappings (/proc/self/maps): \(String(cString: strerror(e.code)))")
+                throw PhyrError(e.code, "cannot read this process's mappings (/proc/self/maps): \(e)")
             }
         }
         for m in mappings {
@@ -119,34 +122,34 @@ enum Pinner {
             let regions = try PageScanner.scan(span, mappings: mappings)
             return Backing.classify(regions, span: span, mappings: mappings)
         } catch {
-            throw PhyrError(error.code, "cannot read /proc/self/pagemap for \(spanText(span)): \(String(cString: strerror(error.code)))")
+            throw PhyrError(error.code, "cannot read /proc/self/pagemap for \(spanText(span)): \(error)")
         }
     }
 
     /// Faults in what is missing; returns whether anything was.  Private
     /// writable memory is populated by write faults, as mlock itself would, so
-    /// a zero page is never what gets locked.
+    /// a zero page is never what gets locked.  Runs may span mappings with
+    /// different permissions: each mapping's part is faulted as it allows.
     private static func populate(_ runs: [BackingRun], _ mappings: [Mapping], write: Bool) throws(PhyrError) -> Bool {
         var did = false
-        var mi = 0
         for run in runs where !run.flags.contains(.noFolio) {
-            while mi + 1 < mappings.count && mappings[mi].end <= run.start { mi += 1 }
-            let m = mappings[mi]
-            let privateWritable = m.writable && !m.shared
-            let byWrite = write || privateWritable
-            let needed = !run.present || (byWrite && run.zeroPage) || (write && m.shared)
-            guard needed else { continue }
-            do {
-                try Locker.populate(run.start..<run.end, write: byWrite)
-            } catch {
-                let what = "\(spanText(run.start..<run.end)) of \(Mappings.describe(m))"
-                if error.code == ENOMEM {
-                    throw PhyrError(ENOMEM, "out of memory faulting in \(what)"
-                                    + (m.isHugetlb ? " (hugetlb pool exhausted?)" : ""))
+            for m in mappings where m.start < run.end && run.start < m.end {
+                let byWrite = write || (m.writable && !m.shared)
+                let needed = !run.present || (byWrite && run.zeroPage) || (write && m.shared)
+                guard needed else { continue }
+                let piece = max(run.start, m.start)..<min(run.end, m.end)
+                do {
+                    try Locker.populate(piece, write: byWrite)
+                } catch {
+                    let what = "\(spanText(piece)) of \(Mappings.describe(m))"
+                    if error.code == ENOMEM {
+                        throw PhyrError(ENOMEM, "out of memory faulting in \(what)"
+                                        + (m.isHugetlb ? " (hugetlb pool exhausted?)" : ""))
+                    }
+                    throw PhyrError(EFAULT, "cannot fault in \(what): \(error)")
                 }
-                throw PhyrError(EFAULT, "cannot fault in \(what): \(String(cString: strerror(error.code)))")
+                did = true
             }
-            did = true
         }
         return did
     }
@@ -154,7 +157,7 @@ enum Pinner {
     private static func lockFailure(_ e: Errno, piece: Range<UInt64>, all: [Range<UInt64>],
                                     range: Range<UInt64>) -> PhyrError {
         let charge = all.reduce(UInt64(0)) { $0 + UInt64($1.count) }
-        var msg = "mlock of \(spanText(piece)) failed (\(String(cString: strerror(e.code)))) pinning \(spanText(range)), "
+        var msg = "mlock of \(spanText(piece)) failed (\(e)) pinning \(spanText(range)), "
             + "which needs \(byteCount(charge)) newly locked"
         if let limit = Locker.lockLimit() {
             msg += "; RLIMIT_MEMLOCK is \(byteCount(limit))"

@@ -97,8 +97,8 @@ enum Registrar {
             var out: [UInt64] = [], pins: [PinnedRange] = []
             for (i, id) in ids.enumerated() {
                 guard let copy = t.retain(id), let pin = t.range(copy) else {
-                    for c in out { for piece in t.remove(c) ?? [] { Locker.unlock(piece) } }
-                    return .failure(PhyrError(EINVAL, "ring_register_ranges: ranges[\(i)] was released"))
+                    for c in out { _ = Pinner.release(c, in: &t) }
+                    return .failure(PhyrError(EINVAL, "ring_register_ranges: ranges[\(i)] is not a live range (already released)"))
                 }
                 out.append(copy)
                 pins.append(pin)
@@ -136,18 +136,19 @@ enum Registrar {
                             + "\(ring.slots.used) of at most \(maxSlots)")
         }
 
-        // The lock charge, as the kernel will count it: huge folios once per ring.
+        // The lock charge, as the kernel will count it: huge folios once per
+        // ring.  Worked out on a copy, kept only if the kernel agrees.
+        var hugeCharged = ring.hugeCharged
         var hugeSpans: [Range<UInt64>] = []
         var charge: UInt64 = 0
         for u in units {
             if u.coalesces {
                 hugeSpans.append(u.folioSpan)
-                charge += ring.hugeCharged.add(u.folioSpan).reduce(0) { $0 + UInt64($1.count) }
+                charge += hugeCharged.add(u.folioSpan).reduce(0) { $0 + UInt64($1.count) }
             } else {
                 charge += u.lockCharge
             }
         }
-        // (ring is a copy: on failure the charges above are simply dropped.)
         if phyr_shim_has_capability(14 /* CAP_IPC_LOCK */) == 0, let limit = Locker.lockLimit() {
             let already = s.rings.values.reduce(UInt64(0)) { $0 + $1.chargedBytes }
             if already + charge > limit {
@@ -167,15 +168,11 @@ enum Registrar {
                 throw kernelRefusal(error, "registering \(k) buffers", charge: charge, creating: true)
             }
             ring.slots = SlotTable(size: size)
-            ring.iovecs = iovecs + Array(repeating: phyr_iovec(base: 0, len: 0), count: size - k)
+            ring.iovecs = Array(repeating: phyr_iovec(base: 0, len: 0), count: size)
             slots = Array(0..<k)
         } else {
-            var grown = s.rings[ringID] ?? ring
-            try ensureCapacity(&grown, for: k)
-            // The kernel's table has its new size whatever happens next.
-            s.rings[ringID] = grown
-            ring.slots = grown.slots
-            ring.iovecs = grown.iovecs
+            try ensureCapacity(&ring, for: k)
+            s.rings[ringID] = ring  // the kernel's table has its new size whatever happens next
             guard let free = ring.slots.lowestFree(k) else {
                 throw PhyrError(ENOSPC, "ring_register_ranges: no room for \(k) buffers in the ring's table")
             }
@@ -187,6 +184,7 @@ enum Registrar {
         ring.slots.take(slots, for: UInt64(id))
         for (u, slot) in zip(iovecs, slots) { ring.iovecs[slot] = u }
         ring.registrations.insert(UInt64(id))
+        ring.hugeCharged = hugeCharged
         ring.chargedBytes += charge
         s.rings[ringID] = ring
 
@@ -240,7 +238,7 @@ enum Registrar {
                 features.cloneBuffers.store(false, ordering: .relaxed)
             } catch {
                 throw PhyrError(error.code, "ring_register_ranges: growing the ring's table from \(size) to \(newSize) slots "
-                                + "failed: \(String(cString: strerror(error.code)))")
+                                + "failed: \(error)")
             }
         }
         // Re-registration pins every buffer again; the old table's buffers stay
@@ -253,7 +251,7 @@ enum Registrar {
         } catch {
             let restored = (try? BufferTable.create(ring.fd, ring.iovecs, size: size)) != nil
             throw PhyrError(error.code, "ring_register_ranges: re-registering the ring's table at \(newSize) slots failed "
-                            + "(\(String(cString: strerror(error.code))))"
+                            + "(\(error))"
                             + (restored ? "; the old table is back" : "; the old table could not be restored"))
         }
         ring.slots.grow(to: newSize)
@@ -299,7 +297,7 @@ enum Registrar {
         case EEXIST:
             return PhyrError(EEXIST, "ring_register_ranges: the ring is IORING_SETUP_SINGLE_ISSUER and this is not its submitter thread")
         default:
-            return PhyrError(e.code, "ring_register_ranges: the kernel refused \(what): \(String(cString: strerror(e.code)))")
+            return PhyrError(e.code, "ring_register_ranges: the kernel refused \(what): \(e)")
         }
     }
 
@@ -318,7 +316,7 @@ enum Registrar {
                                                     Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
                 if let error {
                     throw PhyrError(error.code, "ring_unregister_ranges: emptying slots \(run.lowerBound)..<\(run.upperBound) "
-                                    + "failed: \(String(cString: strerror(error.code)))")
+                                    + "failed: \(error)")
                 }
             }
             RegistrationHandles.shared.withdraw(slot: slot)

@@ -7,6 +7,11 @@ struct Errno: Error, Equatable, Sendable {
     static let interrupted = Errno(code: EINTR)
 }
 
+extension Errno: CustomStringConvertible {
+    /// strerror(3)'s sentence, for messages.
+    var description: String { String(cString: strerror(code)) }
+}
+
 /// Runs a libc call that answers -1 and sets errno on failure, retrying EINTR.
 /// Every syscall in the library goes through here, so EINTR is decided once.
 @inline(__always)
@@ -29,4 +34,20 @@ func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ off
         done += n
     }
     return done
+}
+
+/// The whole of a /proc text file (their sizes are not known in advance).
+func readWholeFile(_ path: String) throws(Errno) -> [UInt8] {
+    let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = try chunk.withUnsafeMutableBytes { buf in
+            Result { () throws(Errno) -> Int in try syscallRetrying { read(fd, buf.baseAddress, buf.count) } }
+        }.get()
+        if n == 0 { break }
+        out.append(contentsOf: chunk[0..<n])
+    }
+    return out
 }
