@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * The io_uring edge.  The only file that sees <liburing.h>: its feature
  * macros clash with Swift's Glibc module, so Swift gets plain functions.
@@ -10,6 +11,7 @@
 #include <linux/capability.h>
 #include <liburing.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -36,7 +38,10 @@ int phyr_shim_io_uring_setup(unsigned entries)
 {
 	struct io_uring_params p;
 	memset(&p, 0, sizeof p);
-	long ret = syscall(__NR_io_uring_setup, entries, &p);
+	long ret;
+	do
+		ret = syscall(__NR_io_uring_setup, entries, &p);
+	while (ret < 0 && errno == EINTR);
 	return ret < 0 ? -errno : (int)ret;
 }
 
@@ -47,6 +52,12 @@ int phyr_shim_same_file(int fd1, int fd2)
 	if (ret < 0)
 		return -errno;
 	return ret == 0;
+}
+
+int phyr_shim_anonymous_file(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int phyr_shim_has_capability(int cap)

@@ -1,6 +1,15 @@
+// SPDX-License-Identifier: MIT
+#define _GNU_SOURCE
 #include "phyr_kernel.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <unistd.h>
 
 /* Swift has no thread-local storage of its own; C11 does. */
 static _Thread_local char last_error[PHYR_ERR_MAX];
@@ -10,28 +19,72 @@ char *phyr_shim_error_buffer(void)
 	return last_error;
 }
 
-void phyr_shim_touch_read(const void *addr, size_t len, size_t step)
+int phyr_shim_probe_read(const void *addr, size_t len, size_t step)
 {
-	const volatile unsigned char *p = addr;
-	for (size_t off = 0; off < len; off += step)
-		(void)p[off];
+	enum { BATCH = 256 };
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0)
+		return -errno;
+	struct iovec iov[BATCH];
+	char sink[BATCH];
+	int rc = 0;
+	size_t off = 0;
+	while (off < len && rc == 0) {
+		int n = 0;
+		for (; n < BATCH && off < len; n++, off += step) {
+			iov[n].iov_base = (char *)addr + off;
+			iov[n].iov_len = 1;
+		}
+		ssize_t w;
+		do
+			w = writev(pipefd[1], iov, n);
+		while (w < 0 && errno == EINTR);
+		/* A fault part way makes the write short; at its first byte, EFAULT. */
+		if (w < 0)
+			rc = -errno;
+		else if (w < n)
+			rc = -EFAULT;
+		while (read(pipefd[0], sink, sizeof sink) > 0)
+			;
+	}
+	close(pipefd[0]);
+	close(pipefd[1]);
+	return rc;
 }
 
-void phyr_shim_touch_write(void *addr, size_t len, size_t step)
+int phyr_shim_fault_in_writable(void *addr, size_t len, size_t block)
 {
-	unsigned char *p = addr;
 	/*
-	 * Not fetch_add(0): compilers turn idempotent read-modify-writes into
-	 * fenced loads, which read-fault a zero page.  A compare-exchange of a
-	 * byte with itself is a real write access even when it loses a race.
+	 * FUTEX_WAKE_OP adds 0 to the word at uaddr2, atomically and from inside
+	 * the kernel: a write access that changes nothing, that needs no read
+	 * first, and whose fault the kernel takes with fault_in_user_writeable()
+	 * -- so memory that cannot be made writable answers EFAULT instead of
+	 * raising a signal.  Nobody is woken (both counts are 0).
 	 */
-	for (size_t off = 0; off < len; off += step) {
-		unsigned char v = __atomic_load_n(&p[off], __ATOMIC_RELAXED);
-		__atomic_compare_exchange_n(&p[off], &v, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	const uint32_t op = FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0);
+	uint32_t nobody = 0;
+	uintptr_t at = (uintptr_t)addr, end = (uintptr_t)addr + len;
+	while (at < end) {
+		long ret;
+		do
+			ret = syscall(SYS_futex, &nobody, FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG, 0, 0,
+				      (void *)(at & ~(uintptr_t)3), op);
+		while (ret < 0 && errno == EINTR);
+		if (ret < 0)
+			return -errno;
+		at = (at & ~(uintptr_t)(block - 1)) + block;
 	}
+	return 0;
+}
+
+int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags)
+{
+	long ret = syscall(SYS_mlock2, addr, len, flags);
+	return ret < 0 ? -errno : 0;
 }
 
 int phyr_shim_ioctl(int fd, unsigned long request, void *arg)
 {
-	return ioctl(fd, request, arg);
+	int ret = ioctl(fd, request, arg);
+	return ret < 0 ? -errno : ret;
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * phyr_kernel.h - the kernel interfaces libphyr's Swift code needs that
  * Bookworm's linux-libc-dev predates, plus the few helpers Swift cannot
@@ -81,14 +82,43 @@ struct phyr_procmap_query {
 char *phyr_shim_error_buffer(void);
 
 /*
- * Fault pages in without changing their contents, for kernels without
- * MADV_POPULATE_*: a read of each page, or an atomic compare-exchange of each byte with itself, a
- * write fault that cannot race with the owner's own stores.
+ * Faulting pages in on kernels without MADV_POPULATE_* (before 5.14), never
+ * raising a signal in the caller: both fault from inside the kernel, which
+ * answers EFAULT where a load or store of ours would have raised SIGBUS (a
+ * file mapping past its end, a hugetlb pool with no page left) or SIGSEGV
+ * (memory another thread just unmapped).  0 or -errno.
+ *
+ * phyr_shim_probe_read reads one byte of every `step` bytes (copied into a
+ * pipe).
+ *
+ * phyr_shim_fault_in_writable makes a write fault at the start of the range
+ * and at every `block` boundary in it, changing nothing and reading nothing
+ * first (a read would map the huge zero page, which older kernels split
+ * into 4 KiB pages on the write).  One fault per 2 MiB makes a transparent
+ * huge page where the mapping allows one; mlock faults in the rest.
  */
-void phyr_shim_touch_read(const void *addr, size_t len, size_t step);
-void phyr_shim_touch_write(void *addr, size_t len, size_t step);
+int phyr_shim_probe_read(const void *addr, size_t len, size_t step);
+int phyr_shim_fault_in_writable(void *addr, size_t len, size_t block);
 
-/* ioctl(2) with a pointer argument: Swift cannot call C variadics directly. */
+/* mlock2(2) (Linux 4.4), which glibc's Swift module does not show; 0 or -errno. */
+#define PHYR_MLOCK_ONFAULT 0x01u
+int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags);
+
+/*
+ * The fork guard (fork.c): every critical section of libphyr runs between
+ * enter and leave (nesting is counted per thread), and fork() waits until
+ * none is in flight.  The epoch counts the forks this process is a child of.
+ */
+void phyr_shim_fork_guard_enter(void);
+void phyr_shim_fork_guard_leave(void);
+extern unsigned long phyr_fork_epoch_counter;
+static inline unsigned long phyr_shim_fork_epoch(void)
+{
+	return __atomic_load_n(&phyr_fork_epoch_counter, __ATOMIC_ACQUIRE);
+}
+
+/* ioctl(2) with a pointer argument (Swift cannot call C variadics); the
+ * result or -errno. */
 int phyr_shim_ioctl(int fd, unsigned long request, void *arg);
 
 /* ---- io_uring (include/uapi/linux/io_uring.h), called on the ring's fd */
@@ -140,7 +170,7 @@ struct io_uring;
 /* The ring's file descriptor, read out of liburing's struct io_uring. */
 int phyr_shim_ring_fd(const struct io_uring *ring);
 
-/* io_uring_register(2); returns the result or -errno. */
+/* io_uring_register(2); returns the result or -errno (EINTR retried). */
 int phyr_shim_io_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args);
 
 /* A minimal io_uring (no mappings), for cloning buffer tables; fd or -errno. */
@@ -150,7 +180,13 @@ int phyr_shim_io_uring_setup(unsigned entries);
  * -errno when the kernel cannot tell. */
 int phyr_shim_same_file(int fd1, int fd2);
 
+/* An eventfd: a file on the one anonymous inode most anonymous files share. */
+int phyr_shim_anonymous_file(void);
+
 /* Whether capability `cap` is in this thread's effective set. */
 int phyr_shim_has_capability(int cap);
+
+#define PHYR_CAP_IPC_LOCK  14
+#define PHYR_CAP_SYS_ADMIN 21
 
 #endif /* PHYR_KERNEL_H */

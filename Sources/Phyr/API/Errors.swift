@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
 
@@ -13,18 +14,17 @@ func fail(_ error: PhyrError) -> Int32 {
     return -error.code
 }
 
-/// The id a range handle encodes.  Only decoded here: whether it is live is
-/// asked once, under the table's lock, by the operation itself.
+/// The id a range handle encodes, or why it cannot be one.  Whether it is
+/// live is asked once, under the table's lock, by the operation itself.
 func pinID(_ handle: OpaquePointer?, _ function: String) -> Result<UInt64, PhyrError> {
     guard let handle, let id = PinTable.id(forHandle: UInt(bitPattern: handle)) else {
-        return .failure(notLive(function, handle, "range"))
+        return .failure(notLive(function, handle, "range", .foreign))
     }
     return .success(id)
 }
 
-/// The error for a NULL, released or foreign handle.
-func notLive(_ function: String, _ handle: OpaquePointer?, _ kind: String) -> PhyrError {
+/// The error for a NULL, released, foreign or inherited handle.
+func notLive(_ function: String, _ handle: OpaquePointer?, _ kind: String, _ why: Absence) -> PhyrError {
     guard let handle else { return PhyrError(EINVAL, "\(function): the \(kind) handle is NULL") }
-    return PhyrError(EINVAL, "\(function): \(hex(UInt64(UInt(bitPattern: handle)))) is not a live \(kind) "
-                     + "(already released, or not a handle libphyr returned)")
+    return PhyrError(EINVAL, "\(function): \(hex(UInt64(UInt(bitPattern: handle)))) is not a live \(kind): \(why.reason)")
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
 
@@ -39,17 +40,17 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
     case .success(let v): id = v
     case .failure(let e): return fail(e)
     }
-    let result = Pinner.table.withLock { t in
-        Result { () throws(PinTable.SplitError) -> UInt64 in try t.split(id, at: cut) }
-    }
-    switch result {
-    case .success(let tailID):
+    do throws(PinTable.SplitError) {
+        let tailID = try Pinner.split(id, at: cut)
         tail.pointee = OpaquePointer(bitPattern: PinTable.handle(for: tailID))
         return 0
-    case .failure(.notLive):
-        return fail(notLive("phyr_split", r, "range"))
-    case .failure(.offsetOutside(let length)):
-        return fail(PhyrError(EINVAL, "phyr_split: offset \(cut) is not inside the range (0 < offset < \(length))"))
+    } catch {
+        switch error {
+        case .notLive(let why):
+            return fail(notLive("phyr_split", r, "range", why))
+        case .offsetOutside(let length):
+            return fail(PhyrError(EINVAL, "phyr_split: offset \(cut) is not inside the range (0 < offset < \(length))"))
+        }
     }
 }
 
@@ -59,7 +60,12 @@ public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
     case .failure(let e):
         return fail(e)
     case .success(let id):
-        return Pinner.unpin(id) ? 0 : fail(notLive("phyr_unpin", r, "range"))
+        do throws(Absence) {
+            try Pinner.unpin(id)
+            return 0
+        } catch {
+            return fail(notLive("phyr_unpin", r, "range", error))
+        }
     }
 }
 
@@ -70,10 +76,11 @@ public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeM
     switch pinID(r, "phyr_range") {
     case .failure(let e): return fail(e)
     case .success(let id):
-        guard let live = Pinner.table.withLock({ $0.range(id)?.range }) else {
-            return fail(notLive("phyr_range", r, "range"))
+        do throws(Absence) {
+            span = try Pinner.withRange(id) { $0.range }
+        } catch {
+            return fail(notLive("phyr_range", r, "range", error))
         }
-        span = live
     }
     addr?.pointee = UnsafeMutableRawPointer(bitPattern: UInt(span.lowerBound))
     len?.pointee = Int(span.upperBound - span.lowerBound)
@@ -88,17 +95,18 @@ public func phyr_segs(_ r: OpaquePointer?, _ segs: UnsafeMutablePointer<phyr_seg
     case .failure(let e): return fail(e)
     case .success(let v): id = v
     }
-    // Copy out under the lock: a concurrent split must not be seen half done.
-    let count: Int? = Pinner.table.withLock { t in
-        guard let p = t.range(id) else { return nil }
-        if let segs {
-            for (i, s) in p.segments.prefix(Int(nr)).enumerated() {
-                segs[i] = phyr_seg(addr: s.addr, len: s.len, phys: s.phys,
-                                   page_shift: s.pageShift, flags: s.flags.rawValue)
+    do throws(Absence) {
+        let count = try Pinner.withRange(id) { p -> Int in
+            if let segs {
+                for (i, s) in p.segments.prefix(Int(nr)).enumerated() {
+                    segs[i] = phyr_seg(addr: s.addr, len: s.len, phys: s.phys,
+                                       page_shift: s.pageShift, flags: s.flags.rawValue)
+                }
             }
+            return p.segments.count
         }
-        return p.segments.count
+        return Int32(clamping: count)
+    } catch {
+        return fail(notLive("phyr_segs", r, "range", error))
     }
-    guard let count else { return fail(notLive("phyr_segs", r, "range")) }
-    return Int32(clamping: count)
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
 
@@ -34,12 +35,14 @@ public func ring_reg_bufs(_ reg: OpaquePointer?, _ bufs: UnsafeMutablePointer<ri
     let snapshot = Registrar.read(UnsafeRawPointer(reg)) { index -> (Int, [ring_buf]) in
         let n = index.count
         let copies = (0..<min(n, Int(nr))).map { i in
-            ring_buf(addr: index.starts[i], len: index.ends[i] &- index.starts[i], index: index.slots[i],
-                     page_shift: index.shifts[i], flags: index.flags[i], resv: 0)
+            ring_buf(addr: index.start(i), len: index.end(i) &- index.start(i), index: index.slot(i),
+                     page_shift: index.pageShift(i), flags: index.flags(i), resv: 0)
         }
         return (n, copies)
     }
-    guard let (count, copies) = snapshot else { return fail(notLive("ring_reg_bufs", reg, "registration")) }
+    guard let (count, copies) = snapshot else {
+        return fail(notLive("ring_reg_bufs", reg, "registration", Registrar.absence(of: UnsafeRawPointer(reg))))
+    }
     if let bufs {
         for (i, b) in copies.enumerated() { bufs[i] = b }
     }
@@ -51,9 +54,11 @@ public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ 
                             _ index: UnsafeMutablePointer<UInt32>?, _ avail: UnsafeMutablePointer<Int>?) -> Int32 {
     let a = UInt64(UInt(bitPattern: addr))
     let hit = Registrar.read(UnsafeRawPointer(reg)) { table -> (slot: UInt32, room: UInt64)? in
-        table.find(a).map { (table.slots[$0], table.ends[$0] &- a) }
+        table.find(a).map { (table.slot($0), table.end($0) &- a) }
     }
-    guard let hit else { return fail(notLive("ring_reg_lookup", reg, "registration")) }
+    guard let hit else {
+        return fail(notLive("ring_reg_lookup", reg, "registration", Registrar.absence(of: UnsafeRawPointer(reg))))
+    }
     guard let (slot, room) = hit else {
         return fail(PhyrError(ENOENT, "ring_reg_lookup: no buffer of this registration holds \(hex(a))"))
     }

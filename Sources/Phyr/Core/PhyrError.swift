@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /// A failure as the C caller sees it: an errno and a sentence for
 /// `phyr_last_error()` that names the address, mapping or limit at fault.
 struct PhyrError: Error, Sendable {
@@ -25,3 +26,4 @@ func byteCount(_ n: UInt64) -> String {
     let whole = n / scale, tenths = (n % scale) * 10 / scale
     return tenths == 0 ? "\(whole) \(units[unit])" : "\(whole).\(tenths) \(units[unit])"
 }
+

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /// One live pinned range.
 struct PinnedRange: Sendable {
     var range: Range<UInt64>
@@ -22,8 +23,31 @@ struct PinTable {
     private var live: [UInt64: PinnedRange] = [:]
     private var coverage = CountedIntervalMap()
     private var nextID: UInt64 = 1
+    /// Ids below this were handed out before this process was forked: they
+    /// are its parent's, never live here.
+    private var inheritedBelow: UInt64 = 0
 
     init() {}
+
+    /// The table a forked child starts with: no ranges (mlock is not
+    /// inherited), and ids that go on from the parent's, so the child tells
+    /// the parent's handles from its own.
+    func forChild() -> PinTable {
+        var child = PinTable()
+        child.nextID = nextID
+        child.inheritedBelow = nextID
+        return child
+    }
+
+    /// Why `id` is not live; nil when it is.
+    func absence(of id: UInt64) -> Absence? {
+        if live[id] != nil { return nil }
+        if id >= nextID || id == 0 { return .foreign }
+        return id < inheritedBelow ? .parents : .released
+    }
+
+    /// How many live ranges hold `address` locked.
+    func coverage(at address: UInt64) -> Int64 { coverage.coverage(at: address) }
 
     var count: Int { live.count }
     var lockBoundaries: Int { coverage.boundaryCount }
@@ -71,13 +95,13 @@ struct PinTable {
         return Self.intersect(freed, pin.lockable)
     }
 
-    enum SplitError: Error, Equatable { case notLive, offsetOutside(length: UInt64) }
+    enum SplitError: Error, Equatable { case notLive(Absence), offsetOutside(length: UInt64) }
 
     /// Cuts range `id` at `offset`: it keeps the head, the returned id is the
     /// tail.  The folio holding the cut is counted once more, so it stays
     /// locked until both halves are gone; nothing else changes.
     mutating func split(_ id: UInt64, at offset: UInt64) throws(SplitError) -> UInt64 {
-        guard let pin = live[id] else { throw .notLive }
+        guard let pin = live[id] else { throw .notLive(absence(of: id) ?? .foreign) }
         let length = UInt64(pin.range.count)
         guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
         let cut = pin.range.lowerBound + offset
@@ -110,6 +134,32 @@ struct PinTable {
             guard lo < hi else { continue }
             let phys = s.phys == physUnknown ? physUnknown : s.phys + (lo - s.addr)
             out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: s.pageShift, flags: s.flags))
+        }
+        return out
+    }
+
+    /// The parts of `spans` (sorted, disjoint) that no live range covers.
+    func uncovered(_ spans: [Range<UInt64>]) -> [Range<UInt64>] {
+        Self.subtract(spans, coverage.coveredRuns.map(\.range))
+    }
+
+    /// `a` minus `b`, both sorted lists of disjoint intervals.
+    static func subtract(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
+        var out: [Range<UInt64>] = []
+        var j = 0
+        for r in a {
+            var lo = r.lowerBound
+            while j < b.count && b[j].upperBound <= lo { j += 1 }
+            var k = j
+            while lo < r.upperBound {
+                guard k < b.count, b[k].lowerBound < r.upperBound else {
+                    out.append(lo..<r.upperBound)
+                    break
+                }
+                if b[k].lowerBound > lo { out.append(lo..<b[k].lowerBound) }
+                lo = max(lo, b[k].upperBound)
+                k += 1
+            }
         }
         return out
     }

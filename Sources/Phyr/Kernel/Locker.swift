@@ -1,37 +1,102 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
 
-/// mlock/munlock and populating, over page-aligned ranges.
+/// mlock/munlock, the lock probe and populating, over page-aligned ranges.
 enum Locker {
     @inline(__always) private static func pointer(_ a: UInt64) -> UnsafeMutableRawPointer? {
         UnsafeMutableRawPointer(bitPattern: UInt(a))
     }
 
+    /// Locks `r` with mlock(2), which faults in what is missing under the lock
+    /// (write faults for private writable memory), then marks the lock as
+    /// libphyr's.  The mark is VM_LOCKONFAULT (mlock2(MLOCK_ONFAULT), "lf" in
+    /// smaps): it has no effect on memory whose pages are all present, and it
+    /// travels with the memory through mremap(2), so locks libphyr made can be
+    /// found wherever the caller moved them (see `markedLocks`).
     static func lock(_ r: Range<UInt64>) throws(Errno) {
         _ = try syscallRetrying { mlock(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound)) }
+        try mark(r)
     }
 
-    /// Errors are ignored: the only one possible is memory the caller unmapped
-    /// under a live pin, which has no lock left to release.
-    static func unlock(_ r: Range<UInt64>) {
-        _ = try? syscallRetrying { munlock(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound)) }
+    /// mlock2(MLOCK_ONFAULT) of memory libphyr already counts as locked: a
+    /// flag change and no page walk where the kernel still holds the lock;
+    /// where it does not (the memory was unmapped and mapped anew under a
+    /// live range, or is a forked child's), it locks every present page again.
+    static func mark(_ r: Range<UInt64>) throws(Errno) {
+        _ = try shimRetrying { phyr_shim_mlock2(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound), PHYR_MLOCK_ONFAULT) }
     }
 
-    /// Faults every page of `r` in, by write faults when `write`.  `r` lies in
-    /// one mapping, which permits what is asked: touching is the fallback, and
-    /// a touch the mapping forbids would kill the process.
-    static func populate(_ r: Range<UInt64>, write: Bool) throws(Errno) {
+    /// munlock(2).  Fails with ENOMEM, having unlocked only what lies before
+    /// it, where `r` has a hole.
+    static func unlock(_ r: Range<UInt64>) throws(Errno) {
+        _ = try syscallRetrying { munlock(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound)) }
+    }
+
+    enum LockState: Equatable { case someLocked, noneLocked, noneLockedWithHoles }
+
+    /// Whether any page of `r` is locked, without changing anything:
+    /// msync(MS_INVALIDATE) answers EBUSY for a range with a locked part, and
+    /// does nothing else on Linux (only MS_SYNC writes anything back).
+    static func probe(_ r: Range<UInt64>) -> LockState {
+        do {
+            _ = try syscallRetrying { msync(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound), MS_INVALIDATE) }
+            return .noneLocked
+        } catch {
+            return error.code == EBUSY ? .someLocked : .noneLockedWithHoles
+        }
+    }
+
+    /// Whether every page of `r` is mapped and locked: one probe per VMA, since
+    /// VM_LOCKED belongs to a VMA as a whole.
+    static func whollyLocked(_ r: Range<UInt64>) -> Bool {
+        guard let vmas = try? Mappings.mappedParts(r, merged: false) else { return false }
+        var at = r.lowerBound
+        for vma in vmas {
+            guard vma.lowerBound == at, probe(vma) == .someLocked else { return false }
+            at = vma.upperBound
+        }
+        return at == r.upperBound
+    }
+
+    /// Faults `r` in, by write faults when `write`, without ever raising a
+    /// signal in the caller.  `r` lies in mapping `m`, which permits what is
+    /// asked.
+    ///
+    /// MADV_POPULATE_* (5.14) faults every page and reports what cannot be
+    /// faulted in as EFAULT.  Older kernels have no such call, and a plain
+    /// load or store could raise SIGBUS or SIGSEGV, so the faults are made
+    /// from inside the kernel (`phyr_shim_probe_read`,
+    /// `phyr_shim_fault_in_writable`).  Memory that will be mlocked needs
+    /// only enough of them to make its huge pages: mlock(2) faults in the
+    /// rest itself, by write faults where the mapping is private and
+    /// writable.  Private anonymous memory is never read first (that would
+    /// map the huge zero page, split on the write by older kernels).  hugetlb
+    /// memory is not mlocked, so each of its pages is faulted; private
+    /// hugetlb memory gets no write fault (breaking copy-on-write there may
+    /// need a page the pool does not have).
+    static func populate(_ r: Range<UInt64>, in m: Mapping, write: Bool) throws(Errno) {
         let len = Int(r.upperBound - r.lowerBound)
+        guard let p = pointer(r.lowerBound) else { return }
         if KernelFeatures.shared.populateAdvice {
             let advice = write ? PHYR_MADV_POPULATE_WRITE : PHYR_MADV_POPULATE_READ
-            _ = try syscallRetrying { madvise(pointer(r.lowerBound), len, advice) }
+            _ = try syscallRetrying { madvise(p, len, advice) }
             return
         }
-        guard let p = pointer(r.lowerBound) else { return }
-        if write {
-            phyr_shim_touch_write(p, len, Int(basePageSize))
-        } else {
-            phyr_shim_touch_read(p, len, Int(basePageSize))
+        if m.isHugetlb {
+            _ = try shimRetrying { phyr_shim_probe_read(p, len, Int(m.pageSize)) }
+            return
+        }
+        let anonymous = !m.fileBacked && !m.shared
+        if !anonymous {
+            // Files and shared memory: every page, so one past the end of its
+            // file is reported here, by name, rather than by mlock.
+            _ = try shimRetrying { phyr_shim_probe_read(p, len, Int(basePageSize)) }
+        }
+        if write && !m.shared {
+            _ = try shimRetrying { phyr_shim_fault_in_writable(p, len, 1 << Int(pmdPageShift)) }
+        } else if anonymous {
+            _ = try shimRetrying { phyr_shim_probe_read(p, len, 1 << Int(pmdPageShift)) }
         }
     }
 
@@ -44,11 +109,23 @@ enum Locker {
 
     /// VmLck from /proc/self/status: what this process already has locked.
     static func lockedBytes() -> UInt64? {
-        guard let text = try? readWholeFile("/proc/self/status") else { return nil }
-        for line in text.split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("VmLck:".utf8)) {
-            let f = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-            if f.count >= 2, let kb = UInt64(String(decoding: f[1], as: UTF8.self)) { return kb * 1024 }
-        }
-        return nil
+        guard let text = try? readWholeFile("/proc/self/status"), let kb = procField(text, "VmLck:") else { return nil }
+        return kb * 1024
+    }
+
+    /// Whether CAP_IPC_LOCK lifts RLIMIT_MEMLOCK for this thread.
+    static var mayLockPastLimit: Bool { phyr_shim_has_capability(Int32(PHYR_CAP_IPC_LOCK)) != 0 }
+
+    /// vm.max_map_count and how many mappings the process has, when both can
+    /// be read: mlock fails with ENOMEM when a split would pass the limit.
+    static func mappingBudget() -> (count: UInt64, limit: UInt64)? {
+        guard let limit = readNumber("/proc/sys/vm/max_map_count"),
+              let text = try? readWholeFile("/proc/self/maps") else { return nil }
+        return (UInt64(text.lazy.filter { $0 == UInt8(ascii: "\n") }.count), limit)
+    }
+
+    /// Free pages of the hugetlb pool of `pageSize`, when sysfs says.
+    static func freeHugetlbPages(_ pageSize: UInt64) -> UInt64? {
+        readNumber("/sys/kernel/mm/hugepages/hugepages-\(pageSize / 1024)kB/free_hugepages")
     }
 }

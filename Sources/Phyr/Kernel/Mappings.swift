@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
 
@@ -11,16 +12,101 @@ enum Mappings {
         case system(Errno)
     }
 
+    /// PROCMAP_QUERY does not tell VM_PFNMAP/VM_IO mappings apart; PAGEMAP_SCAN
+    /// does (it skips them), so only the two together can replace smaps.
+    private static var useProcmapQuery: Bool {
+        let f = KernelFeatures.shared
+        return f.procmapQuery.load(ordering: .relaxed) && f.pagemapScan.load(ordering: .relaxed)
+    }
+
     /// The mappings tiling `span`, in order; `.unmapped` names the first hole.
     static func covering(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
-        if KernelFeatures.shared.modernScan.load(ordering: .relaxed) {
+        if useProcmapQuery {
             do {
                 return try procmapQuery(span)
-            } catch .system(let e) where e.code == ENOTTY || e.code == EINVAL {
-                KernelFeatures.shared.modernScan.store(false, ordering: .relaxed)
+            } catch .system(let e) where e.code == ENOTTY {
+                KernelFeatures.shared.procmapQuery.store(false, ordering: .relaxed)
             }
         }
         return try fromSmaps(span)
+    }
+
+    /// The parts of `span` that are mapped, holes allowed: for unlocking
+    /// mapping by mapping, since munlock(2) stops at the first hole.  With
+    /// `merged`, touching mappings come out as one part; without, one part
+    /// per VMA (a VMA is locked or not as a whole).
+    static func mappedParts(_ span: Range<UInt64>, merged: Bool = true) throws(Errno) -> [Range<UInt64>] {
+        var out: [Range<UInt64>] = []
+        func add(_ lo: UInt64, _ hi: UInt64) {
+            let a = max(lo, span.lowerBound), b = min(hi, span.upperBound)
+            guard a < b else { return }
+            if merged, let last = out.last, last.upperBound == a {
+                out[out.count - 1] = last.lowerBound..<b
+            } else {
+                out.append(a..<b)
+            }
+        }
+        if KernelFeatures.shared.procmapQuery.load(ordering: .relaxed) {
+            let fd = try ProcFiles.shared.descriptor(.maps)
+            var addr = span.lowerBound
+            while addr < span.upperBound {
+                var q = phyr_procmap_query()
+                let rc = query(fd, addr, &q, name: nil)
+                if rc == ENOENT { return out }
+                if rc == ENOTTY {
+                    KernelFeatures.shared.procmapQuery.store(false, ordering: .relaxed)
+                    return try mappedParts(span, merged: merged)
+                }
+                if rc != 0 { throw Errno(code: rc) }
+                add(q.vma_start, q.vma_end)
+                addr = q.vma_end
+            }
+            return out
+        }
+        for vma in try mapsLines() where vma.end > span.lowerBound && vma.start < span.upperBound {
+            add(vma.start, vma.end)
+        }
+        return out
+    }
+
+    /// Every mapping that holds a lock libphyr made (VM_LOCKED with the
+    /// VM_LOCKONFAULT mark `Locker.lock` adds), wherever it is now: memory
+    /// the caller moved or grew with mremap(2) carries the mark along.  Reads
+    /// all of /proc/self/smaps: only for repairs, never on a common path.
+    static func markedLocks() throws(Errno) -> [Range<UInt64>] {
+        let text = try readWholeFile("/proc/self/smaps")
+        var out: [Range<UInt64>] = []
+        var current: Range<UInt64>?
+        for line in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+            if let vma = vmaHeader(line) {
+                current = vma.start..<vma.end
+                continue
+            }
+            guard line.starts(with: Array("VmFlags:".utf8)), let vma = current else { continue }
+            let flags = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true).dropFirst()
+                .map { String(decoding: $0, as: UTF8.self) }
+            if LockMarks.isLibphyrLock(vmFlags: flags) { out.append(vma) }
+        }
+        return out
+    }
+
+    /// "start-end perms offset dev inode [name]": the first line of a VMA in
+    /// maps and smaps.
+    private static func vmaHeader(_ line: ArraySlice<UInt8>) -> (start: UInt64, end: UInt64, fields: [ArraySlice<UInt8>])? {
+        let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+        guard fields.count >= 5, let first = fields.first, first.last != UInt8(ascii: ":"),
+              let dash = first.firstIndex(of: UInt8(ascii: "-")),
+              let lo = UInt64(String(decoding: first[first.startIndex..<dash], as: UTF8.self), radix: 16),
+              let hi = UInt64(String(decoding: first[(dash + 1)...], as: UTF8.self), radix: 16) else { return nil }
+        return (lo, hi, Array(fields))
+    }
+
+    /// /proc/self/maps, parsed to bounds.
+    private static func mapsLines() throws(Errno) -> [(start: UInt64, end: UInt64)] {
+        let text = try readWholeFile("/proc/self/maps")
+        return text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).compactMap { line in
+            vmaHeader(line).map { ($0.start, $0.end) }
+        }
     }
 
     /// One PROCMAP_QUERY per VMA.  Names are not asked for: the kernel builds
@@ -50,7 +136,8 @@ enum Mappings {
         return out
     }
 
-    /// PROCMAP_QUERY for the VMA covering or following `addr`; 0 or an errno.
+    /// PROCMAP_QUERY for the VMA covering or following `addr`; 0 or an errno
+    /// (EINTR retried).
     private static func query(_ fd: Int32, _ addr: UInt64, _ q: inout phyr_procmap_query,
                               name: UnsafeMutableBufferPointer<CChar>?) -> Int32 {
         q.size = UInt64(MemoryLayout<phyr_procmap_query>.size)
@@ -61,8 +148,9 @@ enum Mappings {
             q.vma_name_size = UInt32(name.count)
         }
         while true {
-            if phyr_shim_ioctl(fd, UInt(PHYR_PROCMAP_QUERY), &q) == 0 { return 0 }
-            if errno != EINTR { return errno }
+            let rc = phyr_shim_ioctl(fd, UInt(PHYR_PROCMAP_QUERY), &q)
+            if rc >= 0 { return 0 }
+            if rc != -EINTR { return -rc }
         }
     }
 
@@ -92,16 +180,12 @@ enum Mappings {
             current = nil; pmd = 0
         }
         for line in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-            guard let first = fields.first else { continue }
-            if let dash = first.firstIndex(of: UInt8(ascii: "-")), first.last != UInt8(ascii: ":"),
-               let lo = UInt64(String(decoding: first[first.startIndex..<dash], as: UTF8.self), radix: 16),
-               let hi = UInt64(String(decoding: first[(dash + 1)...], as: UTF8.self), radix: 16),
-               fields.count >= 5 {
+            if let vma = vmaHeader(line) {
                 finish()
+                let fields = vma.fields
                 let perms = Array(fields[1])
                 guard perms.count >= 4 else { continue }
-                current = Mapping(start: lo, end: hi,
+                current = Mapping(start: vma.start, end: vma.end,
                                   readable: perms[0] == UInt8(ascii: "r"),
                                   writable: perms[1] == UInt8(ascii: "w"),
                                   shared: perms[3] == UInt8(ascii: "s"),
@@ -110,6 +194,8 @@ enum Mappings {
                                   name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
                 continue
             }
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+            guard let first = fields.first else { continue }
             guard current != nil, fields.count >= 2 else { continue }
             let key = String(decoding: first, as: UTF8.self)
             switch key {

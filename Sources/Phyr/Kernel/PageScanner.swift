@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
 
@@ -6,15 +7,15 @@ import Glibc
 /// entry by entry with smaps' per-VMA huge page totals.
 enum PageScanner {
     static func scan(_ span: Range<UInt64>, mappings: [Mapping]) throws(Errno) -> [ScanRegion] {
-        if KernelFeatures.shared.modernScan.load(ordering: .relaxed) {
+        if KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) {
             do {
                 // Telling file pages from anonymous ones costs the kernel a
                 // struct page lookup per PTE (6 ms per GiB here); only private
                 // file mappings need it, the rest say so in their VMA.
                 let needFile = mappings.contains { $0.fileBacked && !$0.shared }
                 return try pagemapScan(span, fileCategory: needFile)
-            } catch let e where e.code == ENOTTY || e.code == EINVAL {
-                KernelFeatures.shared.modernScan.store(false, ordering: .relaxed)
+            } catch let e where e.code == ENOTTY {
+                KernelFeatures.shared.pagemapScan.store(false, ordering: .relaxed)
             }
         }
         return try pagemapEntries(span, mappings: mappings)
@@ -36,15 +37,13 @@ enum PageScanner {
             arg.start = start
             arg.end = span.upperBound
             arg.return_mask = returnMask | (fileCategory ? UInt64(PHYR_PAGE_IS_FILE) : 0)
-            let n = vec.withUnsafeMutableBufferPointer { buf -> Int32 in
-                arg.vec = UInt64(UInt(bitPattern: buf.baseAddress))
-                arg.vec_len = UInt64(buf.count)
-                while true {
-                    let r = phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg)
-                    if r >= 0 || errno != EINTR { return r >= 0 ? r : -errno }
+            let n = try typed {
+                try vec.withUnsafeMutableBufferPointer { buf -> Int32 in
+                    arg.vec = UInt64(UInt(bitPattern: buf.baseAddress))
+                    arg.vec_len = UInt64(buf.count)
+                    return try shimRetrying { phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg) }
                 }
             }
-            if n < 0 { throw Errno(code: -n) }
             for r in vec[0..<Int(n)] {
                 let c = r.categories
                 out.append(ScanRegion(start: r.start, end: r.end,
@@ -120,13 +119,12 @@ enum PageScanner {
     /// The pagemap entry of the page at `address`, through pagemap's `fd`.
     static func readEntry(_ address: UInt64, fd: Int32) throws(Errno) -> UInt64 {
         var entry: UInt64 = 0
-        let got = withUnsafeMutableBytes(of: &entry) { buf in
-            Result { () throws(Errno) -> Int in
+        _ = try typed {
+            try withUnsafeMutableBytes(of: &entry) { buf -> Int in
                 guard let base = buf.baseAddress else { return 0 }
                 return try preadFully(fd, base, 8, (address / basePageSize) * 8)
             }
         }
-        _ = try got.get()
         return entry
     }
 
@@ -136,13 +134,12 @@ enum PageScanner {
         let count = Int((r.upperBound - r.lowerBound) / basePageSize)
         guard count > 0 else { return [] }
         var entries = [UInt64](repeating: 0, count: count)
-        let got = entries.withUnsafeMutableBytes { buf in
-            Result { () throws(Errno) -> Int in
+        _ = try typed {
+            try entries.withUnsafeMutableBytes { buf -> Int in
                 guard let base = buf.baseAddress else { return 0 }
                 return try preadFully(fd, base, buf.count, (r.lowerBound / basePageSize) * 8)
             }
         }
-        _ = try got.get()
         return entries
     }
 }

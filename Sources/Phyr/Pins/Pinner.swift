@@ -1,5 +1,5 @@
+// SPDX-License-Identifier: MIT
 import Glibc
-import Synchronization
 
 /// Pin flags, as `phyr.h` defines them (checked by the tests).
 enum PinFlag {
@@ -11,9 +11,16 @@ enum PinFlag {
 /// The pinning operations: ask the kernel edges what backs the memory, let
 /// the pin table decide what to lock, make the lock calls.  The table's lock
 /// is held across mlock/munlock so lock counts and kernel lock state never
-/// disagree, and only there: describing memory happens outside it.
+/// disagree, and only there: describing and faulting in memory happen
+/// outside it.
+///
+/// Lock counts are keyed by address, but the memory at an address can change
+/// under a live range (munmap, a new mapping, mremap, a forked child): so a
+/// pin re-asserts every lock it needs, not only the ones the count says are
+/// new, and a release checks that what it unlocks is still the memory that
+/// was locked there, and goes looking for it when it is not.
 enum Pinner {
-    static let table = Mutex(PinTable())
+    private static let table = ProcessLocal(PinTable()) { $0.forChild() }
 
     /// Addresses past this cannot be user memory on any 64-bit Linux (x86-64
     /// 5-level paging stops at 2^56); bounding here keeps the page rounding
@@ -21,6 +28,7 @@ enum Pinner {
     static let userSpaceEnd: UInt64 = 1 << 57
 
     static func pin(_ range: Range<UInt64>, flags: UInt32) throws(PhyrError) -> UInt64 {
+        try requireSupportedKernel()
         guard range.upperBound <= userSpaceEnd else {
             throw PhyrError(EFAULT, "\(spanText(range)) lies beyond the user address space")
         }
@@ -52,14 +60,33 @@ enum Pinner {
                                  segments: Backing.segments(runs, range: range), pinFlags: flags)
 
         return try table.withLock { table throws(PhyrError) -> UInt64 in
-            let (id, toLock) = table.insert(pinned)
-            for piece in toLock {
-                do throws(Errno) {
-                    try Locker.lock(piece)
-                } catch {
-                    _ = release(id, in: &table)
-                    throw lockFailure(error, piece: piece, all: toLock, range: range)
+            let (id, fresh) = table.insert(pinned)
+            // Pieces the count says are locked already are asserted again: the
+            // kernel's lock may be gone with the memory it was on.
+            let counted = PinTable.subtract(lockable, fresh)
+            var piece: Range<UInt64> = 0..<0
+            do throws(Errno) {
+                for p in fresh { piece = p; try Locker.lock(p) }
+                for p in counted {
+                    piece = p
+                    do throws(Errno) {
+                        try Locker.mark(p)
+                    } catch where error.code == ENOMEM && Locker.whollyLocked(p) {
+                        // A process over a lowered RLIMIT_MEMLOCK may not even
+                        // re-assert a lock; the kernel still holds this one.
+                    }
                 }
+            } catch {
+                _ = release(id, in: &table)
+                throw lockFailure(error, piece: piece, newlyLocked: fresh, range: range)
+            }
+            // Memory with no folio is never locked, so no mlock would notice
+            // it unmapped meanwhile; and a scan of memory unmapped under it
+            // looks just like one: ask whether it is still mapped.
+            if runs.contains(where: { $0.flags.contains(.noFolio) }),
+               (try? Mappings.mappedParts(span)) != [span] {
+                _ = release(id, in: &table)
+                throw PhyrError(EFAULT, "\(spanText(span)) was unmapped while it was being pinned")
             }
             // Physical addresses after locking: mlock's own write faults may
             // have replaced copy-on-write pages.  Read under the table's lock
@@ -77,19 +104,99 @@ enum Pinner {
         }
     }
 
-    static func unpin(_ id: UInt64) -> Bool {
-        table.withLock { release(id, in: &$0) }
+    static func unpin(_ id: UInt64) throws(Absence) {
+        try table.withLock { t throws(Absence) in
+            if let why = t.absence(of: id) { throw why }
+            _ = release(id, in: &t)
+        }
     }
+
+    static func split(_ id: UInt64, at offset: UInt64) throws(PinTable.SplitError) -> UInt64 {
+        try table.withLock { t throws(PinTable.SplitError) -> UInt64 in try t.split(id, at: offset) }
+    }
+
+    /// Runs `body` on live range `id` under the table's lock, so a concurrent
+    /// split is never seen half done.
+    static func withRange<T: Sendable>(_ id: UInt64, _ body: (PinnedRange) -> T) throws(Absence) -> T {
+        try table.withLock { t throws(Absence) -> T in
+            guard let r = t.range(id) else { throw t.absence(of: id) ?? .foreign }
+            return body(r)
+        }
+    }
+
+    /// `ranges[index]` could not be retained, and why.
+    struct RetainFailure: Error {
+        var index: Int
+        var absence: Absence
+    }
+
+    /// A new reference to each of live ranges `ids`, all or none: new ids
+    /// over the same memory that keep it locked on their own (a registration
+    /// holds them, so its caller may unpin its own handles at once).
+    static func retain(_ ids: [UInt64]) throws(RetainFailure) -> [(id: UInt64, range: PinnedRange)] {
+        try table.withLock { t throws(RetainFailure) -> [(id: UInt64, range: PinnedRange)] in
+            var out: [(id: UInt64, range: PinnedRange)] = []
+            for (i, id) in ids.enumerated() {
+                guard let copy = t.retain(id), let pin = t.range(copy) else {
+                    let why = t.absence(of: id) ?? .foreign
+                    for c in out { _ = release(c.id, in: &t) }
+                    throw RetainFailure(index: i, absence: why)
+                }
+                out.append((copy, pin))
+            }
+            return out
+        }
+    }
+
+    // MARK: releasing
 
     /// Removes range `id` and unlocks what no other live range covers, with
     /// the table's lock held; false when `id` is not live.
-    static func release(_ id: UInt64, in table: inout PinTable) -> Bool {
+    private static func release(_ id: UInt64, in table: inout PinTable) -> Bool {
         guard let freed = table.remove(id) else { return false }
-        for piece in freed { Locker.unlock(piece) }
+        var intact = true
+        for piece in freed where !unlockChecked(piece, table) { intact = false }
+        if !intact { unlockOrphans(table) }
         return true
     }
 
+    /// Unlocks `piece`, all of it that is still mapped; false when the lock
+    /// left there is not all where it was: the memory was unmapped, replaced
+    /// or moved, or mremap(2) grew it in place (the kernel locks the growth).
+    private static func unlockChecked(_ piece: Range<UInt64>, _ table: PinTable) -> Bool {
+        var intact = Locker.probe(piece) == .someLocked
+        do throws(Errno) {
+            try Locker.unlock(piece)
+        } catch {
+            // munlock stops at the first hole: go mapping by mapping.
+            intact = false
+            for part in (try? Mappings.mappedParts(piece)) ?? [] { try? Locker.unlock(part) }
+        }
+        let after = piece.upperBound
+        if after < userSpaceEnd, table.coverage(at: after) == 0,
+           Locker.probe(after..<(after + basePageSize)) == .someLocked {
+            intact = false
+        }
+        return intact
+    }
+
+    /// Finds the locks libphyr made that no live range holds any more --
+    /// memory moved or grown by mremap(2) carries its lock and libphyr's mark
+    /// along -- and unlocks them.  Reads all of smaps: rare by design.
+    private static func unlockOrphans(_ table: PinTable) {
+        guard let marked = try? Mappings.markedLocks() else { return }
+        for orphan in table.uncovered(marked) { try? Locker.unlock(orphan) }
+    }
+
     // MARK: steps of pin
+
+    /// libphyr's layouts assume 4 KiB base pages (x86-64, arm64 built for
+    /// 4 KiB): on any other size every plan would be wrong, so it refuses.
+    static func requireSupportedKernel() throws(PhyrError) {
+        guard let size = KernelFeatures.shared.unsupportedPageSize else { return }
+        throw PhyrError(EOPNOTSUPP, "this kernel's base page is \(byteCount(UInt64(clamping: size))), and libphyr "
+                        + "supports 4 KiB base pages only (an arm64 kernel with 16 or 64 KiB pages?)")
+    }
 
     private static func mappingsChecked(_ span: Range<UInt64>, range: Range<UInt64>,
                                         write: Bool) throws(PhyrError) -> [Mapping] {
@@ -138,31 +245,97 @@ enum Pinner {
                 let needed = !run.present || (byWrite && run.zeroPage) || (write && m.shared)
                 guard needed else { continue }
                 let piece = max(run.start, m.start)..<min(run.end, m.end)
-                do {
-                    try Locker.populate(piece, write: byWrite)
-                } catch {
-                    let what = "\(spanText(piece)) of \(Mappings.describe(m))"
-                    if error.code == ENOMEM {
-                        throw PhyrError(ENOMEM, "out of memory faulting in \(what)"
-                                        + (m.isHugetlb ? " (hugetlb pool exhausted?)" : ""))
-                    }
-                    throw PhyrError(EFAULT, "cannot fault in \(what): \(error)")
-                }
+                try populate(piece, in: m, write: byWrite)
                 did = true
             }
         }
         return did
     }
 
-    private static func lockFailure(_ e: Errno, piece: Range<UInt64>, all: [Range<UInt64>],
-                                    range: Range<UInt64>) -> PhyrError {
-        let charge = all.reduce(UInt64(0)) { $0 + UInt64($1.count) }
-        var msg = "mlock of \(spanText(piece)) failed (\(e)) pinning \(spanText(range)), "
-            + "which needs \(byteCount(charge)) newly locked"
-        if let limit = Locker.lockLimit() {
-            msg += "; RLIMIT_MEMLOCK is \(byteCount(limit))"
-            if let locked = Locker.lockedBytes() { msg += " and \(byteCount(locked)) is locked already" }
+    /// MADV_POPULATE answers ENOMEM both for memory running out and for
+    /// memory not mapped (a munmap racing the pin): a hole seen afterwards is
+    /// the second, and a race that ended leaves memory a new try can fault in,
+    /// where a shortage fails again.
+    private static func populate(_ piece: Range<UInt64>, in m: Mapping, write: Bool) throws(PhyrError) {
+        var tries = 0
+        while true {
+            do throws(Errno) {
+                try Locker.populate(piece, in: m, write: write)
+                return
+            } catch {
+                let mapped = (try? Mappings.mappedParts(piece)) == [piece]
+                if !mapped && (error.code == ENOMEM || error.code == EFAULT) {
+                    throw PhyrError(EFAULT, "\(spanText(piece)) was unmapped while it was being pinned")
+                }
+                // Anonymous memory has no file to run past and no pool to run
+                // dry: EFAULT there, too, means it changed under the pin.
+                let anonymous = !m.fileBacked && !m.isHugetlb
+                tries += 1
+                guard error.code == ENOMEM || (error.code == EFAULT && anonymous), !m.isHugetlb else {
+                    throw populateFailure(error, piece: piece, mapping: m)
+                }
+                guard tries < 4 else {
+                    if error.code == EFAULT {
+                        throw PhyrError(EFAULT, "\(spanText(piece)) was unmapped or made inaccessible while it was "
+                                        + "being pinned")
+                    }
+                    throw populateFailure(error, piece: piece, mapping: m)
+                }
+            }
         }
-        return PhyrError(ENOMEM, msg)
+    }
+
+    private static func populateFailure(_ e: Errno, piece: Range<UInt64>, mapping m: Mapping) -> PhyrError {
+        let what = "\(spanText(piece)) of \(Mappings.describe(m))"
+        // A hugetlb fault with no page left in the pool is a SIGBUS, which
+        // MADV_POPULATE (and libphyr's own faulting) report as EFAULT.
+        if m.isHugetlb && (e.code == EFAULT || e.code == ENOMEM) {
+            let pool = "/sys/kernel/mm/hugepages/hugepages-\(m.pageSize / 1024)kB"
+            let free = Locker.freeHugetlbPages(m.pageSize).map { "\($0) free" } ?? "an unknown number free"
+            return PhyrError(ENOMEM, "no hugetlb page left to fault in \(what): the pool of \(byteCount(m.pageSize)) "
+                             + "pages has \(free) (\(pool); MAP_NORESERVE mappings reserve none)")
+        }
+        if e.code == ENOMEM { return PhyrError(ENOMEM, "out of memory faulting in \(what)") }
+        if e.code == EFAULT && m.fileBacked {
+            return PhyrError(EFAULT, "cannot fault in \(what) (\(e)): does the mapping run past the end of its file?")
+        }
+        return PhyrError(EFAULT, "cannot fault in \(what): \(e)")
+    }
+
+    /// mlock(2) answers ENOMEM for three different things; say which.
+    private static func lockFailure(_ e: Errno, piece: Range<UInt64>, newlyLocked: [Range<UInt64>],
+                                    range: Range<UInt64>) -> PhyrError {
+        let doing = "mlock of \(spanText(piece)) pinning \(spanText(range))"
+        switch e.code {
+        case EAGAIN:
+            return PhyrError(EAGAIN, "\(doing) could not lock every page (EAGAIN: the kernel ran short of memory "
+                             + "faulting them in); nothing is pinned, try again")
+        case EPERM:
+            return PhyrError(EPERM, "\(doing) was refused (EPERM): RLIMIT_MEMLOCK is 0 and this process "
+                             + "lacks CAP_IPC_LOCK")
+        case ENOMEM:
+            if let parts = try? Mappings.mappedParts(piece), parts != [piece] {
+                return PhyrError(EFAULT, "\(doing) failed: part of it was unmapped while it was being pinned")
+            }
+            let need = newlyLocked.reduce(UInt64(0)) { $0 + UInt64($1.count) }
+            if !Locker.mayLockPastLimit, let limit = Locker.lockLimit() {
+                let locked = Locker.lockedBytes() ?? 0
+                if locked &+ need > limit {
+                    return PhyrError(ENOMEM, "mlock of \(spanText(piece)) failed (\(e)) pinning \(spanText(range)), "
+                                     + "which needs \(byteCount(need)) newly locked; RLIMIT_MEMLOCK is "
+                                     + "\(byteCount(limit)) and \(byteCount(locked)) is locked already")
+                }
+            }
+            if let budget = Locker.mappingBudget(), budget.count + 8 >= budget.limit {
+                return PhyrError(ENOMEM, "\(doing) failed: the process has \(budget.count) mappings and "
+                                 + "vm.max_map_count is \(budget.limit) (locking part of a mapping splits it)")
+            }
+            // mlock's ENOMEM is also POSIX's word for "not mapped", and the
+            // kernel's for pages it could not fault in.
+            return PhyrError(EFAULT, "\(doing) failed: part of it was not mapped when the kernel locked it "
+                             + "(unmapped while it was being pinned?) or could not be faulted in")
+        default:
+            return PhyrError(e.code, "\(doing) failed: \(e)")
+        }
     }
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import Synchronization
 
 /// The buffers of one registration, laid out for `ring_reg_lookup`: sorted
@@ -6,89 +7,127 @@ import Synchronization
 /// counting.
 ///
 /// Blocks are never returned to the system, only reused, and every block
-/// carries a sequence count (odd while it is being written, as in a seqlock).
-/// A reader checks the count and the owning handle before and after reading,
-/// so a lookup racing with `ring_unregister_ranges` of its own handle gets
-/// either a consistent answer or "not live", never a crash.  Arrays are laid
-/// out by the block's capacity, so a torn read stays inside the block.
-struct BufferIndex {
+/// carries a sequence count, odd while it is being written: a seqlock.  Every
+/// word of a block is an atomic, stored and loaded relaxed, so a reader racing
+/// a writer reads torn data but never undefined behaviour; the fences make
+/// that a reader who saw any new word also sees the count moved on
+/// (the writer's release fence after making it odd, as the kernel's
+/// write_seqcount_begin has smp_wmb(); the reader's acquire fence before
+/// reading it again), so a torn read is always thrown away.  The block also
+/// names its handle and the fork epoch it was written in, so a lookup racing
+/// `ring_unregister_ranges` of its own handle gets a consistent answer or
+/// "not live", and one in a forked child never answers for the parent.
+/// Arrays are laid out by the block's capacity, so a torn read stays inside
+/// the block.
+struct BufferIndex: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
 
-    private static let header = 32  // sequence, handle, count, capacity
+    private static let header = 64  // sequence, handle, count, epoch, capacity
     private static let perEntry = 8 + 8 + 4 + 4 + 4
 
     static func bytes(capacity: Int) -> Int { header + capacity * perEntry }
 
     static func allocate(capacity: Int) -> BufferIndex {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes(capacity: capacity), alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes(capacity: capacity))
-        raw.bindMemory(to: Atomic<UInt64>.self, capacity: 1).initialize(to: Atomic(0))
-        (raw + 24).storeBytes(of: UInt64(capacity), as: UInt64.self)
-        return BufferIndex(base: raw)
-    }
-
-    private var sequenceCell: UnsafeMutablePointer<Atomic<UInt64>> { base.assumingMemoryBound(to: Atomic<UInt64>.self) }
-    var sequence: UInt64 { sequenceCell.pointee.load(ordering: .acquiring) }
-    var handle: UInt64 { (base + 8).load(as: UInt64.self) }
-    var capacity: Int { Int((base + 24).load(as: UInt64.self)) }
-    /// Never past capacity, even when read torn.
-    var count: Int { min(Int(truncatingIfNeeded: (base + 16).load(as: UInt64.self)), capacity) }
-
-    var starts: UnsafeMutablePointer<UInt64> { (base + Self.header).assumingMemoryBound(to: UInt64.self) }
-    var ends: UnsafeMutablePointer<UInt64> { (base + Self.header + 8 * capacity).assumingMemoryBound(to: UInt64.self) }
-    var slots: UnsafeMutablePointer<UInt32> { (base + Self.header + 16 * capacity).assumingMemoryBound(to: UInt32.self) }
-    var shifts: UnsafeMutablePointer<UInt32> { (base + Self.header + 20 * capacity).assumingMemoryBound(to: UInt32.self) }
-    var flags: UnsafeMutablePointer<UInt32> { (base + Self.header + 24 * capacity).assumingMemoryBound(to: UInt32.self) }
-
-    /// Writes the block for `handle` (registrar's lock held).
-    func fill(handle: UInt64, units: [BufferUnit], slots assigned: [Int]) {
-        sequenceCell.pointee.add(1, ordering: .acquiringAndReleasing)  // odd: being written
-        (base + 8).storeBytes(of: handle, as: UInt64.self)
-        (base + 16).storeBytes(of: UInt64(units.count), as: UInt64.self)
-        for (i, u) in units.enumerated() {
-            starts[i] = u.addr
-            ends[i] = u.end
-            slots[i] = UInt32(assigned[i])
-            shifts[i] = u.pageShift
-            flags[i] = u.coalesces ? 1 : 0  // RING_BUF_COALESCED
+        let words = raw.bindMemory(to: Atomic<UInt64>.self, capacity: 5)
+        for i in 0..<5 { (words + i).initialize(to: Atomic(0)) }
+        words[4].store(UInt64(capacity), ordering: .relaxed)
+        let index = BufferIndex(base: raw)
+        for i in 0..<capacity {
+            (index.starts + i).initialize(to: Atomic(0))
+            (index.ends + i).initialize(to: Atomic(0))
         }
-        sequenceCell.pointee.add(1, ordering: .releasing)
+        for i in 0..<(3 * capacity) { (index.slots + i).initialize(to: Atomic(0)) }
+        return index
     }
 
-    /// Marks the block as no one's (registrar's lock held).
+    private var words: UnsafeMutablePointer<Atomic<UInt64>> { base.assumingMemoryBound(to: Atomic<UInt64>.self) }
+    private var sequence: UnsafeMutablePointer<Atomic<UInt64>> { words }
+    var capacity: Int { Int(truncatingIfNeeded: words[4].load(ordering: .relaxed)) }
+
+    private var starts: UnsafeMutablePointer<Atomic<UInt64>> {
+        (base + Self.header).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+    private var ends: UnsafeMutablePointer<Atomic<UInt64>> {
+        (base + Self.header + 8 * capacity).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+    /// Slots, then page shifts, then flags: three arrays of `capacity`.
+    private var slots: UnsafeMutablePointer<Atomic<UInt32>> {
+        (base + Self.header + 16 * capacity).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    // Readers' view: inside `read`, possibly torn, thrown away if so.
+    var handle: UInt64 { words[1].load(ordering: .relaxed) }
+    /// Never past capacity, even when read torn.
+    var count: Int { min(Int(truncatingIfNeeded: words[2].load(ordering: .relaxed)), capacity) }
+    private var epoch: UInt64 { words[3].load(ordering: .relaxed) }
+    func start(_ i: Int) -> UInt64 { starts[i].load(ordering: .relaxed) }
+    func end(_ i: Int) -> UInt64 { ends[i].load(ordering: .relaxed) }
+    func slot(_ i: Int) -> UInt32 { slots[i].load(ordering: .relaxed) }
+    func pageShift(_ i: Int) -> UInt32 { slots[capacity + i].load(ordering: .relaxed) }
+    func flags(_ i: Int) -> UInt32 { slots[2 * capacity + i].load(ordering: .relaxed) }
+
+    /// Opens a write: the count goes odd before any word changes.
+    private func beginWrite() {
+        sequence[0].store(sequence[0].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)
+    }
+
+    /// Closes a write: the count goes even after every word changed.
+    private func endWrite() {
+        sequence[0].store(sequence[0].load(ordering: .relaxed) &+ 1, ordering: .releasing)
+    }
+
+    /// Writes the block for `handle` (the registrar's lock held: one writer).
+    func fill(handle: UInt64, units: [BufferUnit], slots assigned: [Int]) {
+        beginWrite()
+        words[1].store(handle, ordering: .relaxed)
+        words[2].store(UInt64(units.count), ordering: .relaxed)
+        words[3].store(UInt64(forkEpoch), ordering: .relaxed)
+        let c = capacity
+        for (i, u) in units.enumerated() {
+            starts[i].store(u.addr, ordering: .relaxed)
+            ends[i].store(u.end, ordering: .relaxed)
+            slots[i].store(UInt32(truncatingIfNeeded: assigned[i]), ordering: .relaxed)
+            slots[c + i].store(u.pageShift, ordering: .relaxed)
+            slots[2 * c + i].store(u.coalesces ? 1 : 0, ordering: .relaxed)  // RING_BUF_COALESCED
+        }
+        endWrite()
+    }
+
+    /// Marks the block as no one's (the registrar's lock held).
     func retire() {
-        sequenceCell.pointee.add(1, ordering: .acquiringAndReleasing)
-        (base + 8).storeBytes(of: 0, as: UInt64.self)
-        sequenceCell.pointee.add(1, ordering: .releasing)
+        beginWrite()
+        words[1].store(0, ordering: .relaxed)
+        endWrite()
     }
 
-    /// Runs `body` on the block if it belongs to `handle` and was not
-    /// rewritten meanwhile; nil otherwise.  `body` must only read.
+    /// Runs `body` on the block if it belongs to `handle` in this process and
+    /// was not rewritten meanwhile; nil otherwise.  `body` must only read.
     @inline(__always)
     func read<T>(as handle: UInt64, _ body: (BufferIndex) -> T) -> T? {
-        let before = sequence
-        guard before & 1 == 0, self.handle == handle else { return nil }
+        let before = sequence[0].load(ordering: .acquiring)
+        guard before & 1 == 0, self.handle == handle, epoch == UInt64(forkEpoch) else { return nil }
         let result = body(self)
         atomicMemoryFence(ordering: .acquiring)
-        return sequence == before ? result : nil
+        return sequence[0].load(ordering: .relaxed) == before ? result : nil
     }
 
     /// The buffer holding `address`: its position in the index, or nil.
     @inline(__always)
     func find(_ address: UInt64) -> Int? {
-        let s = starts
         // The last start <= address.
         var lo = 0, hi = count
         while lo < hi {
             let mid = (lo &+ hi) >> 1
-            if s[mid] <= address { lo = mid &+ 1 } else { hi = mid }
+            if start(mid) <= address { lo = mid &+ 1 } else { hi = mid }
         }
-        guard lo > 0, address < ends[lo - 1] else { return nil }
+        guard lo > 0, address < end(lo - 1) else { return nil }
         return lo - 1
     }
 }
 
-/// Blocks of BufferIndex by capacity, reused and never freed (registrar's
+/// Blocks of BufferIndex by capacity, reused and never freed (the registrar's
 /// lock held for every call).
 struct BufferIndexPool {
     private var spare: [Int: [BufferIndex]] = [:]
@@ -111,13 +150,16 @@ struct BufferIndexPool {
 }
 
 /// Registration handles, resolvable without a lock: a handle names a slot and
-/// the generation it was issued in; the slot holds the published block.
+/// the serial number of the registration, unique in this process and its
+/// forked children; the slot holds the published block.
 final class RegistrationHandles: @unchecked Sendable {
     static let shared = RegistrationHandles()
+    /// The limit on live registrations in a process, in the header.
     static let capacity = 1 << 16
-    /// Non-canonical on x86-64 and arm64 (bits 63 and 61), unlike any pointer
-    /// and unlike a range handle.
-    static let tag: UInt64 = 0xA000_0000_0000_0000
+    /// Bits 63 and 61 set: non-canonical on x86-64 and arm64, unlike any
+    /// pointer, and unlike a range handle (bit 63 alone).
+    static let tag: UInt64 = 0xA
+    static let serialBits: UInt64 = 44
 
     // Atomics only, allocated once and never freed: safe to share.
     private let published: UnsafeMutablePointer<Atomic<UInt>>
@@ -127,14 +169,14 @@ final class RegistrationHandles: @unchecked Sendable {
         for i in 0..<Self.capacity { (published + i).initialize(to: Atomic(0)) }
     }
 
-    static func handle(slot: Int, generation: UInt64) -> UInt64 {
-        tag | (generation & 0xFFFF_FFFF) << 16 | UInt64(slot)
+    static func handle(slot: Int, serial: UInt64) -> UInt64 {
+        tag << 60 | (serial & (1 << serialBits - 1)) << 16 | UInt64(slot & 0xFFFF)
     }
 
-    static func decode(_ handle: UInt) -> (slot: Int, generation: UInt64)? {
+    static func decode(_ handle: UInt) -> (slot: Int, serial: UInt64)? {
         let raw = UInt64(handle)
-        guard raw & 0xFFFF_0000_0000_0000 == tag else { return nil }
-        return (Int(raw & 0xFFFF), (raw >> 16) & 0xFFFF_FFFF)
+        guard raw >> 60 == tag else { return nil }
+        return (Int(raw & 0xFFFF), (raw >> 16) & (1 << serialBits - 1))
     }
 
     func publish(_ index: BufferIndex, slot: Int) {

@@ -1,18 +1,20 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
-import Synchronization
 
 /// What libphyr knows about one ring whose buffer table it owns.
 struct RingState {
-    /// libphyr's own duplicate of the ring's fd.  It identifies the ring when
-    /// the caller's fd number is reused (kcmp), keeps every registration
+    /// libphyr's own duplicate of the ring's fd.  It keeps every registration
     /// unregisterable after the caller's io_uring_queue_exit(), and is closed,
     /// with the table destroyed, when the ring's last registration goes.
     var fd: Int32
+    /// The ring's inode, which tells it from a new ring behind a reused fd
+    /// number; nil on kernels that give every ring one inode (kcmp then).
+    var identity: RingFiles.Identity?
     var slots: SlotTable
     /// The kernel table's contents, slot by slot, for re-registration.
     var iovecs: [phyr_iovec]
-    var registrations: Set<UInt64> = []
+    var registrations: Set<Int> = []
     /// Huge folios this ring's table has been charged for (the kernel charges
     /// each once per ring), and base-page bytes.
     var hugeCharged = CountedIntervalMap()
@@ -25,26 +27,54 @@ struct Registration {
     var slots: [Int]
     var retained: [UInt64]
     var index: BufferIndex
-    var generation: UInt64
+    var serial: UInt64
     var hugeSpans: [Range<UInt64>]
     var charge: UInt64
 }
 
 struct RegistrarState {
     var rings: [UInt64: RingState] = [:]
+    var ringByIdentity: [RingFiles.Identity: UInt64] = [:]
+    /// Only on kernels whose rings share an inode: by the caller's fd number.
     var ringByFd: [Int32: UInt64] = [:]
     var nextRing: UInt64 = 1
     /// By handle slot.
     var registrations: [Int: Registration] = [:]
     var freeHandleSlots: [Int] = Array((0..<RegistrationHandles.capacity).reversed())
-    var generations = [UInt64](repeating: 0, count: RegistrationHandles.capacity)
+    var nextSerial: UInt64 = 1
+    /// Serials below this were handed out before this process was forked.
+    var inheritedBelow: UInt64 = 0
     var indexPool = BufferIndexPool()
+
+    /// What a forked child starts with: no registrations.  The buffer tables
+    /// are the parent's (a ring is shared across fork), so nothing is
+    /// unregistered; the child only closes its copies of libphyr's ring
+    /// duplicates -- those still naming the same ring, in case the child
+    /// closed the numbers itself and reused them.
+    func forChild() -> RegistrarState {
+        for ring in rings.values {
+            if let identity = ring.identity, (try? RingFiles.identity(ring.fd)) == identity {
+                RingFiles.close(ring.fd)
+            }
+        }
+        var child = RegistrarState()
+        child.nextSerial = nextSerial
+        child.inheritedBelow = nextSerial
+        return child
+    }
+
+    /// Why `handle` is not a live registration here.
+    func absence(of handle: UnsafeRawPointer?) -> Absence {
+        guard let handle, let (_, serial) = RegistrationHandles.decode(UInt(bitPattern: handle)),
+              serial > 0, serial < nextSerial else { return .foreign }
+        return serial < inheritedBelow ? .parents : .released
+    }
 }
 
 /// ring_register_ranges and ring_unregister_ranges.  Slow path: one lock for
 /// all rings.  The lookup path never takes it.
 enum Registrar {
-    static let state = Mutex(RegistrarState())
+    private static let state = ProcessLocal(RegistrarState()) { $0.forChild() }
 
     static let maxSlots = Int(PHYR_IORING_MAX_REG_BUFFERS)
 
@@ -55,34 +85,43 @@ enum Registrar {
     // MARK: register
 
     static func register(ring: OpaquePointer, ranges ids: [UInt64]) throws(PhyrError) -> UInt {
+        try Pinner.requireSupportedKernel()
         let ringFd = phyr_shim_ring_fd(ring)
         guard ringFd >= 0 else {
             throw PhyrError(EINVAL, "ring_register_ranges: the ring has no file descriptor (ring_fd is \(ringFd))")
         }
         // Our own references first: the caller may unpin its handles at once.
-        let retained = try retain(ids)
+        let retained: [(id: UInt64, range: PinnedRange)]
+        do throws(Pinner.RetainFailure) {
+            retained = try Pinner.retain(ids)
+        } catch {
+            throw PhyrError(EINVAL, "ring_register_ranges: ranges[\(error.index)] is not a live range: \(error.absence.reason)")
+        }
         var committed = false
-        defer { if !committed { for id in retained.ids { _ = Pinner.unpin(id) } } }
+        defer { if !committed { for r in retained { try? Pinner.unpin(r.id) } } }
 
         let plan: RegistrationPlan
         do {
-            plan = try RegistrationPlan(segments: retained.pins.flatMap { Array($0.segments) })
+            plan = try RegistrationPlan(segments: retained.flatMap { Array($0.range.segments) })
         } catch {
             guard case .noFolio(let seg) = error else { throw PhyrError(EINVAL, "\(error)") }
             throw PhyrError(EOPNOTSUPP, "ring_register_ranges: \(spanText(seg.addr..<seg.end)) has no folio behind it "
                             + "(PFN-mapped or IO memory); io_uring cannot pin it")
         }
-        let units = plan.units
-        for (i, pin) in retained.pins.enumerated() where pin.pinFlags & PinFlag.write == 0 {
-            try requireWritable(pin.range, number: i)
+        // Every range, PHYR_PIN_WRITE or not: the caller may have made its
+        // memory read-only since it was pinned.
+        for (i, r) in retained.enumerated() {
+            try requireWritable(r.range.range, number: i)
         }
 
         let handle = try state.withLock { s throws(PhyrError) -> UInt in
             guard let slot = s.freeHandleSlots.popLast() else {
-                throw PhyrError(ENOMEM, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live already")
+                throw PhyrError(ENOMEM, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live "
+                                + "already, the most a process may hold")
             }
             do throws(PhyrError) {
-                return try registerLocked(&s, ringFd: ringFd, units: units, retained: retained.ids, handleSlot: slot)
+                return try registerLocked(&s, ringFd: ringFd, units: plan.units,
+                                          retained: retained.map(\.id), handleSlot: slot)
             } catch {
                 s.freeHandleSlots.append(slot)
                 throw error
@@ -90,22 +129,6 @@ enum Registrar {
         }
         committed = true
         return handle
-    }
-
-    private static func retain(_ ids: [UInt64]) throws(PhyrError) -> (ids: [UInt64], pins: [PinnedRange]) {
-        let result: Result<([UInt64], [PinnedRange]), PhyrError> = Pinner.table.withLock { t in
-            var out: [UInt64] = [], pins: [PinnedRange] = []
-            for (i, id) in ids.enumerated() {
-                guard let copy = t.retain(id), let pin = t.range(copy) else {
-                    for c in out { _ = Pinner.release(c, in: &t) }
-                    return .failure(PhyrError(EINVAL, "ring_register_ranges: ranges[\(i)] is not a live range (already released)"))
-                }
-                out.append(copy)
-                pins.append(pin)
-            }
-            return .success((out, pins))
-        }
-        return try result.get()
     }
 
     /// io_uring pins with FOLL_WRITE: refuse read-only memory before the kernel does.
@@ -127,7 +150,7 @@ enum Registrar {
         guard var ring = s.rings[ringID] else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
         var ok = false
         defer {
-            if !ok && isNew { close(ring.fd); s.rings[ringID] = nil; s.ringByFd[ringFd] = nil }
+            if !ok && isNew { forget(&s, ringID) }
         }
 
         let k = units.count
@@ -149,7 +172,7 @@ enum Registrar {
                 charge += u.lockCharge
             }
         }
-        if phyr_shim_has_capability(14 /* CAP_IPC_LOCK */) == 0, let limit = Locker.lockLimit() {
+        if !Locker.mayLockPastLimit, let limit = Locker.lockLimit() {
             let already = s.rings.values.reduce(UInt64(0)) { $0 + $1.chargedBytes }
             if already + charge > limit {
                 throw PhyrError(ENOMEM, "ring_register_ranges: io_uring would charge \(byteCount(charge)) of locked memory "
@@ -180,21 +203,20 @@ enum Registrar {
             slots = free
         }
 
-        let id = handleSlot
-        ring.slots.take(slots, for: UInt64(id))
+        ring.slots.take(slots, for: UInt64(handleSlot))
         for (u, slot) in zip(iovecs, slots) { ring.iovecs[slot] = u }
-        ring.registrations.insert(UInt64(id))
+        ring.registrations.insert(handleSlot)
         ring.hugeCharged = hugeCharged
         ring.chargedBytes += charge
         s.rings[ringID] = ring
 
-        s.generations[handleSlot] &+= 1
-        let generation = s.generations[handleSlot] & 0xFFFF_FFFF
-        let handle = RegistrationHandles.handle(slot: handleSlot, generation: generation)
+        let serial = s.nextSerial
+        s.nextSerial += 1
+        let handle = RegistrationHandles.handle(slot: handleSlot, serial: serial)
         let index = s.indexPool.take(for: units.count)
         index.fill(handle: handle, units: units, slots: slots)
         s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
-                                                   index: index, generation: generation,
+                                                   index: index, serial: serial,
                                                    hugeSpans: hugeSpans, charge: charge)
         RegistrationHandles.shared.publish(index, slot: handleSlot)
         ok = true
@@ -202,24 +224,44 @@ enum Registrar {
     }
 
     /// The state of the ring behind `ringFd`, made on first use.  A state
-    /// whose duplicate fd no longer names the same file as `ringFd` belongs to
-    /// a ring the caller has exited: it stays for its own registrations, and
-    /// the new ring behind the reused number gets a state of its own.
+    /// whose ring the caller has exited stays for its own registrations, and
+    /// a new ring behind the reused fd number gets a state of its own.
     private static func ringState(_ s: inout RegistrarState, ringFd: Int32) throws(PhyrError) -> (UInt64, Bool) {
-        if let id = s.ringByFd[ringFd], let ring = s.rings[id] {
-            let same = phyr_shim_same_file(ring.fd, ringFd)
-            if same != 0 { return (id, false) }  // same file, or kcmp cannot tell
-            s.ringByFd[ringFd] = nil
+        var identity: RingFiles.Identity?
+        if RingFiles.inodesTellRingsApart(ringFd) {
+            do { identity = try RingFiles.identity(ringFd) } catch {
+                throw PhyrError(EINVAL, "ring_register_ranges: the ring's fd \(ringFd) is not open")
+            }
+            if let identity, let id = s.ringByIdentity[identity] { return (id, false) }
+        } else if let id = s.ringByFd[ringFd], let ring = s.rings[id] {
+            switch RingFiles.sameFile(ring.fd, ringFd) {
+            case true?:
+                return (id, false)
+            case false?:
+                s.ringByFd[ringFd] = nil
+            case nil:
+                throw PhyrError(EOPNOTSUPP, "ring_register_ranges: cannot tell whether fd \(ringFd) is still the ring "
+                                + "libphyr registered buffers in: this kernel gives every io_uring the same inode and "
+                                + "denies kcmp(2) (a seccomp filter?)")
+            }
         }
-        let dup = fcntl(ringFd, F_DUPFD_CLOEXEC, 0)
-        guard dup >= 0 else {
+        let dup: Int32
+        do { dup = try RingFiles.duplicate(ringFd) } catch {
             throw PhyrError(EINVAL, "ring_register_ranges: the ring's fd \(ringFd) is not open")
         }
         let id = s.nextRing
         s.nextRing += 1
-        s.rings[id] = RingState(fd: dup, slots: SlotTable(size: 0), iovecs: [])
-        s.ringByFd[ringFd] = id
+        s.rings[id] = RingState(fd: dup, identity: identity, slots: SlotTable(size: 0), iovecs: [])
+        if let identity { s.ringByIdentity[identity] = id } else { s.ringByFd[ringFd] = id }
         return (id, true)
+    }
+
+    /// Drops ring `id`'s state and closes libphyr's duplicate of it.
+    private static func forget(_ s: inout RegistrarState, _ id: UInt64) {
+        guard let ring = s.rings.removeValue(forKey: id) else { return }
+        RingFiles.close(ring.fd)
+        if let identity = ring.identity { s.ringByIdentity[identity] = nil }
+        for (fd, r) in s.ringByFd where r == id { s.ringByFd[fd] = nil }
     }
 
     private static func ensureCapacity(_ ring: inout RingState, for k: Int) throws(PhyrError) {
@@ -233,8 +275,9 @@ enum Registrar {
                 ring.slots.grow(to: newSize)
                 ring.iovecs.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
                 return
-            } catch where error.code == EINVAL || error.code == EOPNOTSUPP {
-                // Before 6.13 there is no cloning with offsets: re-register.
+            } catch where [EINVAL, EOPNOTSUPP, EPERM, EACCES, ENOSYS].contains(error.code) {
+                // Before 6.13 there is no cloning with offsets, and a seccomp
+                // filter may deny the scratch ring: re-register.
                 features.cloneBuffers.store(false, ordering: .relaxed)
             } catch {
                 throw PhyrError(error.code, "ring_register_ranges: growing the ring's table from \(size) to \(newSize) slots "
@@ -291,11 +334,17 @@ enum Registrar {
             return PhyrError(ENOMEM, msg)
         case EOPNOTSUPP, EBADF:
             return PhyrError(EINVAL, "ring_register_ranges: the ring's fd is not an io_uring")
+        case EPERM, ENOSYS:
+            return PhyrError(EOPNOTSUPP, "ring_register_ranges: io_uring_register(2) is not allowed here (\(e)): "
+                             + "a seccomp filter denies it, or kernel.io_uring_disabled is set")
         case ENXIO where !creating:
             return PhyrError(ENXIO, "ring_register_ranges: the ring's buffer table is gone: it was unregistered "
                              + "behind libphyr's back (io_uring_unregister_buffers?)")
         case EEXIST:
             return PhyrError(EEXIST, "ring_register_ranges: the ring is IORING_SETUP_SINGLE_ISSUER and this is not its submitter thread")
+        case EFAULT:
+            return PhyrError(EFAULT, "ring_register_ranges: the kernel refused \(what): \(e) (memory unmapped, or "
+                             + "made read-only, since it was checked?)")
         default:
             return PhyrError(e.code, "ring_register_ranges: the kernel refused \(what): \(e)")
         }
@@ -305,11 +354,11 @@ enum Registrar {
 
     static func unregister(_ handle: UnsafeRawPointer?) throws(PhyrError) {
         let freed: [UInt64] = try state.withLock { s throws(PhyrError) -> [UInt64] in
-            guard let handle, let (slot, generation) = RegistrationHandles.decode(UInt(bitPattern: handle)),
-                  let reg = s.registrations[slot], reg.generation == generation,
+            guard let handle, let (slot, serial) = RegistrationHandles.decode(UInt(bitPattern: handle)),
+                  let reg = s.registrations[slot], reg.serial == serial,
                   var ring = s.rings[reg.ring] else {
-                throw PhyrError(EINVAL, "ring_unregister_ranges: not a live registration "
-                                + "(already unregistered, or not a handle libphyr returned)")
+                throw PhyrError(EINVAL, "ring_unregister_ranges: \(describe(handle)) is not a live registration: "
+                                + s.absence(of: handle).reason)
             }
             for run in SlotTable.runs(reg.slots) {
                 let (_, error) = BufferTable.update(ring.fd, offset: run.lowerBound,
@@ -329,19 +378,16 @@ enum Registrar {
             for i in reg.slots { ring.iovecs[i] = phyr_iovec(base: 0, len: 0) }
             for span in reg.hugeSpans { _ = ring.hugeCharged.remove(span) }
             ring.chargedBytes -= min(ring.chargedBytes, reg.charge)
-            ring.registrations.remove(UInt64(slot))
+            ring.registrations.remove(slot)
+            s.rings[reg.ring] = ring
             if ring.registrations.isEmpty {
                 // The table was ours and is empty: give the ring back as found.
                 try? BufferTable.destroy(ring.fd)
-                close(ring.fd)
-                s.rings[reg.ring] = nil
-                for (fd, id) in s.ringByFd where id == reg.ring { s.ringByFd[fd] = nil }
-            } else {
-                s.rings[reg.ring] = ring
+                forget(&s, reg.ring)
             }
             return reg.retained
         }
-        for id in freed { _ = Pinner.unpin(id) }
+        for id in freed { try? Pinner.unpin(id) }
     }
 
     // MARK: lookups (no lock)
@@ -351,5 +397,14 @@ enum Registrar {
     @inline(__always)
     static func read<T>(_ handle: UnsafeRawPointer?, _ body: (BufferIndex) -> T) -> T? {
         RegistrationHandles.shared.read(handle, body)
+    }
+
+    /// Why `handle` is not live (after a failed `read`; takes the lock).
+    static func absence(of handle: UnsafeRawPointer?) -> Absence {
+        state.withLock { $0.absence(of: handle) }
+    }
+
+    static func describe(_ handle: UnsafeRawPointer?) -> String {
+        handle.map { hex(UInt64(UInt(bitPattern: $0))) } ?? "NULL"
     }
 }

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+import CPhyr
+import Glibc
+
+/// The io_uring files libphyr holds: its own duplicate of each ring it has
+/// buffers in, and how to tell whether a caller's descriptor still names
+/// that ring (ring fd numbers come back after io_uring_queue_exit).
+enum RingFiles {
+    /// The inode behind a descriptor.  The duplicate keeps its ring's file
+    /// open, so no other file can take that inode number meanwhile.
+    struct Identity: Hashable, Sendable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    static func identity(_ fd: Int32) throws(Errno) -> Identity {
+        var st = stat()
+        _ = try syscallRetrying { fstat(fd, &st) }
+        return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// A close-on-exec duplicate of `fd`.
+    static func duplicate(_ fd: Int32) throws(Errno) -> Int32 {
+        try syscallRetrying { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+    }
+
+    static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// Whether each io_uring has an inode of its own, as Linux 5.12+ gives
+    /// it (a "secure" anonymous inode), rather than the one anonymous inode
+    /// an eventfd gets.  Asked once, with the first ring libphyr sees.
+    static func inodesTellRingsApart(_ ringFd: Int32) -> Bool {
+        let features = KernelFeatures.shared
+        switch features.ringInodes.load(ordering: .relaxed) {
+        case 1: return true
+        case 2: return false
+        default: break
+        }
+        var answer = true
+        if let ring = try? identity(ringFd), let anon = try? shimRetrying({ phyr_shim_anonymous_file() }) {
+            if let shared = try? identity(anon) { answer = shared != ring }
+            close(anon)
+        }
+        features.ringInodes.store(answer ? 1 : 2, ordering: .relaxed)
+        return answer
+    }
+
+    /// kcmp(KCMP_FILE): whether two descriptors of this process name one open
+    /// file; nil when the kernel will not say (kcmp is often denied inside
+    /// containers).  Only for kernels whose rings share an inode.
+    static func sameFile(_ a: Int32, _ b: Int32) -> Bool? {
+        let rc = phyr_shim_same_file(a, b)
+        return rc < 0 ? nil : rc == 1
+    }
+}
