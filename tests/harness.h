@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.h - what every libphyr C test shares.
  *
@@ -21,8 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MiB (UINT64_C(1) << 20)
@@ -60,6 +67,19 @@ static inline void skip(const char *fmt, ...)
 }
 
 #define U(p) ((uint64_t)(uintptr_t)(p))
+
+/*
+ * RUN(case, args...) runs one case of a test program, or every case when
+ * the program got no argument: `test_remap unpin_after_mremap_grew_it`
+ * runs only that one.  TEST_MAIN stores the arguments for it.
+ */
+static int t_argc __attribute__((unused));
+static char **t_argv __attribute__((unused));
+#define TEST_MAIN(argc, argv) (t_argc = (argc), t_argv = (argv))
+#define RUN(fn, ...) do { \
+	if (t_argc < 2 || strcmp(t_argv[1], #fn) == 0) \
+		fn(__VA_ARGS__); \
+} while (0)
 
 /* xorshift64: a seeded, repeatable stream for the randomized tests. */
 static inline uint64_t next_rand(uint64_t *s)
@@ -275,5 +295,52 @@ static inline int segs_of(phyr_t *r, struct phyr_seg *segs, int max)
 	CHECK(at == U(a) + len, "segments end at %#" PRIx64 ", range at %#" PRIx64, at, U(a) + len);
 	return n;
 }
+
+/* ------------------------------------------------------------- seccomp */
+
+/*
+ * Makes the calling thread (and what it forks) get -err from each system
+ * call in nrs, as container runtimes' seccomp profiles do.  Irreversible:
+ * call it in a child.
+ */
+static inline void deny_syscalls(const int *nrs, int n, int err)
+{
+	struct sock_filter f[64];
+	int k = 0;
+	CHECK(n <= 28, "too many syscalls to deny");
+	f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+	f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+	f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	for (int i = 0; i < n; i++) {
+		f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nrs[i], 0, 1);
+		f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA));
+	}
+	f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = { .len = (unsigned short)k, .filter = f };
+	CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	CHECK(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0, "seccomp: %s", strerror(errno));
+}
+
+/* Runs fn in a child process; returns its exit status, or 128 + signal. */
+static inline int in_child(void (*fn)(void *), void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		fn(arg);
+		fflush(NULL);
+		_exit(0);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+#define CHECK_CHILD(fn, arg) do { \
+	int st_ = in_child((fn), (arg)); \
+	CHECK(st_ == 0, "child %s %s %d", #fn, st_ > 128 ? "killed by signal" : "exited", st_ > 128 ? st_ - 128 : st_); \
+} while (0)
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* RLIMIT_MEMLOCK for a user with no capability at all (run by tests/run.sh
  * under setpriv --inh-caps=-all): -ENOMEM that names the limit, and nothing
  * locked by the failed call. */
@@ -38,5 +39,13 @@ int main(void)
 	CHECK_RC(phyr_unpin(b), 0);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
 	CHECK(huge_bytes_in(p, 32 * MiB) == 32 * MiB, "huge mapping split");
+
+	/* A limit of 0 is mlock's EPERM, not a lack of memory. */
+	struct rlimit zero = { 0, 4 * MiB };
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &zero) == 0, "setrlimit: %s", strerror(errno));
+	CHECK_RC(phyr_pin(p, 4096, 0, &a), -EPERM);
+	CHECK(strstr(phyr_last_error(), "RLIMIT_MEMLOCK is 0") && strstr(phyr_last_error(), "CAP_IPC_LOCK"),
+	      "message: %s", phyr_last_error());
+	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
 	return 0;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* io_uring's lock charge for a user with no capability (run by tests/run.sh
  * under setpriv --inh-caps=-all): -ENOMEM that gives the charge and the
  * limit, nothing registered; within the limit, registration and I/O work. */
@@ -17,9 +18,7 @@ int main(void)
 	CHECK(setrlimit(RLIMIT_MEMLOCK, &eight) == 0, "setrlimit: %s", strerror(errno));
 
 	struct io_uring ring;
-	int rc = io_uring_queue_init(8, &ring, 0);
-	if (rc < 0)
-		skip("io_uring_queue_init: %s", strerror(-rc));
+	ring_or_skip(&ring, 8);
 	char *p = thp_alloc(16 * MiB);
 	phyr_t *r;
 	CHECK_RC(phyr_pin(p, 6 * MiB, PHYR_PIN_WRITE, &r), 0);  /* 6 MiB of mlock */

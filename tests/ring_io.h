@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_io.h - io_uring helpers for the ring tests: files with a known
  * pattern, and fixed-buffer I/O that finds its buffer with ring_reg_lookup()
@@ -110,11 +111,72 @@ static inline int fixed_io(struct io_uring *ring, ring_reg_t *reg, int fd, char 
 	return splits;
 }
 
+/*
+ * The one way the tests make a ring: a ring test needs io_uring, and skips
+ * saying why when this process may not have one (kernel.io_uring_disabled,
+ * a seccomp filter, a kernel without io_uring).
+ */
+static inline void ring_or_skip(struct io_uring *ring, unsigned entries)
+{
+	int rc = io_uring_queue_init(entries, ring, 0);
+	if (rc == 0)
+		return;
+	char why[160] = "";
+	FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+	int disabled = 0;
+	if (f && fscanf(f, "%d", &disabled) == 1 && disabled)
+		snprintf(why, sizeof why, " (kernel.io_uring_disabled is %d)", disabled);
+	if (f)
+		fclose(f);
+	if (!why[0] && (rc == -EPERM || rc == -ENOSYS || rc == -EACCES))
+		snprintf(why, sizeof why, " (denied: a seccomp filter, or no io_uring in this kernel)");
+	skip("io_uring_queue_init: %s%s: this test needs io_uring", strerror(-rc), why);
+}
+
+/*
+ * The buffers the kernel holds for a ring, as /proc/self/fdinfo lists them
+ * ("UserBufs:\tN" slots, then "i: 0xaddr/len" per buffer; an empty slot is
+ * "<none>", or a zero-length entry before 6.13).  Returns how many slots hold
+ * a buffer and stores the table's size (0: no table) in *slots if asked.
+ */
+static inline int fdinfo_bufs(int ring_fd, int *slots)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ring_fd);
+	FILE *f = fopen(path, "r");
+	CHECK(f != NULL, "open %s: %s", path, strerror(errno));
+	int nslots = 0, held = 0, in_bufs = 0;
+	while (fgets(line, sizeof line, f)) {
+		unsigned idx, len;
+		unsigned long long addr;
+		if (sscanf(line, "UserBufs: %d", &nslots) == 1) {
+			in_bufs = 1;
+			continue;
+		}
+		if (in_bufs && sscanf(line, " %u: 0x%llx/%u", &idx, &addr, &len) == 3) {
+			held += len > 0;
+			continue;
+		}
+		if (in_bufs && !strstr(line, "<none>"))
+			in_bufs = 0;
+	}
+	fclose(f);
+	if (slots)
+		*slots = nslots;
+	return held;
+}
+
 /* Whether the ring has no buffer table: a foreign registration then works. */
 static inline int ring_has_no_table(struct io_uring *ring)
 {
-	static char scratch[4096];
-	struct iovec iov = { scratch, sizeof scratch };
+	/* Anonymous memory: Linux 6.1 refuses file-backed buffers, and a
+	 * static array may share a page with .data. */
+	static char *scratch;
+	if (!scratch) {
+		scratch = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(scratch != MAP_FAILED, "mmap: %s", strerror(errno));
+	}
+	struct iovec iov = { scratch, 4096 };
 	int rc = io_uring_register_buffers(ring, &iov, 1);
 	if (rc == 0)
 		io_uring_unregister_buffers(ring);

@@ -1,8 +1,13 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs libphyr's C tests against the staged install ($STAGE):
 #   - every tests/test_* program as the calling user (root in CI);
-#   - the kernel tests again on the fallback paths (PHYR_FORCE_FALLBACK);
+#   - the kernel tests again on the paths older kernels take
+#     (PHYR_FORCE_FALLBACK): without PROCMAP_QUERY (6.7 to 6.10), without
+#     PAGEMAP_SCAN and MADV_POPULATE (before 6.7, before 5.14);
 #   - the ring tests again growing tables by re-registration (pre-6.13 path);
+#   - with io_uring denied by a seccomp filter: ring tests must skip saying
+#     so, the others must pass;
 #   - unpriv_* and a few others as an ordinary user keeping only CAP_IPC_LOCK,
 #     memlock_* as one with no capability at all (setpriv, needs root);
 #   - the ABI checks: header as C99/C11/C++17, exported symbols, soname,
@@ -32,13 +37,37 @@ run() { # name command...
 	report "$name" $rc "$out"
 }
 
+# A run that must skip (exit 77) and say why: passing or failing is wrong.
+must_skip() { # name command...
+	name=$1; shift
+	out=$("$@" 2>&1); rc=$?
+	if [ "$rc" = 77 ] && printf '%s\n' "$out" | grep -q SKIP; then
+		report "$name" 0 ""
+	else
+		report "$name" 1 "expected a loud skip, got exit $rc:
+$out"
+	fi
+}
+
 for t in "$bindir"/test_*; do
 	run "$(basename "$t")" "$t"
 done
-for t in test_pin test_counting test_segs test_hugetlb test_ring; do
-	run "$t [fallback: smaps+pagemap, touching]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
+for t in test_pin test_counting test_segs test_hugetlb test_ring test_remap; do
+	run "$t [6.7-6.10 path: no PROCMAP_QUERY]" env PHYR_FORCE_FALLBACK=procmap "$bindir/$t"
 done
-run "test_ring_big [fallback: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"
+for t in test_pin test_counting test_segs test_hugetlb test_ring test_remap test_fork test_populate; do
+	run "$t [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
+done
+run "test_populate [pre-5.14 path: faulting by hand]" env PHYR_FORCE_FALLBACK=populate "$bindir/test_populate"
+run "test_ring_big [pre-6.13 path: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"
+
+nouring="io_uring_setup,io_uring_enter,io_uring_register"
+for t in test_ring test_ring_big test_ring_threads test_seccomp; do
+	must_skip "$t [io_uring denied by seccomp: skips]" "$bindir/deny" $nouring 1 "$bindir/$t"
+done
+for t in test_pin test_hostile test_remap test_fork; do
+	run "$t [io_uring denied by seccomp]" "$bindir/deny" $nouring 1 "$bindir/$t"
+done
 
 # Ordinary users cannot read a build tree under /root: give them a copy.
 cp -r "$STAGE" "$work/stage"
@@ -59,7 +88,8 @@ as_user() { # caps name program
 	run "$name" setpriv --reuid=65534 --regid=65534 --clear-groups "$@" \
 		env LD_LIBRARY_PATH="$work/stage/lib" "$work/bin/$prog"
 }
-for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring "$bindir"/test_hostile; do
+for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring \
+	"$bindir"/test_hostile "$bindir"/test_remap "$bindir"/test_fork "$bindir"/test_populate "$bindir"/test_seccomp; do
 	b=$(basename "$t")
 	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
 done

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ring_register_ranges and friends on a fragmented THP buffer: the plan,
  * fixed reads and writes through lookups with the data checked, references,
  * slot reuse, ring fd reuse, and every refusal. */
@@ -186,6 +187,19 @@ static void refusals(struct io_uring *ring)
 	CHECK_RC(ring_register_ranges(ring, mixed, 2, 0, &reg), -EACCES);
 	CHECK_RC(phyr_unpin(ro), 0);
 
+	/* Pinned for writing, made read-only since: the registration says so
+	 * instead of passing on the kernel's EFAULT. */
+	char *later = base_alloc(64 * KiB);
+	phyr_t *w;
+	CHECK_RC(phyr_pin(later, 64 * KiB, PHYR_PIN_WRITE, &w), 0);
+	CHECK(mprotect(later + 16 * KiB, 16 * KiB, PROT_READ) == 0, "mprotect");
+	CHECK_RC(ring_register_ranges(ring, &w, 1, 0, &reg), -EACCES);
+	CHECK(strstr(phyr_last_error(), "read-only"), "message: %s", phyr_last_error());
+	CHECK(mprotect(later, 64 * KiB, PROT_NONE) == 0 && munmap(later, 64 * KiB) == 0, "munmap");
+	CHECK_RC(ring_register_ranges(ring, &w, 1, 0, &reg), -EFAULT);
+	CHECK(strstr(phyr_last_error(), "no longer mapped"), "message: %s", phyr_last_error());
+	CHECK_RC(phyr_unpin(w), 0);
+
 	/* [vvar]: no folio behind it. */
 	FILE *f = fopen("/proc/self/maps", "r");
 	char line[512];
@@ -206,9 +220,7 @@ static void refusals(struct io_uring *ring)
 	CHECK(ring_has_no_table(ring), "a refused registration left a table");
 
 	/* A table someone else registered. */
-	struct iovec iov = { rop, 4096 };
-	static char own[4096];
-	iov.iov_base = own;
+	struct iovec iov = { p, 4096 };
 	CHECK_RC(io_uring_register_buffers(ring, &iov, 1), 0);
 	CHECK_RC(ring_register_ranges(ring, &r, 1, 0, &reg), -EBUSY);
 	CHECK(strstr(phyr_last_error(), "did not create"), "message: %s", phyr_last_error());
@@ -233,9 +245,7 @@ static void refusals(struct io_uring *ring)
 int main(void)
 {
 	struct io_uring ring;
-	int rc = io_uring_queue_init(QD, &ring, 0);
-	if (rc < 0)
-		skip("io_uring_queue_init: %s: no io_uring here", strerror(-rc));
+	ring_or_skip(&ring, QD);
 	plan_and_io(&ring);
 	ranges_merge(&ring);
 	slots_are_shared_and_reused(&ring);

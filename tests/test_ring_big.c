@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Registration at the kernel's limits: ranges over 1 GiB, 16384 buffers and
  * one more, tables that grow, hugetlb 2 MiB and 1 GiB pages.  Run again by
  * tests/run.sh with PHYR_FORCE_FALLBACK=clone, growing by re-registration. */
@@ -128,9 +129,7 @@ static int hugetlb(struct io_uring *ring, uint64_t page, unsigned shift)
 int main(void)
 {
 	struct io_uring ring;
-	int rc = io_uring_queue_init(QD, &ring, 0);
-	if (rc < 0)
-		skip("io_uring_queue_init: %s", strerror(-rc));
+	ring_or_skip(&ring, QD);
 	over_one_gib(&ring);
 	table_limits(&ring);
 	int ran = hugetlb(&ring, 2 * MiB, 21);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Threads registering, looking up and unregistering on one ring at once: the
  * table grows and shrinks under them; at the end the ring has no table,
  * nothing is locked and every huge mapping is intact. */
@@ -117,9 +118,7 @@ static void lookup_races_unregister(void)
 
 int main(void)
 {
-	int rc = io_uring_queue_init(8, &ring, 0);
-	if (rc < 0)
-		skip("io_uring_queue_init: %s", strerror(-rc));
+	ring_or_skip(&ring, 8);
 	region = thp_alloc(REGION);
 	pthread_t t[THREADS];
 	for (uintptr_t i = 0; i < THREADS; i++)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import CPhyr
 import Testing
 @testable import Phyr
@@ -129,8 +130,62 @@ import Testing
         #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: 0) }
         #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: 100) }
         #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: .max) }
-        #expect(throws: PinTable.SplitError.notLive) { try table.split(id + 1, at: 5) }
+        #expect(throws: PinTable.SplitError.notLive(.foreign)) { try table.split(id + 1, at: 5) }
         #expect(table.count == 1)
+    }
+
+    /// A forked child starts empty, tells its parent's ids from released and
+    /// foreign ones, and never hands out an id its parent used.
+    @Test func childOfForkKnowsItsParentsHandles() throws {
+        let layout = Layout(hugeBlock: Array(repeating: false, count: 16))
+        var parent = PinTable()
+        let (a, _) = parent.insert(layout.pin(0..<8192))
+        let (b, _) = parent.insert(layout.pin(8192..<16384))
+        _ = parent.remove(b)
+        #expect(parent.absence(of: a) == nil)
+        #expect(parent.absence(of: b) == .released)
+        #expect(parent.absence(of: b + 1) == .foreign)
+        #expect(parent.absence(of: 0) == .foreign)
+
+        var child = parent.forChild()
+        #expect(child.count == 0 && child.lockBoundaries == 0)
+        #expect(child.absence(of: a) == .parents)
+        #expect(child.absence(of: b) == .parents)
+        #expect(throws: PinTable.SplitError.notLive(.parents)) { try child.split(a, at: 1) }
+        #expect(child.remove(a) == nil)
+        let (c, lock) = child.insert(layout.pin(0..<8192))
+        #expect(c > b && lock == [0..<8192], "the child locks its own memory afresh")
+        _ = child.remove(c)
+        #expect(child.absence(of: c) == .released)
+    }
+
+    /// Interval arithmetic against a page-by-page model.
+    @Test(arguments: 0..<40)
+    func subtractAndUncoveredMatchAModel(seed: Int) {
+        var rng = SplitMix(seed: UInt64(seed) &+ 99)
+        func intervals() -> [Range<UInt64>] {
+            var out: [Range<UInt64>] = []
+            var at = UInt64.random(in: 0..<4, using: &rng)
+            while at < 60 {
+                let len = UInt64.random(in: 1...6, using: &rng)
+                out.append(at..<min(64, at + len))
+                at += len + UInt64.random(in: 0...4, using: &rng)  // touching allowed
+            }
+            return out
+        }
+        func pages(_ rs: [Range<UInt64>]) -> Set<UInt64> { Set(rs.flatMap { Array($0) }) }
+        let a = intervals(), b = intervals()
+        let diff = PinTable.subtract(a, b)
+        #expect(pages(diff) == pages(a).subtracting(pages(b)))
+        #expect(zip(diff, diff.dropFirst()).allSatisfy { $0.upperBound <= $1.lowerBound })
+
+        var table = PinTable()
+        let layout = Layout(hugeBlock: Array(repeating: false, count: 16))
+        for r in b { _ = table.insert(layout.pin((r.lowerBound * Self.page)..<(r.upperBound * Self.page))) }
+        let scaled = a.map { ($0.lowerBound * Self.page)..<($0.upperBound * Self.page) }
+        let open = table.uncovered(scaled).map { ($0.lowerBound / Self.page)..<($0.upperBound / Self.page) }
+        #expect(pages(open) == pages(a).subtracting(pages(b)))
+        #expect(table.coverage(at: (b.first?.lowerBound ?? 0) * Self.page) >= (b.isEmpty ? 0 : 1))
     }
 
     @Test func handlesNeverMatchRealPointers() {

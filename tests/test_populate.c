@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory that cannot be faulted in is an error, never a signal: a file
+ * mapping past the end of its file (SIGBUS on a touch), a hugetlb mapping
+ * whose pool has no page left.  tests/run.sh runs this again with
+ * PHYR_FORCE_FALLBACK=populate, the path of kernels before 5.14, where
+ * libphyr faults pages in itself.
+ */
+#include "harness.h"
+
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+
+static void check_message(const char *needle)
+{
+	CHECK(strstr(phyr_last_error(), needle) != NULL, "message lacks \"%s\": %s", needle, phyr_last_error());
+}
+
+/* A file of 8 KiB mapped as 16 KiB: the second half is past its end. */
+static void file_past_its_end(int shared, unsigned flags)
+{
+	char path[] = "/var/tmp/phyr-populate-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0 && ftruncate(fd, 8 * KiB) == 0, "file: %s", strerror(errno));
+	unlink(path);
+	char *p = mmap(NULL, 16 * KiB, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	phyr_t *r;
+	/* Within the file: pins. */
+	CHECK_RC(phyr_pin(p + 10, 8 * KiB - 20, flags, &r), 0);
+	CHECK_LOCKED_EXACTLY(p, 16 * KiB, p, p + 8 * KiB);
+	CHECK_RC(phyr_unpin(r), 0);
+	/* Past it: refused, nothing locked, no SIGBUS. */
+	CHECK_RC(phyr_pin(p, 16 * KiB, flags, &r), -EFAULT);
+	check_message("past the end of its file");
+	CHECK_NOTHING_LOCKED(p, 16 * KiB);
+	munmap(p, 16 * KiB);
+	close(fd);
+}
+
+static void files_past_their_end(void)
+{
+	file_past_its_end(1, 0);
+	file_past_its_end(1, PHYR_PIN_WRITE);
+	file_past_its_end(0, 0);
+	file_past_its_end(0, PHYR_PIN_WRITE);
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f && fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* MAP_NORESERVE hugetlb memory one page larger than what the pool has free:
+ * the pin runs the pool dry and says so with -ENOMEM. */
+static void hugetlb_pool_runs_dry(void)
+{
+	const char *dir = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+	char path[128];
+	snprintf(path, sizeof path, "%s/free_hugepages", dir);
+	long free_pages = read_long(path);
+	snprintf(path, sizeof path, "%s/nr_overcommit_hugepages", dir);
+	long overcommit = read_long(path);
+	if (free_pages < 0) {
+		fprintf(stderr, "SKIP part: no 2 MiB hugetlb pool in this kernel\n");
+		return;
+	}
+	if (overcommit != 0) {
+		fprintf(stderr, "SKIP part: nr_overcommit_hugepages is %ld: the pool cannot run dry\n", overcommit);
+		return;
+	}
+	size_t len = (size_t)(free_pages + 1) * HUGE2M;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_NORESERVE | (21 << MAP_HUGE_SHIFT), -1, 0);
+	CHECK(p != MAP_FAILED, "mmap of %ld hugetlb pages, MAP_NORESERVE: %s", free_pages + 1, strerror(errno));
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, len, PHYR_PIN_WRITE, &r), -ENOMEM);
+	check_message("hugetlb");
+	check_message("free");
+	CHECK_RC(phyr_pin(p, len, 0, &r), -ENOMEM);
+	munmap(p, len);
+	CHECK(read_long(path) >= 0, "pool state");
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(files_past_their_end);
+	RUN(hugetlb_pool_runs_dry);
+	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
+	return 0;
+}
