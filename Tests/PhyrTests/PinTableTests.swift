@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
+import Glibc
 import Testing
 @testable import Phyr
 
@@ -190,12 +191,24 @@ import Testing
 
     @Test func handlesNeverMatchRealPointers() {
         for id: UInt64 in [1, 2, 1 << 40] {
-            #expect(PinTable.id(forHandle: PinTable.handle(for: id)) == id)
+            #expect(PinTable.id(forHandle: PinTable.handle(for: id)) ?? 0 == id)
         }
         // User-space and kernel-space canonical addresses are never handles.
         for raw: UInt in [0, 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, 0xffff_ffff_ffff_ffff, 0x8001_0000_0000_0001] {
-            #expect(PinTable.id(forHandle: raw) == nil)
+            #expect(isNil(PinTable.id(forHandle: raw)))
         }
+    }
+
+    /// On a kernel with 16 or 64 KiB base pages every layout would be wrong:
+    /// every pin and registration is refused, saying why.
+    @Test func otherBasePagesAreRefused() {
+        #expect(isNil(Pinner.refusal(forBasePage: 4096)))
+        for size in [16384, 65536] {
+            let refusal = Pinner.refusal(forBasePage: size)
+            #expect(refusal?.code ?? 0 == EOPNOTSUPP)
+            #expect(refusal?.message.contains("\(size / 1024) KiB") ?? false, "\(refusal?.message ?? "")")
+        }
+        #expect(KernelFeatures.shared.basePage == 4096, "this machine's own base page")
     }
 
     @Test func headerConstantsMatch() {

@@ -31,8 +31,8 @@ final class KernelFeatures: Sendable {
     /// apart): 0 not known yet, 1 yes, 2 no (one inode for every anonymous
     /// file, so only kcmp can tell).
     let ringInodes = Atomic<UInt8>(0)
-    /// The base page size, when it is not the 4 KiB libphyr is built for.
-    let unsupportedPageSize: Int?
+    /// The kernel's base page size (libphyr supports 4 KiB only).
+    let basePage: Int
 
     private init() {
         var forced: [Substring] = []
@@ -42,9 +42,8 @@ final class KernelFeatures: Sendable {
         procmapQuery = Atomic(!forced.contains("procmap") && !forced.contains("scan"))
         pagemapScan = Atomic(!forced.contains("pagemap") && !forced.contains("scan"))
         cloneBuffers = Atomic(!forced.contains("clone"))
-        let page = sysconf(Int32(_SC_PAGESIZE))
-        unsupportedPageSize = page == Int(basePageSize) ? nil : page
-        populateAdvice = unsupportedPageSize == nil && !forced.contains("populate") && Self.kernelHasPopulateAdvice()
+        basePage = sysconf(Int32(_SC_PAGESIZE))
+        populateAdvice = basePage == Int(basePageSize) && !forced.contains("populate") && Self.kernelHasPopulateAdvice()
     }
 
     private static func kernelHasPopulateAdvice() -> Bool {

@@ -193,9 +193,13 @@ enum Pinner {
     /// libphyr's layouts assume 4 KiB base pages (x86-64, arm64 built for
     /// 4 KiB): on any other size every plan would be wrong, so it refuses.
     static func requireSupportedKernel() throws(PhyrError) {
-        guard let size = KernelFeatures.shared.unsupportedPageSize else { return }
-        throw PhyrError(EOPNOTSUPP, "this kernel's base page is \(byteCount(UInt64(clamping: size))), and libphyr "
-                        + "supports 4 KiB base pages only (an arm64 kernel with 16 or 64 KiB pages?)")
+        if let refusal = refusal(forBasePage: KernelFeatures.shared.basePage) { throw refusal }
+    }
+
+    static func refusal(forBasePage size: Int) -> PhyrError? {
+        guard UInt64(clamping: size) != basePageSize else { return nil }
+        return PhyrError(EOPNOTSUPP, "this kernel's base page is \(byteCount(UInt64(clamping: size))), and libphyr "
+                         + "supports 4 KiB base pages only (an arm64 kernel with 16 or 64 KiB pages?)")
     }
 
     private static func mappingsChecked(_ span: Range<UInt64>, range: Range<UInt64>,
