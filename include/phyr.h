@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * phyr.h - pinned physical ranges for C programs.
  *
@@ -9,15 +10,31 @@
  *
  * Conventions, for every function below:
  *   - 0 (or a count) on success, a negative errno on failure; errno is never
- *     set and the calling process is never aborted;
+ *     set and the calling process is never aborted or sent a signal;
  *   - a failed call changes nothing: no half-pinned range, no stray lock;
  *   - phyr_last_error() then names what was wrong, for the calling thread;
  *   - any function may be called from any thread at any time.
  *
+ * fork(): a child starts with no ranges and no registrations of its own
+ * (mlock is not inherited either).  The parent's handles are refused there
+ * with -EINVAL and a sentence saying they are the parent's, and nothing the
+ * child calls changes the parent's locks or buffer tables.  A fork while
+ * other threads are inside libphyr waits for their critical sections and
+ * leaves the child free to call libphyr.  What fork does to pinned memory:
+ * see PHYR_PIN_PHYS and ring_register_ranges.
+ *
+ * The address space may change under a live range (munmap, a new mapping at
+ * the same address, mremap): a successful phyr_pin() always means its memory
+ * is locked now, and releasing a range unlocks every part of it that is
+ * still mapped.  No lock libphyr made outlives the last range covering it,
+ * wherever mremap(2) moved the memory.
+ *
  * Needs Linux.  Best on 6.11+ (PROCMAP_QUERY) and 6.7+ (PAGEMAP_SCAN); older
  * kernels take slower fallbacks with the same results.  The io_uring half
  * needs 5.13+ (buffer table updates), and grows buffer tables without
- * re-pinning on 6.13+ (IORING_REGISTER_CLONE_BUFFERS).
+ * re-pinning on 6.13+ (IORING_REGISTER_CLONE_BUFFERS).  Base pages must be
+ * 4 KiB (x86-64; arm64 built for 4 KiB): elsewhere every call that pins or
+ * registers answers -EOPNOTSUPP.
  */
 #ifndef PHYR_H
 #define PHYR_H
@@ -97,9 +114,13 @@ struct ring_buf {
  *
  * The addresses are a SNAPSHOT taken at pin time.  A pin locks memory with
  * mlock(2), which keeps it resident but not in place: compaction and NUMA
- * balancing may still migrate locked pages and change their physical address.
- * Do not hand them to a device that DMAs long after the pin.  Stable
- * addresses need a kernel long-term pin (the planned PHYR_PIN_LONGTERM).
+ * balancing may still migrate locked pages and change their physical address
+ * (one compaction here moved 43% of a locked range's pages).  And after a
+ * fork(), the parent's first write to each private page moves it to a new
+ * physical page (copy-on-write): measured here, every page of an 8 MiB range
+ * moved while the child lived.  Do not hand them to a device that DMAs long
+ * after the pin.  Stable addresses need a kernel long-term pin (the planned
+ * PHYR_PIN_LONGTERM).
  */
 #define PHYR_PIN_PHYS 0x2u
 
@@ -124,16 +145,31 @@ struct ring_buf {
  * (PHYR_SEG_NOFOLIO) is described, never faulted or locked; hugetlb memory is
  * faulted in but not mlock()ed, since the kernel never swaps it.
  *
+ * Every pin locks all of its memory anew, even what an overlapping range
+ * already holds: memory unmapped and mapped again at the same address, or
+ * a forked child's, is not locked just because a count says so.
+ *
  * Note: libphyr owns the lock state of memory it pins.  If the caller has also
  * mlock()ed that memory by hand, the last phyr_unpin() covering it unlocks it.
+ * libphyr's locks are marked VM_LOCKONFAULT ("lf" in /proc/PID/smaps; the
+ * pages are faulted in all the same) so that they can be found wherever
+ * mremap(2) moves them; do not mix libphyr with MLOCK_ONFAULT locks of your
+ * own on the same memory.
  *
  * Returns 0 and stores the handle in *out, or:
  *   -EINVAL  out is NULL, len is 0, flags has an unknown bit, addr+len wraps;
- *   -EFAULT  a byte of the range is unmapped or PROT_NONE, or cannot be
- *            faulted in;
+ *   -EFAULT  a byte of the range is unmapped or PROT_NONE, cannot be faulted
+ *            in (a file mapping past the end of its file), or was unmapped
+ *            while being pinned;
  *   -EACCES  PHYR_PIN_WRITE on memory mapped without write permission;
  *   -EPERM   PHYR_PIN_PHYS, but this process cannot see physical addresses;
- *   -ENOMEM  RLIMIT_MEMLOCK would be exceeded, or memory (hugetlb pool) ran out.
+ *            or RLIMIT_MEMLOCK is 0 and the process lacks CAP_IPC_LOCK;
+ *   -ENOMEM  RLIMIT_MEMLOCK would be exceeded (the message gives the need,
+ *            the limit and what is locked already), locking would pass
+ *            vm.max_map_count, or memory ran out (a hugetlb pool with no
+ *            page left: MAP_NORESERVE mappings reserve none);
+ *   -EAGAIN  the kernel could not lock every page for lack of memory;
+ *   -EOPNOTSUPP  the kernel's base page is not 4 KiB.
  */
 PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
 		      phyr_t **out);
@@ -153,9 +189,11 @@ PHYR_API int phyr_split(phyr_t *r, size_t offset, phyr_t **tail);
 /*
  * phyr_unpin - release a range whole.
  *
- * Unlocks the memory no other live range still covers; the handle is dead
- * afterwards.  Returns 0, or -EINVAL for NULL, a released handle or a pointer
- * libphyr never returned (nothing is released then).
+ * Unlocks the memory no other live range still covers, all of it that is
+ * still mapped, hole or no hole; memory mremap(2) moved or grew is found and
+ * unlocked too.  The handle is dead afterwards.  Returns 0, or -EINVAL for
+ * NULL, a released handle, a pointer libphyr never returned or a handle of
+ * the parent process (nothing is released then).
  */
 PHYR_API int phyr_unpin(phyr_t *r);
 
@@ -163,7 +201,9 @@ PHYR_API int phyr_unpin(phyr_t *r);
  * phyr_range - the span of a range.
  *
  * Stores the range's first byte in *addr and its length in *len; either may
- * be NULL.  Returns 0, or -EINVAL when r is not a live range.
+ * be NULL.  A range is its addresses: one whose memory mremap(2) moved
+ * still reports where it was pinned.  Returns 0, or -EINVAL when r is not a
+ * live range.
  */
 PHYR_API int phyr_range(const phyr_t *r, void **addr, size_t *len);
 
@@ -178,7 +218,7 @@ PHYR_API int phyr_range(const phyr_t *r, void **addr, size_t *len);
  * with PHYR_PIN_PHYS they are also physically contiguous.  The first and last
  * segment are clipped to the range even when their huge page is not.
  * Without PHYR_PIN_PHYS, phys is PHYR_PHYS_UNKNOWN.  The description is taken
- * at pin time.
+ * at pin time, and stays what it was if the memory is unmapped or moved.
  *
  * Returns the count, or -EINVAL when r is not a live range or segs is NULL
  * with nr > 0.
@@ -207,18 +247,34 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  * phyr_unpin() its handles at once; the memory stays pinned until
  * ring_unregister_ranges().  libphyr keeps its own duplicate of the ring's fd
  * while it has buffers registered in it, so a ring the caller exits first
- * stays valid for ring_unregister_ranges().
+ * stays valid for ring_unregister_ranges(); a new ring behind the same fd
+ * number is told apart by its inode.
+ *
+ * fork() and registered memory: the kernel copies every page it holds for
+ * io_uring into the child at fork (so the parent keeps its physical pages),
+ * which makes fork() cost 1.3 to 4 s per GiB registered and splits the
+ * parent's huge mappings into 4 KiB pages (1024 -> 0 MiB PMD-mapped, measured
+ * here).  A child shares the ring and its table with the parent: its own
+ * registrations there are refused (-EBUSY); a ring of its own works.
+ *
+ * At most 65536 registrations are live in a process at once.
  *
  * All or nothing: on failure nothing is registered and no reference is held.
  * Returns 0 and the registration in *out, or:
  *   -EINVAL      ring, ranges or out NULL, nr 0, flags not 0, a handle not a
  *                live range, or the ring's fd not an io_uring;
- *   -EOPNOTSUPP  a range has memory with no folio (PHYR_SEG_NOFOLIO);
- *   -EACCES      a range lies in a read-only mapping (io_uring pins for write);
- *   -EBUSY       the ring already has a buffer table libphyr did not create;
+ *   -EOPNOTSUPP  a range has memory with no folio (PHYR_SEG_NOFOLIO); or
+ *                io_uring_register(2) is denied (a seccomp filter,
+ *                kernel.io_uring_disabled); or the base page is not 4 KiB;
+ *   -EACCES      a range lies in a read-only mapping (io_uring pins for
+ *                write), also when it was made read-only after it was pinned;
+ *   -EFAULT      a range is no longer mapped;
+ *   -EBUSY       the ring already has a buffer table libphyr did not create
+ *                (in a forked child: the parent's);
  *   -ENOSPC      the buffers do not fit the 16384 slots of a table;
  *   -ENOMEM      RLIMIT_MEMLOCK cannot cover the kernel's lock charge (huge
- *                pages charged once per ring): the message gives both;
+ *                pages charged once per ring): the message gives both; or
+ *                65536 registrations are live already;
  *   -EEXIST      an IORING_SETUP_SINGLE_ISSUER ring, from another thread;
  *   other        what the kernel answered, with the buffer in the message.
  */
@@ -253,8 +309,10 @@ PHYR_API int ring_reg_lookup(const ring_reg_t *reg, const void *addr,
  * ring_unregister_ranges - free the slots and drop the references.
  *
  * I/O already in flight on these buffers completes safely: the kernel holds
- * its own pins until it does.  Returns 0, -EINVAL when reg is not live, or
- * what the kernel answered (nothing is released then).
+ * its own pins until it does.  Returns 0, -EINVAL when reg is not live (in
+ * a forked child, the parent's registrations are not: the child cannot
+ * empty the parent's table), or what the kernel answered (nothing is
+ * released then).
  */
 PHYR_API int ring_unregister_ranges(ring_reg_t *reg);
 
