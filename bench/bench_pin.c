@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_pin - libphyr against the baselines it replaces, measured in one run.
  *
@@ -183,17 +184,21 @@ static void many_pins(void)
 	munmap(q, 2 * N * PAGE);
 }
 
-int main(void)
+/* `bench_pin [ROW]`: every row, or only the one named (phys_pin, base_pin,
+ * scaling, many_pins). */
+int main(int argc, char **argv)
 {
+	static const struct { const char *name; void (*run)(void); } rows[] = {
+		{ "phys_pin", phys_pin }, { "base_pin", base_pin }, { "scaling", scaling }, { "many_pins", many_pins },
+	};
 	printf("libphyr %s bench: medians; each ratio is against a baseline run in this same process\n\n",
 	       phyr_version());
 	printf("| %-44s | %13s | %-34s | %13s | %-14s | %-16s |\n", "libphyr", "time", "baseline", "time", "ratio",
 	       "target");
 	printf("|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------", "---------------",
 	       "------------------------------------", "---------------", "----------------", "------------------");
-	phys_pin();
-	base_pin();
-	scaling();
-	many_pins();
+	for (unsigned i = 0; i < sizeof rows / sizeof rows[0]; i++)
+		if (argc < 2 || strcmp(argv[1], rows[i].name) == 0)
+			rows[i].run();
 	return 0;
 }
