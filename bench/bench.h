@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h - what the benchmark programs share: a clock, medians, memory.
  * Benchmarks print medians and ratios against a baseline measured in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_ring - ring_register_ranges and fixed I/O through ring_reg_lookup,
  * against plain liburing, measured in one run.  Prints medians and ratios;

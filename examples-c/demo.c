@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * demo - why a buffer registration takes 87 ms, and how not to.
  *

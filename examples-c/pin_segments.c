@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pin_segments - pin a buffer and print how it is backed.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_read - read a file into pinned memory through io_uring fixed buffers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Counted locking: overlapping pins, splits, and release in any order. */
 #include "harness.h"
 

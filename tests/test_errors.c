@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Every error of the contract: the code, a sentence, and nothing changed. */
 #include "harness.h"
 

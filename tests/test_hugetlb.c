@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hugetlb memory: 2 MiB and 1 GiB pages are described as such.  Needs pages
  * reserved in /proc/sys/vm/nr_hugepages (make hugepages does it as root). */
 #include "harness.h"

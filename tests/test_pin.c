@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* phyr_pin / phyr_unpin: whole-folio locking on THP and base pages. */
 #include "harness.h"
 

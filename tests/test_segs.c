@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* phyr_segs: maximal uniform runs, physical addresses, non-folio memory. */
 #include "harness.h"
 

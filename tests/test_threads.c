@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Thread safety: threads pin, split and unpin overlapping ranges of one THP
  * region at once; at the end nothing is locked and every mapping is huge. */
 #include "harness.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* An ordinary user with CAP_IPC_LOCK only (run by tests/run.sh under setpriv):
  * no physical addresses, but pins far past RLIMIT_MEMLOCK. */
 #include "harness.h"

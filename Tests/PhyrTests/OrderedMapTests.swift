@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 import Testing
 @testable import Phyr
 
@@ -37,10 +38,10 @@ import Testing
         var map = OrderedMap()
         map.set(UInt64.max, 1)
         map.set(0, 2)
-        #expect(map.floor(UInt64.max)?.value == 1)
-        #expect(map.higher(0)?.key == UInt64.max)
-        #expect(map.higher(UInt64.max) == nil)
-        #expect(map.lower(0) == nil)
+        #expect(map.floor(UInt64.max)?.value ?? 0 == 1)
+        #expect(map.higher(0)?.key ?? 0 == UInt64.max)
+        #expect(isNil(map.higher(UInt64.max)))
+        #expect(isNil(map.lower(0)))
         #expect(map.remove(0) && !map.remove(0))
     }
 
@@ -51,7 +52,7 @@ import Testing
         for k in 0..<200_000 { map.set(UInt64(k) * 4096, 1) }
         for k in stride(from: 0, to: 200_000, by: 2) { map.remove(UInt64(k) * 4096) }
         #expect(map.count == 100_000)
-        #expect(map.floor(4096 * 3)?.key == 4096 * 3)
-        #expect(map.floor(4096 * 2)?.key == 4096)
+        #expect(map.floor(4096 * 3)?.key ?? 0 == 4096 * 3)
+        #expect(map.floor(4096 * 2)?.key ?? 0 == 4096)
     }
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dlopen(3)s libphyr from a program with no Swift and no link to it, pins,
  * unpins, dlcloses and exits: run under `env -i` by tests/run.sh. */
 #include <dlfcn.h>

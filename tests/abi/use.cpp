@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The header from C++: extern "C" linkage and the constants as C++ sees them.
 #include <phyr.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /// How memory is backed, as pure values: what the kernel edge reports goes in,
 /// segments and lock extents come out.  No syscalls here.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /// How many live pins cover each address, kept as a step function: a boundary
 /// address maps to the count that holds from it up to the next boundary.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /// An ordered map from `UInt64` keys to `Int64` values with O(log n) expected
 /// cost per operation: a treap whose nodes live in one array, so the map is a
 /// plain value with no per-node allocation or reference counting.

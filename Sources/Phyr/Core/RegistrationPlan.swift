@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /// One fixed buffer the planner asks the kernel for.
 struct BufferUnit: Equatable, Sendable {
     var addr: UInt64
