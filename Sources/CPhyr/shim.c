@@ -59,9 +59,13 @@ int phyr_shim_fault_in_writable(void *addr, size_t len, size_t block)
 	 * the kernel: a write access that changes nothing, that needs no read
 	 * first, and whose fault the kernel takes with fault_in_user_writeable()
 	 * -- so memory that cannot be made writable answers EFAULT instead of
-	 * raising a signal.  Nobody is woken (both counts are 0).
+	 * raising a signal.  The kernel wakes one waiter on uaddr1 (our own
+	 * stack word: nobody) and, when the comparison holds, one on uaddr2: it
+	 * holds only for a word below -2048, never the small values futexes
+	 * hold, so no waiter of the caller's is woken (a spurious wakeup if one
+	 * ever were, which futex users must tolerate).
 	 */
-	const uint32_t op = FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0);
+	const uint32_t op = FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_LT, -2048);
 	uint32_t nobody = 0;
 	uintptr_t at = (uintptr_t)addr, end = (uintptr_t)addr + len;
 	while (at < end) {

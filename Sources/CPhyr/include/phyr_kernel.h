@@ -107,14 +107,53 @@ int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags);
 /*
  * The fork guard (fork.c): every critical section of libphyr runs between
  * enter and leave (nesting is counted per thread), and fork() waits until
- * none is in flight.  The epoch counts the forks this process is a child of.
+ * none is in flight.  The epoch counts the forks this process is a child of;
+ * reading it also notices a fork that ran no atfork handlers (the wiped
+ * token reads 0 in such a child).
  */
 void phyr_shim_fork_guard_enter(void);
 void phyr_shim_fork_guard_leave(void);
+void phyr_shim_forked_without_handlers(void);
 extern unsigned long phyr_fork_epoch_counter;
+extern volatile unsigned long *phyr_fork_wiped_token;
 static inline unsigned long phyr_shim_fork_epoch(void)
 {
+	if (__builtin_expect(*phyr_fork_wiped_token == 0, 0))
+		phyr_shim_forked_without_handlers();
 	return __atomic_load_n(&phyr_fork_epoch_counter, __ATOMIC_ACQUIRE);
+}
+
+/* Whether libphyr's globals have been made (under the fork guard, so a fork
+ * never copies one half made).  Set once by the Swift side. */
+extern int phyr_globals_warm;
+static inline int phyr_shim_globals_warm(void)
+{
+	return __atomic_load_n(&phyr_globals_warm, __ATOMIC_ACQUIRE);
+}
+static inline void phyr_shim_set_globals_warm(void)
+{
+	__atomic_store_n(&phyr_globals_warm, 1, __ATOMIC_RELEASE);
+}
+
+/* Whether the io_uring with this identity was open when this process was
+ * forked (it is then its parent's ring too). */
+struct phyr_file_identity {
+	uint64_t device;
+	uint64_t inode;
+};
+int phyr_shim_ring_inherited(uint64_t device, uint64_t inode);
+
+/* The published lookup index of each registration handle slot (fork.c):
+ * plain C storage, so a lookup touches no lazily made global. */
+#define PHYR_REGISTRATIONS_MAX 65536
+extern uintptr_t phyr_published_index[PHYR_REGISTRATIONS_MAX];
+static inline uintptr_t phyr_shim_published(unsigned slot)
+{
+	return __atomic_load_n(&phyr_published_index[slot], __ATOMIC_ACQUIRE);
+}
+static inline void phyr_shim_publish(unsigned slot, uintptr_t index)
+{
+	__atomic_store_n(&phyr_published_index[slot], index, __ATOMIC_RELEASE);
 }
 
 /* ioctl(2) with a pointer argument (Swift cannot call C variadics); the

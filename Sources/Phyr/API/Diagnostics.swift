@@ -4,12 +4,14 @@ import Glibc
 
 /// Built once from the header's macros, so the two cannot disagree; never
 /// written after, so sharing it between threads is safe.
-nonisolated(unsafe) private let versionCString: UnsafeMutablePointer<CChar>? =
+nonisolated(unsafe) let versionString: UnsafeMutablePointer<CChar>? =
     strdup("\(PHYR_VERSION_MAJOR).\(PHYR_VERSION_MINOR).\(PHYR_VERSION_PATCH)")
 
 @c @implementation
 public func phyr_version() -> UnsafePointer<CChar>? {
-    UnsafePointer(versionCString)
+    enterLibrary()
+    defer { leaveLibrary() }
+    return UnsafePointer(versionString)
 }
 
 @c @implementation

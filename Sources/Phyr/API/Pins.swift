@@ -9,6 +9,8 @@ import Glibc
 @c @implementation
 public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     guard let out else { return fail(PhyrError(EINVAL, "phyr_pin: out is NULL")) }
     // size_t arrives as Int: read it back as the unsigned value C passed.
     let length = UInt64(UInt(bitPattern: len))
@@ -33,6 +35,8 @@ public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
 @c @implementation
 public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
                        _ tail: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     guard let tail else { return fail(PhyrError(EINVAL, "phyr_split: tail is NULL")) }
     let cut = UInt64(UInt(bitPattern: offset))
     let id: UInt64
@@ -56,6 +60,8 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
 
 @c @implementation
 public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     switch pinID(r, "phyr_unpin") {
     case .failure(let e):
         return fail(e)
@@ -72,6 +78,8 @@ public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
 @c @implementation
 public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                        _ len: UnsafeMutablePointer<Int>?) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     let span: Range<UInt64>
     switch pinID(r, "phyr_range") {
     case .failure(let e): return fail(e)
@@ -89,6 +97,8 @@ public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeM
 
 @c @implementation
 public func phyr_segs(_ r: OpaquePointer?, _ segs: UnsafeMutablePointer<phyr_seg>?, _ nr: UInt32) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     if segs == nil && nr > 0 { return fail(PhyrError(EINVAL, "phyr_segs: segs is NULL but nr is \(nr)")) }
     let id: UInt64
     switch pinID(r, "phyr_segs") {

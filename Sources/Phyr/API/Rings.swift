@@ -7,6 +7,8 @@ import Glibc
 @c @implementation
 public func ring_register_ranges(_ ring: OpaquePointer?, _ ranges: UnsafePointer<OpaquePointer?>?, _ nr: UInt32,
                                  _ flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     guard let ring else { return fail(PhyrError(EINVAL, "ring_register_ranges: ring is NULL")) }
     guard let out else { return fail(PhyrError(EINVAL, "ring_register_ranges: out is NULL")) }
     guard let ranges, nr > 0 else { return fail(PhyrError(EINVAL, "ring_register_ranges: no ranges (ranges NULL or nr 0)")) }
@@ -30,6 +32,8 @@ public func ring_register_ranges(_ ring: OpaquePointer?, _ ranges: UnsafePointer
 
 @c @implementation
 public func ring_reg_bufs(_ reg: OpaquePointer?, _ bufs: UnsafeMutablePointer<ring_buf>?, _ nr: UInt32) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     if bufs == nil && nr > 0 { return fail(PhyrError(EINVAL, "ring_reg_bufs: bufs is NULL but nr is \(nr)")) }
     // Copied out only once the read is known to be consistent.
     let snapshot = Registrar.read(UnsafeRawPointer(reg)) { index -> (Int, [ring_buf]) in
@@ -52,14 +56,21 @@ public func ring_reg_bufs(_ reg: OpaquePointer?, _ bufs: UnsafeMutablePointer<ri
 @c @implementation
 public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ len: Int,
                             _ index: UnsafeMutablePointer<UInt32>?, _ avail: UnsafeMutablePointer<Int>?) -> Int32 {
+    // The lock-free path: no fork guard (see Entry.swift); its failures,
+    // which build messages, run inside it.
+    warmLibrary()
     let a = UInt64(UInt(bitPattern: addr))
     let hit = Registrar.read(UnsafeRawPointer(reg)) { table -> (slot: UInt32, room: UInt64)? in
         table.find(a).map { (table.slot($0), table.end($0) &- a) }
     }
     guard let hit else {
+        enterLibrary()
+        defer { leaveLibrary() }
         return fail(notLive("ring_reg_lookup", reg, "registration", Registrar.absence(of: UnsafeRawPointer(reg))))
     }
     guard let (slot, room) = hit else {
+        enterLibrary()
+        defer { leaveLibrary() }
         return fail(PhyrError(ENOENT, "ring_reg_lookup: no buffer of this registration holds \(hex(a))"))
     }
     index?.pointee = slot
@@ -69,6 +80,8 @@ public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ 
 
 @c @implementation
 public func ring_unregister_ranges(_ reg: OpaquePointer?) -> Int32 {
+    enterLibrary()
+    defer { leaveLibrary() }
     do throws(PhyrError) {
         try Registrar.unregister(UnsafeRawPointer(reg))
         return 0

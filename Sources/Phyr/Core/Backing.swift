@@ -21,6 +21,14 @@ let physUnknown = UInt64.max
 /// Rounds up; the caller guarantees `x + size - 1` does not overflow.
 @inline(__always) func alignUp(_ x: UInt64, _ size: UInt64) -> UInt64 { (x &+ size &- 1) & ~(size &- 1) }
 
+/// The file behind a mapping, as the kernel names it: the same memory
+/// wherever it is mapped (shmem and shared anonymous memory have one too).
+struct FileKey: Hashable, Sendable {
+    var major: UInt32
+    var minor: UInt32
+    var inode: UInt64
+}
+
 /// One VMA, as far as pinning cares.
 struct Mapping: Equatable, Sendable {
     var start: UInt64
@@ -28,8 +36,10 @@ struct Mapping: Equatable, Sendable {
     var readable: Bool
     var writable: Bool
     var shared: Bool
-    /// Backed by a file (page cache, shmem, hugetlbfs), not anonymous memory.
-    var fileBacked: Bool = false
+    /// The file behind it (page cache, shmem, hugetlbfs); nil for private
+    /// anonymous memory.
+    var file: FileKey? = nil
+    var fileBacked: Bool { file != nil }
     /// The VMA's kernel page size: 4 KiB, or the hugetlb page size.
     var pageSize: UInt64
     /// The mapping has no folios (VM_PFNMAP / VM_IO), when the source says so.

@@ -8,6 +8,14 @@ struct PinnedRange: Sendable {
     var lockable: [Range<UInt64>]
     var segments: ContiguousArray<Segment>
     var pinFlags: UInt32
+    /// Where the lock ends when that is also where its mapping ended, with
+    /// nothing mapped after it, at pin time: the one place mremap(2) can grow
+    /// the locked mapping in place (and the kernel locks the growth).
+    var growableEnd: UInt64? = nil
+    /// What the memory was at pin time: anonymous, and which files.  A
+    /// release that finds its lock gone looks for it only among these.
+    var anonymous: Bool = true
+    var files: Set<FileKey> = []
 }
 
 /// The library's registry of live ranges and the lock counts behind them.
@@ -89,10 +97,16 @@ struct PinTable {
     /// Removes a range; returns the memory that must now be unlocked, or nil
     /// when `id` is not live.
     mutating func remove(_ id: UInt64) -> [Range<UInt64>]? {
+        removeRange(id)?.freed
+    }
+
+    /// Removes a range; returns it and the memory that must now be unlocked,
+    /// or nil when `id` is not live.
+    mutating func removeRange(_ id: UInt64) -> (range: PinnedRange, freed: [Range<UInt64>])? {
         guard let pin = live.removeValue(forKey: id) else { return nil }
         // The pin's own interval is covered while it is live, so this cannot fail.
         let freed = coverage.remove(pin.lockInterval) ?? []
-        return Self.intersect(freed, pin.lockable)
+        return (pin, Self.intersect(freed, pin.lockable))
     }
 
     enum SplitError: Error, Equatable { case notLive(Absence), offsetOutside(length: UInt64) }
@@ -114,6 +128,7 @@ struct PinTable {
         tail.range = cut..<pin.range.upperBound
         head.lockInterval = pin.lockInterval.lowerBound..<(straddles ? folio.upperBound : cut)
         tail.lockInterval = (straddles ? folio.lowerBound : cut)..<pin.lockInterval.upperBound
+        head.growableEnd = nil
         head.lockable = Self.intersect([head.lockInterval], pin.lockable)
         tail.lockable = Self.intersect([tail.lockInterval], pin.lockable)
         head.segments = Self.clip(pin.segments, to: head.range)

@@ -47,6 +47,17 @@ enum Locker {
         }
     }
 
+    /// Whether mlockall(MCL_FUTURE) is in force: a page mapped now comes out
+    /// locked.  Then memory the caller moved is locked by the caller's own
+    /// policy, and libphyr leaves it so.
+    static func everyNewMappingLocked() -> Bool {
+        let page = Int(basePageSize)
+        guard let p = mmap(nil, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else { return false }
+        defer { munmap(p, page) }
+        let a = UInt64(UInt(bitPattern: p))
+        return probe(a..<(a + basePageSize)) == .someLocked
+    }
+
     /// Whether every page of `r` is mapped and locked: one probe per VMA, since
     /// VM_LOCKED belongs to a VMA as a whole.
     static func whollyLocked(_ r: Range<UInt64>) -> Bool {
@@ -109,8 +120,7 @@ enum Locker {
 
     /// VmLck from /proc/self/status: what this process already has locked.
     static func lockedBytes() -> UInt64? {
-        guard let text = try? readWholeFile("/proc/self/status"), let kb = procField(text, "VmLck:") else { return nil }
-        return kb * 1024
+        procField("/proc/self/status", "VmLck:").map { $0 * 1024 }
     }
 
     /// Whether CAP_IPC_LOCK lifts RLIMIT_MEMLOCK for this thread.
@@ -119,9 +129,10 @@ enum Locker {
     /// vm.max_map_count and how many mappings the process has, when both can
     /// be read: mlock fails with ENOMEM when a split would pass the limit.
     static func mappingBudget() -> (count: UInt64, limit: UInt64)? {
-        guard let limit = readNumber("/proc/sys/vm/max_map_count"),
-              let text = try? readWholeFile("/proc/self/maps") else { return nil }
-        return (UInt64(text.lazy.filter { $0 == UInt8(ascii: "\n") }.count), limit)
+        guard let limit = readNumber("/proc/sys/vm/max_map_count") else { return nil }
+        var count: UInt64 = 0
+        guard (try? forEachLine("/proc/self/maps") { _ in count += 1; return true }) != nil else { return nil }
+        return (count, limit)
     }
 
     /// Free pages of the hugetlb pool of `pageSize`, when sysfs says.

@@ -63,31 +63,63 @@ enum Mappings {
             }
             return out
         }
-        for vma in try mapsLines() where vma.end > span.lowerBound && vma.start < span.upperBound {
-            add(vma.start, vma.end)
+        try forEachMapsLine { start, end in
+            if end > span.lowerBound && start < span.upperBound { add(start, end) }
+            return end < span.upperBound
         }
         return out
     }
 
-    /// Every mapping that holds a lock libphyr made (VM_LOCKED with the
-    /// VM_LOCKONFAULT mark `Locker.lock` adds), wherever it is now: memory
-    /// the caller moved or grew with mremap(2) carries the mark along.  Reads
+    /// Every mapping that holds a lock with libphyr's mark (VM_LOCKED with the
+    /// VM_LOCKONFAULT `Locker.lock` adds), wherever it is now, and its file:
+    /// memory the caller moved with mremap(2) carries the mark along.  Reads
     /// all of /proc/self/smaps: only for repairs, never on a common path.
-    static func markedLocks() throws(Errno) -> [Range<UInt64>] {
-        let text = try readWholeFile("/proc/self/smaps")
-        var out: [Range<UInt64>] = []
-        var current: Range<UInt64>?
-        for line in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+    static func markedLocks() throws(Errno) -> [(span: Range<UInt64>, file: FileKey?)] {
+        var out: [(span: Range<UInt64>, file: FileKey?)] = []
+        var current: (span: Range<UInt64>, file: FileKey?)?
+        let vmFlags = Array("VmFlags:".utf8)
+        try forEachLine("/proc/self/smaps") { line in
             if let vma = vmaHeader(line) {
-                current = vma.start..<vma.end
-                continue
+                current = (vma.start..<vma.end, fileKey(device: vma.fields[3], inode: vma.fields[4]))
+            } else if line.starts(with: vmFlags), let vma = current {
+                let flags = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true).dropFirst()
+                    .map { String(decoding: $0, as: UTF8.self) }
+                if LockMarks.isLibphyrLock(vmFlags: flags) { out.append(vma) }
             }
-            guard line.starts(with: Array("VmFlags:".utf8)), let vma = current else { continue }
-            let flags = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true).dropFirst()
-                .map { String(decoding: $0, as: UTF8.self) }
-            if LockMarks.isLibphyrLock(vmFlags: flags) { out.append(vma) }
+            return true
         }
         return out
+    }
+
+    /// The bounds of the VMA holding `address`, or of the first one after it;
+    /// nil when there is none.  One PROCMAP_QUERY, or /proc/self/maps read
+    /// only as far as `address`.
+    static func vma(atOrAfter address: UInt64) throws(Errno) -> Range<UInt64>? {
+        if KernelFeatures.shared.procmapQuery.load(ordering: .relaxed) {
+            let fd = try ProcFiles.shared.descriptor(.maps)
+            var q = phyr_procmap_query()
+            let rc = query(fd, address, &q, name: nil)
+            if rc == 0 { return q.vma_start..<q.vma_end }
+            if rc == ENOENT { return nil }
+            if rc != ENOTTY { throw Errno(code: rc) }
+            KernelFeatures.shared.procmapQuery.store(false, ordering: .relaxed)
+        }
+        var found: Range<UInt64>?
+        try forEachMapsLine { start, end in
+            guard end > address else { return true }
+            found = start..<end
+            return false
+        }
+        return found
+    }
+
+    /// Calls `body` with each VMA of /proc/self/maps in address order until it
+    /// returns false, reading the file only as far as that.
+    private static func forEachMapsLine(_ body: (UInt64, UInt64) -> Bool) throws(Errno) {
+        try forEachLine("/proc/self/maps") { line in
+            guard let vma = vmaHeader(line) else { return true }
+            return body(vma.start, vma.end)
+        }
     }
 
     /// "start-end perms offset dev inode [name]": the first line of a VMA in
@@ -101,13 +133,15 @@ enum Mappings {
         return (lo, hi, Array(fields))
     }
 
-    /// /proc/self/maps, parsed to bounds.
-    private static func mapsLines() throws(Errno) -> [(start: UInt64, end: UInt64)] {
-        let text = try readWholeFile("/proc/self/maps")
-        return text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).compactMap { line in
-            vmaHeader(line).map { ($0.start, $0.end) }
-        }
+    /// "08:01" and "1234" of a maps line; nil for anonymous memory (inode 0).
+    static func fileKey(device: ArraySlice<UInt8>, inode: ArraySlice<UInt8>) -> FileKey? {
+        guard let ino = UInt64(String(decoding: inode, as: UTF8.self)), ino != 0 else { return nil }
+        let parts = device.split(separator: UInt8(ascii: ":"))
+        guard parts.count == 2, let major = UInt32(String(decoding: parts[0], as: UTF8.self), radix: 16),
+              let minor = UInt32(String(decoding: parts[1], as: UTF8.self), radix: 16) else { return nil }
+        return FileKey(major: major, minor: minor, inode: ino)
     }
+
 
     /// One PROCMAP_QUERY per VMA.  Names are not asked for: the kernel builds
     /// them with d_path, and only error messages need them (`describe`).
@@ -128,7 +162,7 @@ enum Mappings {
                 readable: f & UInt64(PHYR_PROCMAP_QUERY_VMA_READABLE) != 0,
                 writable: f & UInt64(PHYR_PROCMAP_QUERY_VMA_WRITABLE) != 0,
                 shared: f & UInt64(PHYR_PROCMAP_QUERY_VMA_SHARED) != 0,
-                fileBacked: q.inode != 0,
+                file: q.inode == 0 ? nil : FileKey(major: q.dev_major, minor: q.dev_minor, inode: q.inode),
                 pageSize: max(q.vma_page_size, basePageSize),
                 noFolio: false, pmdMappedBytes: 0, name: ""))
             addr = q.vma_end
@@ -168,10 +202,9 @@ enum Mappings {
         return "mapping \(spanText(m.start..<m.end))" + (name.isEmpty ? "" : " " + name)
     }
 
-    /// Reads /proc/self/smaps whole and keeps the VMAs that meet `span`.
+    /// Reads /proc/self/smaps as far as `span` reaches and keeps the VMAs
+    /// that meet it.
     static func fromSmaps(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
-        let text: [UInt8]
-        do { text = try readWholeFile("/proc/self/smaps") } catch { throw .system(error) }
         var all: [Mapping] = []
         var current: Mapping?
         var pmd: UInt64 = 0
@@ -179,36 +212,42 @@ enum Mappings {
             if var m = current { m.pmdMappedBytes = pmd; all.append(m) }
             current = nil; pmd = 0
         }
-        for line in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-            if let vma = vmaHeader(line) {
-                finish()
-                let fields = vma.fields
-                let perms = Array(fields[1])
-                guard perms.count >= 4 else { continue }
-                current = Mapping(start: vma.start, end: vma.end,
-                                  readable: perms[0] == UInt8(ascii: "r"),
-                                  writable: perms[1] == UInt8(ascii: "w"),
-                                  shared: perms[3] == UInt8(ascii: "s"),
-                                  fileBacked: fields[4] != ArraySlice([UInt8(ascii: "0")]),
-                                  pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0,
-                                  name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
-                continue
+        do {
+            try forEachLine("/proc/self/smaps") { line in
+                if let vma = vmaHeader(line) {
+                    finish()
+                    // Past the span: the VMAs that meet it are all read.
+                    guard vma.start < span.upperBound else { return false }
+                    guard vma.end > span.lowerBound else { return true }
+                    let fields = vma.fields
+                    let perms = Array(fields[1])
+                    guard perms.count >= 4 else { return true }
+                    current = Mapping(start: vma.start, end: vma.end,
+                                      readable: perms[0] == UInt8(ascii: "r"),
+                                      writable: perms[1] == UInt8(ascii: "w"),
+                                      shared: perms[3] == UInt8(ascii: "s"),
+                                      file: Self.fileKey(device: fields[3], inode: fields[4]),
+                                      pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0,
+                                      name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
+                    return true
+                }
+                let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+                guard current != nil, fields.count >= 2, let first = fields.first else { return true }
+                switch String(decoding: first, as: UTF8.self) {
+                case "KernelPageSize:":
+                    if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { current?.pageSize = kb &* 1024 }
+                case "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:":
+                    if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { pmd &+= kb &* 1024 }
+                case "VmFlags:":
+                    let flags = fields.dropFirst().map { String(decoding: $0, as: UTF8.self) }
+                    if flags.contains("pf") || flags.contains("io") { current?.noFolio = true }
+                default:
+                    break
+                }
+                return true
             }
-            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-            guard let first = fields.first else { continue }
-            guard current != nil, fields.count >= 2 else { continue }
-            let key = String(decoding: first, as: UTF8.self)
-            switch key {
-            case "KernelPageSize:":
-                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { current?.pageSize = kb &* 1024 }
-            case "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:":
-                if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { pmd &+= kb &* 1024 }
-            case "VmFlags:":
-                let flags = fields.dropFirst().map { String(decoding: $0, as: UTF8.self) }
-                if flags.contains("pf") || flags.contains("io") { current?.noFolio = true }
-            default:
-                break
-            }
+        } catch {
+            throw .system(error)
         }
         finish()
 

@@ -19,6 +19,9 @@ final class ProcFiles: Sendable {
 
     enum File { case maps, pagemap }
 
+    /// Makes the descriptor table and its lock's machinery (see `enterLibrary`).
+    func warm() { fds.withLock { _ in } }
+
     func descriptor(_ file: File) throws(Errno) -> Int32 {
         try fds.withLock { d throws(Errno) -> Int32 in
             let cached = file == .maps ? d.maps : d.pagemap

@@ -38,13 +38,22 @@ enum RingFiles {
         case 2: return false
         default: break
         }
-        var answer = true
-        if let ring = try? identity(ringFd), let anon = try? shimRetrying({ phyr_shim_anonymous_file() }) {
-            if let shared = try? identity(anon) { answer = shared != ring }
-            close(anon)
+        // Without an answer (no descriptor to spare, say), ask kcmp this time
+        // and the probe again next time.
+        guard let ring = try? identity(ringFd), let anon = try? shimRetrying({ phyr_shim_anonymous_file() }) else {
+            return false
         }
+        defer { close(anon) }
+        guard let shared = try? identity(anon) else { return false }
+        let answer = shared != ring
         features.ringInodes.store(answer ? 1 : 2, ordering: .relaxed)
         return answer
+    }
+
+    /// Whether the ring was open when this process was forked: then it is the
+    /// parent's ring as well (the fork noted the io_urings it copied).
+    static func inheritedAcrossFork(_ ring: Identity) -> Bool {
+        phyr_shim_ring_inherited(ring.device, ring.inode) != 0
     }
 
     /// kcmp(KCMP_FILE): whether two descriptors of this process name one open

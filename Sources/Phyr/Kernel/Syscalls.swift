@@ -56,38 +56,68 @@ func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ off
     return done
 }
 
-/// The whole of a /proc or /sys text file (their sizes are not known in advance).
-func readWholeFile(_ path: String) throws(Errno) -> [UInt8] {
+/// Calls `body` with each line of a text file (without its newline) until
+/// it returns false, reading no further than that.  Memory stays small and
+/// fixed whatever the file's size: /proc/self/smaps of a process with many
+/// mappings is megabytes, and libphyr reads it when memory or mappings may
+/// be running out (an allocation the system refuses is a trap in Swift).
+func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) throws(Errno) {
     let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
-    var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    let size = 1 << 14
+    var buf = [UInt8](repeating: 0, count: 2 * size)
+    var kept = 0  // bytes of an unfinished line at the front of buf
     while true {
+        if kept == buf.count { buf.append(contentsOf: repeatElement(0, count: size)) }  // a very long line
         let n = try typed {
-            try chunk.withUnsafeMutableBytes { buf in try syscallRetrying { read(fd, buf.baseAddress, buf.count) } }
+            try buf.withUnsafeMutableBytes { b in
+                try syscallRetrying { read(fd, b.baseAddress! + kept, min(size, b.count - kept)) }
+            }
         }
-        if n == 0 { break }
-        out.append(contentsOf: chunk[0..<n])
+        if n == 0 {
+            if kept > 0 { _ = body(buf[0..<kept]) }
+            return
+        }
+        let end = kept + n
+        var start = 0
+        var i = kept
+        while i < end {
+            if buf[i] == UInt8(ascii: "\n") {
+                if !body(buf[start..<i]) { return }
+                start = i + 1
+            }
+            i += 1
+        }
+        kept = end - start
+        if start > 0 && kept > 0 {
+            for k in 0..<kept { buf[k] = buf[start + k] }
+        }
     }
-    return out
 }
 
 /// The first number in a small text file (a sysfs or procfs value).
 func readNumber(_ path: String) -> UInt64? {
-    guard let text = try? readWholeFile(path) else { return nil }
-    let digits = text.drop { !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
-        .prefix { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
-    return UInt64(String(decoding: digits, as: UTF8.self))
+    var value: UInt64?
+    try? forEachLine(path) { line in
+        let digits = line.drop { !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+            .prefix { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+        value = UInt64(String(decoding: digits, as: UTF8.self))
+        return false
+    }
+    return value
 }
 
 /// The value after `key` on its line of a /proc "Key:  value" file.
-func procField(_ text: [UInt8], _ key: String) -> UInt64? {
+func procField(_ path: String, _ key: String) -> UInt64? {
     let k = Array(key.utf8)
-    for line in text.split(separator: UInt8(ascii: "\n")) where line.starts(with: k) {
+    var value: UInt64?
+    try? forEachLine(path) { line in
+        guard line.starts(with: k) else { return true }
         let f = line.dropFirst(k.count).split(omittingEmptySubsequences: true) {
             $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t")
         }
-        if let first = f.first { return UInt64(String(decoding: first, as: UTF8.self)) }
+        value = f.first.flatMap { UInt64(String(decoding: $0, as: UTF8.self)) }
+        return false
     }
-    return nil
+    return value
 }

@@ -22,6 +22,9 @@ enum PinFlag {
 enum Pinner {
     private static let table = ProcessLocal(PinTable()) { $0.forChild() }
 
+    /// Makes the table and its lock's machinery (see `enterLibrary`).
+    static func warm() { table.withLock { _ in } }
+
     /// Addresses past this cannot be user memory on any 64-bit Linux (x86-64
     /// 5-level paging stops at 2^56); bounding here keeps the page rounding
     /// below from overflowing.
@@ -56,8 +59,11 @@ enum Pinner {
         }
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
-        let pinned = PinnedRange(range: range, lockInterval: interval, lockable: lockable,
+        var pinned = PinnedRange(range: range, lockInterval: interval, lockable: lockable,
                                  segments: Backing.segments(runs, range: range), pinFlags: flags)
+        pinned.anonymous = mappings.contains { !$0.fileBacked && !$0.noFolio }
+        pinned.files = Set(mappings.compactMap(\.file))
+        pinned.growableEnd = growableEnd(of: lockable, in: mappings)
 
         return try table.withLock { table throws(PhyrError) -> UInt64 in
             let (id, fresh) = table.insert(pinned)
@@ -70,22 +76,26 @@ enum Pinner {
                 for p in counted {
                     piece = p
                     do throws(Errno) {
-                        try Locker.mark(p)
+                        // Faulting in by hand makes only one fault per 2 MiB
+                        // and leaves the rest to mlock: memory new under a
+                        // count needs the whole mlock then.
+                        if KernelFeatures.shared.populateAdvice { try Locker.mark(p) } else { try Locker.lock(p) }
                     } catch where error.code == ENOMEM && Locker.whollyLocked(p) {
                         // A process over a lowered RLIMIT_MEMLOCK may not even
                         // re-assert a lock; the kernel still holds this one.
                     }
                 }
             } catch {
-                _ = release(id, in: &table)
-                throw lockFailure(error, piece: piece, newlyLocked: fresh, range: range)
+                rollBack(id, in: &table)
+                let also = fresh.contains(piece) ? [] : [piece]
+                throw lockFailure(error, piece: piece, newlyLocked: fresh + also, range: range)
             }
             // Memory with no folio is never locked, so no mlock would notice
             // it unmapped meanwhile; and a scan of memory unmapped under it
             // looks just like one: ask whether it is still mapped.
             if runs.contains(where: { $0.flags.contains(.noFolio) }),
                (try? Mappings.mappedParts(span)) != [span] {
-                _ = release(id, in: &table)
+                rollBack(id, in: &table)
                 throw PhyrError(EFAULT, "\(spanText(span)) was unmapped while it was being pinned")
             }
             // Physical addresses after locking: mlock's own write faults may
@@ -96,7 +106,7 @@ enum Pinner {
                     let physRuns = try PhysicalAddresses.attach(runs)
                     table.describe(id, segments: Backing.segments(physRuns, range: range))
                 } catch {
-                    _ = release(id, in: &table)
+                    rollBack(id, in: &table)
                     throw PhyrError(error.code, "reading physical addresses of \(spanText(range)) failed: \(error)")
                 }
             }
@@ -153,18 +163,39 @@ enum Pinner {
     /// Removes range `id` and unlocks what no other live range covers, with
     /// the table's lock held; false when `id` is not live.
     private static func release(_ id: UInt64, in table: inout PinTable) -> Bool {
-        guard let freed = table.remove(id) else { return false }
-        var intact = true
-        for piece in freed where !unlockChecked(piece, table) { intact = false }
-        if !intact { unlockOrphans(table) }
+        guard let (range, freed) = table.removeRange(id) else { return false }
+        var missing = false
+        for piece in freed {
+            if !unlockChecked(piece) { missing = true }
+            if piece.upperBound == range.growableEnd { unlockGrowth(after: piece.upperBound, table) }
+        }
+        if missing { unlockMoved(range, table) }
         return true
     }
 
-    /// Unlocks `piece`, all of it that is still mapped; false when the lock
-    /// left there is not all where it was: the memory was unmapped, replaced
-    /// or moved, or mremap(2) grew it in place (the kernel locks the growth).
-    private static func unlockChecked(_ piece: Range<UInt64>, _ table: PinTable) -> Bool {
-        var intact = Locker.probe(piece) == .someLocked
+    /// Undoes a pin that failed part way: what it newly locked is unlocked,
+    /// with none of a release's checks (it may never have been locked).
+    private static func rollBack(_ id: UInt64, in table: inout PinTable) {
+        for piece in table.remove(id) ?? [] {
+            do throws(Errno) { try Locker.unlock(piece) } catch {
+                for part in (try? Mappings.mappedParts(piece)) ?? [] { try? Locker.unlock(part) }
+            }
+        }
+    }
+
+    /// Unlocks `piece`, all of it that is still mapped; false when part of the
+    /// lock left there is gone: that memory was unmapped, replaced or moved.
+    /// Each VMA is probed where PROCMAP_QUERY finds them cheaply; before 6.11
+    /// the piece is probed whole, which misses a part replaced alone.
+    private static func unlockChecked(_ piece: Range<UInt64>) -> Bool {
+        var intact = true
+        if KernelFeatures.shared.procmapQuery.load(ordering: .relaxed),
+           let vmas = try? Mappings.mappedParts(piece, merged: false) {
+            let mapped = vmas.reduce(UInt64(0)) { $0 + UInt64($1.count) }
+            intact = mapped == UInt64(piece.count) && vmas.allSatisfy { Locker.probe($0) == .someLocked }
+        } else {
+            intact = Locker.probe(piece) == .someLocked
+        }
         do throws(Errno) {
             try Locker.unlock(piece)
         } catch {
@@ -172,20 +203,37 @@ enum Pinner {
             intact = false
             for part in (try? Mappings.mappedParts(piece)) ?? [] { try? Locker.unlock(part) }
         }
-        let after = piece.upperBound
-        if after < userSpaceEnd, table.coverage(at: after) == 0,
-           Locker.probe(after..<(after + basePageSize)) == .someLocked {
-            intact = false
-        }
         return intact
     }
 
-    /// Finds the locks libphyr made that no live range holds any more --
-    /// memory moved or grown by mremap(2) carries its lock and libphyr's mark
-    /// along -- and unlocks them.  Reads all of smaps: rare by design.
-    private static func unlockOrphans(_ table: PinTable) {
-        guard let marked = try? Mappings.markedLocks() else { return }
-        for orphan in table.uncovered(marked) { try? Locker.unlock(orphan) }
+    /// The lock ended where its mapping did, with room after it: mremap(2)
+    /// may have grown the mapping in place, and the kernel locked the growth.
+    /// A locked VMA starting right there that no live range holds is it.
+    private static func unlockGrowth(after end: UInt64, _ table: PinTable) {
+        guard end < userSpaceEnd, table.coverage(at: end) == 0,
+              Locker.probe(end..<(end + basePageSize)) == .someLocked,
+              let vma = try? Mappings.vma(atOrAfter: end), vma.lowerBound == end else { return }
+        for part in table.uncovered([vma]) { try? Locker.unlock(part) }
+    }
+
+    /// Part of `range`'s lock was gone from its addresses.  If mremap(2) moved
+    /// the memory, the lock went with it, and so did libphyr's mark on it: the
+    /// marked locks no live range holds, of the same kind of memory (anonymous,
+    /// or the same file), are unlocked.  Reads all of smaps: rare by design.
+    /// Under mlockall(MCL_FUTURE) the caller locks all new memory anyway, and
+    /// moved memory is left as the caller's policy has it.
+    private static func unlockMoved(_ range: PinnedRange, _ table: PinTable) {
+        guard !Locker.everyNewMappingLocked(), let marked = try? Mappings.markedLocks() else { return }
+        let same = marked.filter { m in m.file.map { range.files.contains($0) } ?? range.anonymous }
+        for orphan in table.uncovered(same.map(\.span)) { try? Locker.unlock(orphan) }
+    }
+
+    /// See `PinnedRange.growableEnd`.
+    private static func growableEnd(of lockable: [Range<UInt64>], in mappings: [Mapping]) -> UInt64? {
+        guard let end = lockable.last?.upperBound,
+              mappings.last(where: { $0.start < end })?.end == end else { return nil }
+        guard let next = try? Mappings.vma(atOrAfter: end) else { return end }
+        return next.lowerBound == end ? nil : end
     }
 
     // MARK: steps of pin
@@ -291,13 +339,24 @@ enum Pinner {
 
     private static func populateFailure(_ e: Errno, piece: Range<UInt64>, mapping m: Mapping) -> PhyrError {
         let what = "\(spanText(piece)) of \(Mappings.describe(m))"
+        if e.code == EMFILE || e.code == ENFILE {
+            return PhyrError(e.code, "faulting in \(what) without MADV_POPULATE (Linux 5.14) takes a pipe, and "
+                             + "opening one failed: \(e)")
+        }
         // A hugetlb fault with no page left in the pool is a SIGBUS, which
-        // MADV_POPULATE (and libphyr's own faulting) report as EFAULT.
+        // MADV_POPULATE (and libphyr's own faulting) report as EFAULT -- as
+        // they do a hugetlbfs file mapped past its end, while the pool has
+        // pages to spare.
+        let free = m.isHugetlb ? Locker.freeHugetlbPages(m.pageSize) : nil
+        if m.isHugetlb && e.code == EFAULT, let free, free > 0 {
+            return PhyrError(EFAULT, "cannot fault in \(what) (\(e)) though the hugetlb pool has \(free) pages free: "
+                             + "does the mapping run past the end of its file?")
+        }
         if m.isHugetlb && (e.code == EFAULT || e.code == ENOMEM) {
             let pool = "/sys/kernel/mm/hugepages/hugepages-\(m.pageSize / 1024)kB"
-            let free = Locker.freeHugetlbPages(m.pageSize).map { "\($0) free" } ?? "an unknown number free"
+            let count = free.map { "\($0) free" } ?? "an unknown number free"
             return PhyrError(ENOMEM, "no hugetlb page left to fault in \(what): the pool of \(byteCount(m.pageSize)) "
-                             + "pages has \(free) (\(pool); MAP_NORESERVE mappings reserve none)")
+                             + "pages has \(count) (\(pool); MAP_NORESERVE mappings reserve none)")
         }
         if e.code == ENOMEM { return PhyrError(ENOMEM, "out of memory faulting in \(what)") }
         if e.code == EFAULT && m.fileBacked {

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+import CPhyr
 import Synchronization
 
 /// The buffers of one registration, laid out for `ring_reg_lookup`: sorted
@@ -151,23 +152,15 @@ struct BufferIndexPool {
 
 /// Registration handles, resolvable without a lock: a handle names a slot and
 /// the serial number of the registration, unique in this process and its
-/// forked children; the slot holds the published block.
-final class RegistrationHandles: @unchecked Sendable {
-    static let shared = RegistrationHandles()
+/// forked children; the slot holds the published block, in a table of the C
+/// shim's (`phyr_published_index`) that needs no initialising.
+enum RegistrationHandles {
     /// The limit on live registrations in a process, in the header.
-    static let capacity = 1 << 16
+    static let capacity = Int(PHYR_REGISTRATIONS_MAX)
     /// Bits 63 and 61 set: non-canonical on x86-64 and arm64, unlike any
     /// pointer, and unlike a range handle (bit 63 alone).
     static let tag: UInt64 = 0xA
     static let serialBits: UInt64 = 44
-
-    // Atomics only, allocated once and never freed: safe to share.
-    private let published: UnsafeMutablePointer<Atomic<UInt>>
-
-    private init() {
-        published = .allocate(capacity: Self.capacity)
-        for i in 0..<Self.capacity { (published + i).initialize(to: Atomic(0)) }
-    }
 
     static func handle(slot: Int, serial: UInt64) -> UInt64 {
         tag << 60 | (serial & (1 << serialBits - 1)) << 16 | UInt64(slot & 0xFFFF)
@@ -179,20 +172,19 @@ final class RegistrationHandles: @unchecked Sendable {
         return (Int(raw & 0xFFFF), (raw >> 16) & (1 << serialBits - 1))
     }
 
-    func publish(_ index: BufferIndex, slot: Int) {
-        published[slot].store(UInt(bitPattern: index.base), ordering: .releasing)
+    static func publish(_ index: BufferIndex, slot: Int) {
+        phyr_shim_publish(UInt32(slot), UInt(bitPattern: index.base))
     }
 
-    func withdraw(slot: Int) {
-        published[slot].store(0, ordering: .releasing)
+    static func withdraw(slot: Int) {
+        phyr_shim_publish(UInt32(slot), 0)
     }
 
     /// Runs `body` on the live index behind `handle`; nil when there is none.
     @inline(__always)
-    func read<T>(_ handle: UnsafeRawPointer?, _ body: (BufferIndex) -> T) -> T? {
-        guard let handle, let (slot, _) = Self.decode(UInt(bitPattern: handle)) else { return nil }
-        let p = published[slot].load(ordering: .acquiring)
-        guard let base = UnsafeMutableRawPointer(bitPattern: p) else { return nil }
+    static func read<T>(_ handle: UnsafeRawPointer?, _ body: (BufferIndex) -> T) -> T? {
+        guard let handle, let (slot, _) = decode(UInt(bitPattern: handle)) else { return nil }
+        guard let base = UnsafeMutableRawPointer(bitPattern: phyr_shim_published(UInt32(slot))) else { return nil }
         return BufferIndex(base: base).read(as: UInt64(UInt(bitPattern: handle)), body)
     }
 }

@@ -76,6 +76,9 @@ struct RegistrarState {
 enum Registrar {
     private static let state = ProcessLocal(RegistrarState()) { $0.forChild() }
 
+    /// Makes the state and its lock's machinery (see `enterLibrary`).
+    static func warm() { state.withLock { _ in } }
+
     static let maxSlots = Int(PHYR_IORING_MAX_REG_BUFFERS)
 
     /// Spare empty slots a new or grown table gets: a little room, because
@@ -135,8 +138,13 @@ enum Registrar {
     private static func requireWritable(_ r: Range<UInt64>, number: Int) throws(PhyrError) {
         let span = alignDown(r.lowerBound, basePageSize)..<alignUp(r.upperBound, basePageSize)
         let maps: [Mapping]
-        do { maps = try Mappings.covering(span) } catch {
-            throw PhyrError(EFAULT, "ring_register_ranges: ranges[\(number)] \(spanText(r)) is no longer mapped")
+        do throws(Mappings.Failure) { maps = try Mappings.covering(span) } catch {
+            switch error {
+            case .unmapped:
+                throw PhyrError(EFAULT, "ring_register_ranges: ranges[\(number)] \(spanText(r)) is no longer mapped")
+            case .system(let e):
+                throw PhyrError(e.code, "ring_register_ranges: cannot read this process's mappings: \(e)")
+            }
         }
         if let m = maps.first(where: { !$0.writable }) {
             throw PhyrError(EACCES, "ring_register_ranges: ranges[\(number)] lies in read-only "
@@ -218,7 +226,7 @@ enum Registrar {
         s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
                                                    index: index, serial: serial,
                                                    hugeSpans: hugeSpans, charge: charge)
-        RegistrationHandles.shared.publish(index, slot: handleSlot)
+        RegistrationHandles.publish(index, slot: handleSlot)
         ok = true
         return UInt(handle)
     }
@@ -229,10 +237,21 @@ enum Registrar {
     private static func ringState(_ s: inout RegistrarState, ringFd: Int32) throws(PhyrError) -> (UInt64, Bool) {
         var identity: RingFiles.Identity?
         if RingFiles.inodesTellRingsApart(ringFd) {
-            do { identity = try RingFiles.identity(ringFd) } catch {
+            let me: RingFiles.Identity
+            do { me = try RingFiles.identity(ringFd) } catch {
                 throw PhyrError(EINVAL, "ring_register_ranges: the ring's fd \(ringFd) is not open")
             }
-            if let identity, let id = s.ringByIdentity[identity] { return (id, false) }
+            identity = me
+            if RingFiles.inheritedAcrossFork(me) {
+                throw PhyrError(EBUSY, "ring_register_ranges: this ring was inherited from the parent process across "
+                                + "fork(); its buffer table is the parent's, and libphyr leaves it alone (make a "
+                                + "ring of your own)")
+            }
+            // Inode numbers come back after 2^32 of them; where kcmp is
+            // allowed it confirms the match.
+            if let id = s.ringByIdentity[me], let ring = s.rings[id], RingFiles.sameFile(ring.fd, ringFd) != false {
+                return (id, false)
+            }
         } else if let id = s.ringByFd[ringFd], let ring = s.rings[id] {
             switch RingFiles.sameFile(ring.fd, ringFd) {
             case true?:
@@ -247,6 +266,10 @@ enum Registrar {
         }
         let dup: Int32
         do { dup = try RingFiles.duplicate(ringFd) } catch {
+            if error.code == EMFILE || error.code == ENFILE {
+                throw PhyrError(error.code, "ring_register_ranges: libphyr keeps a descriptor of its own for each ring "
+                                + "it has buffers in, and duplicating fd \(ringFd) failed: \(error)")
+            }
             throw PhyrError(EINVAL, "ring_register_ranges: the ring's fd \(ringFd) is not open")
         }
         let id = s.nextRing
@@ -260,7 +283,7 @@ enum Registrar {
     private static func forget(_ s: inout RegistrarState, _ id: UInt64) {
         guard let ring = s.rings.removeValue(forKey: id) else { return }
         RingFiles.close(ring.fd)
-        if let identity = ring.identity { s.ringByIdentity[identity] = nil }
+        if let identity = ring.identity, s.ringByIdentity[identity] == id { s.ringByIdentity[identity] = nil }
         for (fd, r) in s.ringByFd where r == id { s.ringByFd[fd] = nil }
     }
 
@@ -368,7 +391,7 @@ enum Registrar {
                                     + "failed: \(error)")
                 }
             }
-            RegistrationHandles.shared.withdraw(slot: slot)
+            RegistrationHandles.withdraw(slot: slot)
             reg.index.retire()
             s.indexPool.give(reg.index)
             s.registrations[slot] = nil
@@ -396,7 +419,7 @@ enum Registrar {
     /// fact; nil when the handle is not live (or stopped being so meanwhile).
     @inline(__always)
     static func read<T>(_ handle: UnsafeRawPointer?, _ body: (BufferIndex) -> T) -> T? {
-        RegistrationHandles.shared.read(handle, body)
+        RegistrationHandles.read(handle, body)
     }
 
     /// Why `handle` is not live (after a failed `read`; takes the lock).
