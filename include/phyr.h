@@ -19,15 +19,19 @@
  * (mlock is not inherited either).  The parent's handles are refused there
  * with -EINVAL and a sentence saying they are the parent's, and nothing the
  * child calls changes the parent's locks or buffer tables.  A fork while
- * other threads are inside libphyr waits for their critical sections and
- * leaves the child free to call libphyr.  What fork does to pinned memory:
- * see PHYR_PIN_PHYS and ring_register_ranges.
+ * other threads are inside libphyr waits for those calls to return (as it
+ * waits for an mlock in flight anyway) and leaves the child free to call
+ * libphyr; ring_reg_lookup() never makes it wait.  A child made by _Fork()
+ * or clone(2) without the atfork handlers is recognised too, but only a
+ * single-threaded process may fork that way.  A thread cancelled while
+ * inside libphyr is cancelled when the call returns.  What fork does to
+ * pinned memory: see PHYR_PIN_PHYS and ring_register_ranges.
  *
  * The address space may change under a live range (munmap, a new mapping at
  * the same address, mremap): a successful phyr_pin() always means its memory
  * is locked now, and releasing a range unlocks every part of it that is
- * still mapped.  No lock libphyr made outlives the last range covering it,
- * wherever mremap(2) moved the memory.
+ * still mapped, memory mremap(2) grew in place, and memory it moved (see
+ * phyr_unpin for what that takes).
  *
  * Needs Linux.  Best on 6.11+ (PROCMAP_QUERY) and 6.7+ (PAGEMAP_SCAN); older
  * kernels take slower fallbacks with the same results.  The io_uring half
@@ -153,8 +157,7 @@ struct ring_buf {
  * mlock()ed that memory by hand, the last phyr_unpin() covering it unlocks it.
  * libphyr's locks are marked VM_LOCKONFAULT ("lf" in /proc/PID/smaps; the
  * pages are faulted in all the same) so that they can be found wherever
- * mremap(2) moves them; do not mix libphyr with MLOCK_ONFAULT locks of your
- * own on the same memory.
+ * mremap(2) moves them.
  *
  * Returns 0 and stores the handle in *out, or:
  *   -EINVAL  out is NULL, len is 0, flags has an unknown bit, addr+len wraps;
@@ -169,6 +172,8 @@ struct ring_buf {
  *            vm.max_map_count, or memory ran out (a hugetlb pool with no
  *            page left: MAP_NORESERVE mappings reserve none);
  *   -EAGAIN  the kernel could not lock every page for lack of memory;
+ *   -EMFILE  (kernels before 5.14) no descriptor left for the pipe that
+ *            faulting pages in takes there;
  *   -EOPNOTSUPP  the kernel's base page is not 4 KiB.
  */
 PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
@@ -190,10 +195,20 @@ PHYR_API int phyr_split(phyr_t *r, size_t offset, phyr_t **tail);
  * phyr_unpin - release a range whole.
  *
  * Unlocks the memory no other live range still covers, all of it that is
- * still mapped, hole or no hole; memory mremap(2) moved or grew is found and
- * unlocked too.  The handle is dead afterwards.  Returns 0, or -EINVAL for
- * NULL, a released handle, a pointer libphyr never returned or a handle of
- * the parent process (nothing is released then).
+ * still mapped, hole or no hole.  Memory mremap(2) grew in place is
+ * unlocked too.  When part of the lock is gone from the range's addresses
+ * (unmapped, replaced or moved), the release reads /proc/self/smaps for
+ * locks carrying libphyr's mark that no live range holds, of the same kind
+ * of memory (anonymous, or the same file), and unlocks them: that is where
+ * mremap(2) moved it.  So a program that unmaps or moves pinned memory
+ * should not keep MLOCK_ONFAULT locks of its own on other memory of that
+ * kind (mlockall(MCL_FUTURE) is recognised, and then nothing is looked
+ * for).  Not found: before Linux 6.11, a part of a range replaced alone
+ * while the rest stays; and memory moved away while another range pins new
+ * memory at its old address (it stays locked until it is unmapped).
+ * The handle is dead afterwards.  Returns 0, or -EINVAL for NULL, a
+ * released handle, a pointer libphyr never returned or a handle of the
+ * parent process (nothing is released then).
  */
 PHYR_API int phyr_unpin(phyr_t *r);
 
@@ -255,7 +270,8 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  * which makes fork() cost 1.3 to 4 s per GiB registered and splits the
  * parent's huge mappings into 4 KiB pages (1024 -> 0 MiB PMD-mapped, measured
  * here).  A child shares the ring and its table with the parent: its own
- * registrations there are refused (-EBUSY); a ring of its own works.
+ * registrations in a ring inherited from a parent that had used libphyr
+ * are refused (-EBUSY); a ring of its own works.
  *
  * At most 65536 registrations are live in a process at once.
  *
@@ -269,13 +285,14 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  *   -EACCES      a range lies in a read-only mapping (io_uring pins for
  *                write), also when it was made read-only after it was pinned;
  *   -EFAULT      a range is no longer mapped;
- *   -EBUSY       the ring already has a buffer table libphyr did not create
- *                (in a forked child: the parent's);
+ *   -EBUSY       the ring already has a buffer table libphyr did not create,
+ *                or (in a forked child) it is the parent's ring;
  *   -ENOSPC      the buffers do not fit the 16384 slots of a table;
  *   -ENOMEM      RLIMIT_MEMLOCK cannot cover the kernel's lock charge (huge
  *                pages charged once per ring): the message gives both; or
  *                65536 registrations are live already;
  *   -EEXIST      an IORING_SETUP_SINGLE_ISSUER ring, from another thread;
+ *   -EMFILE      no descriptor left for libphyr's duplicate of the ring;
  *   other        what the kernel answered, with the buffer in the message.
  */
 PHYR_API int ring_register_ranges(struct io_uring *ring, phyr_t *const *ranges,

@@ -40,6 +40,22 @@ int main(void)
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
 	CHECK(huge_bytes_in(p, 32 * MiB) == 32 * MiB, "huge mapping split");
 
+	/* New memory at an address a live range still counts must be locked
+	 * anew; past the limit that is -ENOMEM naming the limit, like any lock. */
+	struct rlimit one = { 1 * MiB, 4 * MiB };
+	CHECK(setrlimit(RLIMIT_MEMLOCK, &one) == 0, "setrlimit: %s", strerror(errno));
+	char *x = base_alloc(512 * KiB), *y = base_alloc(700 * KiB);
+	phyr_t *stale, *other, *again;
+	CHECK_RC(phyr_pin(x, 512 * KiB, 0, &stale), 0);
+	CHECK(munmap(x, 512 * KiB) == 0, "munmap");
+	CHECK(mmap(x, 512 * KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == x, "mmap");
+	CHECK_RC(phyr_pin(y, 700 * KiB, 0, &other), 0);
+	CHECK_RC(phyr_pin(x, 512 * KiB, 0, &again), -ENOMEM);
+	CHECK(strstr(phyr_last_error(), "RLIMIT_MEMLOCK is 1 MiB"), "message: %s", phyr_last_error());
+	CHECK_RC(phyr_unpin(other), 0);
+	CHECK_RC(phyr_unpin(stale), 0);
+	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
+
 	/* A limit of 0 is mlock's EPERM, not a lack of memory. */
 	struct rlimit zero = { 0, 4 * MiB };
 	CHECK(setrlimit(RLIMIT_MEMLOCK, &zero) == 0, "setrlimit: %s", strerror(errno));

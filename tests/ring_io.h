@@ -136,7 +136,7 @@ static inline void ring_or_skip(struct io_uring *ring, unsigned entries)
 /*
  * The buffers the kernel holds for a ring, as /proc/self/fdinfo lists them
  * ("UserBufs:\tN" slots, then "i: 0xaddr/len" per buffer; an empty slot is
- * "<none>", or a zero-length entry before 6.13).  Returns how many slots hold
+ * "<none>", or "0xffffffffffffffff/1" on 6.1).  Returns how many slots hold
  * a buffer and stores the table's size (0: no table) in *slots if asked.
  */
 static inline int fdinfo_bufs(int ring_fd, int *slots)
@@ -154,7 +154,7 @@ static inline int fdinfo_bufs(int ring_fd, int *slots)
 			continue;
 		}
 		if (in_bufs && sscanf(line, " %u: 0x%llx/%u", &idx, &addr, &len) == 3) {
-			held += len > 0;
+			held += len > 0 && addr != ~0ULL;
 			continue;
 		}
 		if (in_bufs && !strstr(line, "<none>"))

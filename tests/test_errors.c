@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Every error of the contract: the code, a sentence, and nothing changed. */
-#include "harness.h"
+#include "ring_io.h"
 
 #include <pthread.h>
 #include <sys/stat.h>
@@ -158,6 +158,40 @@ static void thread_local_error(void)
 	check_message("unknown flag");
 }
 
+/* Out of descriptors: the errno says so, not "not mapped" or "not open". */
+static void no_descriptor_left(void *arg)
+{
+	(void)arg;
+	char *shared = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *p = base_alloc(64 * KiB);
+	phyr_t *r;
+	struct io_uring ring;
+	int have_ring = io_uring_queue_init(4, &ring, 0) == 0;
+	CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_WRITE, &r), 0); /* libphyr's own files are open */
+	for (int fd = 0; fd < 1024; fd++) {
+		int flags = fcntl(fd, F_GETFD);
+		if (fd > 2 && (have_ring ? fd != ring.ring_fd : 1) && flags >= 0 && !(flags & FD_CLOEXEC))
+			close(fd); /* only libphyr's close-on-exec files and the ring stay */
+	}
+	while (open("/dev/null", O_RDONLY) >= 0)
+		;
+	CHECK(errno == EMFILE, "ran out of descriptors with %s", strerror(errno));
+	if (have_ring) {
+		ring_reg_t *reg;
+		int rc = ring_register_ranges(&ring, &r, 1, 0, &reg);
+		CHECK(rc == -EMFILE || rc == -ENFILE, "ring_register_ranges with no descriptor left: %d (%s)", rc,
+		      phyr_last_error());
+	} else {
+		fprintf(stderr, "note: no io_uring: only the pin is checked\n");
+	}
+	phyr_t *s;
+	int rc = phyr_pin(shared, 64 * KiB, 0, &s);
+	CHECK(rc == 0 || rc == -EMFILE || rc == -ENFILE, "a pin with no descriptor left: %d (%s)", rc, phyr_last_error());
+	if (rc == 0)
+		CHECK_RC(phyr_unpin(s), 0);
+	CHECK_RC(phyr_unpin(r), 0);
+}
+
 int main(void)
 {
 	CHECK(strcmp(phyr_last_error(), "") == 0, "fresh thread has an error: %s", phyr_last_error());
@@ -168,6 +202,7 @@ int main(void)
 	bad_handles();
 	long_file_name();
 	thread_local_error();
+	CHECK_CHILD(no_descriptor_left, NULL);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
 	return 0;
 }

@@ -218,12 +218,156 @@ static void fork_while_threads_are_inside(void)
 	munmap(busy_region, 32 * MiB);
 }
 
+/* A child's registration in a ring it inherited is refused even when the
+ * parent has no table there yet: the ring is the parent's. */
+static void child_into_inherited_ring(void *arg)
+{
+	(void)arg;
+	char *p = base_alloc(64 * KiB);
+	phyr_t *r;
+	ring_reg_t *reg;
+	CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_WRITE, &r), 0);
+	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), -EBUSY);
+	check_message("inherited from the parent");
+	CHECK_RC(phyr_unpin(r), 0);
+}
+
+static void child_leaves_parents_empty_ring_alone(void)
+{
+	if (io_uring_queue_init(8, &ring, 0) != 0) {
+		fprintf(stderr, "SKIP part: no io_uring here\n");
+		return;
+	}
+	CHECK_CHILD(child_into_inherited_ring, NULL);
+	CHECK(ring_has_no_table(&ring), "the child made a table in the parent's ring");
+	io_uring_queue_exit(&ring);
+}
+
+/* The first call into libphyr makes its globals.  A fork while another thread
+ * makes them must not leave the child waiting for them: a fresh process per
+ * round (this program again, with an argument) whose first call races a fork. */
+static void *first_call(void *arg)
+{
+	char *p = arg;
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 4096, 0, &r), 0);
+	CHECK_RC(phyr_unpin(r), 0);
+	return NULL;
+}
+
+static int first_call_worker(void)
+{
+	char *p = base_alloc(64 * KiB);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, first_call, p) == 0, "pthread_create");
+	int st = in_child(child_calls_at_once, NULL);
+	pthread_join(t, NULL);
+	return st;
+}
+
+static void first_call_races_fork(void)
+{
+	int bad = 0, first = 0;
+	for (int i = 0; i < 100; i++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		CHECK(pid >= 0, "fork");
+		if (pid == 0) {
+			execl("/proc/self/exe", "test_fork", "--first-call-worker", (char *)NULL);
+			_exit(99);
+		}
+		int st;
+		CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+		int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (code != 0 && !bad++)
+			first = code;
+	}
+	CHECK(bad == 0, "%d of 100 fresh processes whose first call raced a fork failed (first: %d)", bad, first);
+}
+
+/* A thread cancelled inside libphyr must not leave fork() waiting for good. */
+static volatile int cancel_ready;
+static void *pin_until_cancelled(void *arg)
+{
+	char *p = arg;
+	for (;;) {
+		phyr_t *r;
+		/* A page unmapped under the range makes its release read smaps
+		 * (open, read: cancellation points) inside a critical section. */
+		if (phyr_pin(p, 16 * PAGE, 0, &r) == 0) {
+			munmap(p + 3 * PAGE, PAGE);
+			phyr_unpin(r);
+			mmap(p + 3 * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		}
+		cancel_ready = 1;
+		pthread_testcancel(); /* libphyr defers cancellation to here */
+	}
+	return NULL;
+}
+
+static void noop(void *arg)
+{
+	(void)arg;
+}
+
+static void fork_after_cancel_inside(void)
+{
+	char *p = base_alloc(16 * PAGE);
+	for (int i = 0; i < 20; i++) {
+		cancel_ready = 0;
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, pin_until_cancelled, p) == 0, "pthread_create");
+		while (!cancel_ready)
+			usleep(10);
+		usleep((useconds_t)(i * 37 % 200));
+		pthread_cancel(t);
+		pthread_join(t, NULL);
+		alarm(10); /* a fork stuck behind the guard dies of SIGALRM */
+		CHECK_CHILD(noop, NULL);
+		alarm(0);
+	}
+	CHECK_NOTHING_LOCKED(p, 16 * PAGE);
+	munmap(p, 16 * PAGE);
+}
+
+/* _Fork() runs no atfork handlers: a single-threaded process's child made
+ * that way is still a child, with none of its parent's ranges. */
+static void child_of_underscore_fork(void)
+{
+	char *p = base_alloc(64 * KiB);
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 64 * KiB, 0, &r), 0);
+	fflush(NULL);
+	pid_t pid = _Fork();
+	CHECK(pid >= 0, "_Fork: %s", strerror(errno));
+	if (pid == 0) {
+		CHECK_RC(phyr_unpin(r), -EINVAL);
+		check_message("parent");
+		phyr_t *own;
+		CHECK_RC(phyr_pin(p, 64 * KiB, 0, &own), 0);
+		CHECK_LOCKED_EXACTLY(p, 64 * KiB, p, p + 64 * KiB);
+		CHECK_RC(phyr_unpin(own), 0);
+		_exit(0);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the _Fork() child failed (%#x)", st);
+	CHECK_LOCKED_EXACTLY(p, 64 * KiB, p, p + 64 * KiB);
+	CHECK_RC(phyr_unpin(r), 0);
+	munmap(p, 64 * KiB);
+}
+
 int main(int argc, char **argv)
 {
 	TEST_MAIN(argc, argv);
+	if (argc == 2 && strcmp(argv[1], "--first-call-worker") == 0)
+		return first_call_worker();
+	RUN(first_call_races_fork);
+	RUN(child_of_underscore_fork);
 	RUN(child_starts_with_no_ranges);
 	RUN(child_leaves_parents_tables_alone);
+	RUN(child_leaves_parents_empty_ring_alone);
 	RUN(fork_while_threads_are_inside);
+	RUN(fork_after_cancel_inside);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
 	return 0;
 }

@@ -8,6 +8,13 @@
  */
 #include "harness.h"
 
+#include <linux/futex.h>
+#include <pthread.h>
+#include <time.h>
+
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
 #ifndef MAP_HUGE_SHIFT
 #define MAP_HUGE_SHIFT 26
 #endif
@@ -89,11 +96,72 @@ static void hugetlb_pool_runs_dry(void)
 	CHECK(read_long(path) >= 0, "pool state");
 }
 
+/* A hugetlbfs file mapped past its end, while the pool has pages: that is
+ * -EFAULT (past the end of its file), not an empty pool. */
+static void hugetlb_file_past_its_end(void)
+{
+	int fd = (int)syscall(SYS_memfd_create, "phyr-hugetlb", MFD_HUGETLB);
+	if (fd < 0) {
+		fprintf(stderr, "SKIP part: no hugetlb memfd (%s)\n", strerror(errno));
+		return;
+	}
+	CHECK(ftruncate(fd, (off_t)HUGE2M) == 0, "ftruncate: %s", strerror(errno));
+	/* Read-only: a shared writable hugetlb mapping past its end is faulted
+	 * in by the kernel (6.18) rather than refused. */
+	char *p = mmap(NULL, 2 * HUGE2M, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	phyr_t *r;
+	int rc = phyr_pin(p, HUGE2M, 0, &r);
+	if (rc == -ENOMEM) {
+		fprintf(stderr, "SKIP part: the 2 MiB hugetlb pool is empty: %s\n", phyr_last_error());
+	} else {
+		CHECK_RC(rc, 0);
+		CHECK_RC(phyr_unpin(r), 0);
+		CHECK_RC(phyr_pin(p, 2 * HUGE2M, 0, &r), -EFAULT);
+		check_message("past the end of its file");
+	}
+	munmap(p, 2 * HUGE2M);
+	close(fd);
+}
+
+/* Faulting pages in by hand writes nothing and wakes no futex waiter: a
+ * thread waits on the first word of a page while a pin write-faults it. */
+static uint32_t *futex_word;
+static volatile int waiter_result = 1;
+
+static void *waiter(void *arg)
+{
+	(void)arg;
+	struct timespec ts = { 1, 0 };
+	long rc = syscall(SYS_futex, futex_word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+	waiter_result = rc == 0 ? 0 : -errno;
+	return NULL;
+}
+
+static void pins_wake_no_waiter(void)
+{
+	char *p = map_aligned(4 * HUGE2M, HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	futex_word = (uint32_t *)p;
+	(void)*(volatile uint32_t *)futex_word; /* present, as a waiter's word is */
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, waiter, NULL) == 0, "pthread_create");
+	usleep(100000);
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 4 * HUGE2M, PHYR_PIN_WRITE, &r), 0);
+	pthread_join(t, NULL);
+	CHECK(waiter_result == -ETIMEDOUT, "the waiter was woken (%d) by the pin", waiter_result);
+	CHECK(*futex_word == 0, "the word changed to %u", *futex_word);
+	CHECK_RC(phyr_unpin(r), 0);
+	munmap(p, 4 * HUGE2M);
+}
+
 int main(int argc, char **argv)
 {
 	TEST_MAIN(argc, argv);
 	RUN(files_past_their_end);
 	RUN(hugetlb_pool_runs_dry);
+	RUN(hugetlb_file_past_its_end);
+	RUN(pins_wake_no_waiter);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
 	return 0;
 }
