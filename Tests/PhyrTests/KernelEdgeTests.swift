@@ -23,12 +23,15 @@ import Testing
     static func ptr(_ a: UInt64) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(a)) }
 
     static var vvar: Range<UInt64>? {
-        guard let text = try? readWholeFile("/proc/self/maps") else { return nil }
-        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where line.hasSuffix("[vvar]") {
+        var found: Range<UInt64>?
+        try? forEachLine("/proc/self/maps") { raw in
+            let line = String(decoding: raw, as: UTF8.self)
+            guard line.hasSuffix("[vvar]") else { return true }
             let bounds = line.split(separator: " ")[0].split(separator: "-")
-            if let lo = UInt64(bounds[0], radix: 16), let hi = UInt64(bounds[1], radix: 16) { return lo..<hi }
+            if let lo = UInt64(bounds[0], radix: 16), let hi = UInt64(bounds[1], radix: 16) { found = lo..<hi }
+            return false
         }
-        return nil
+        return found
     }
 
     @Test func procmapQueryAndSmapsAgree() throws {
