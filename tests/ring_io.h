@@ -166,6 +166,43 @@ static inline int fdinfo_bufs(int ring_fd, int *slots)
 	return held;
 }
 
+static inline int ring_has_no_table(struct io_uring *ring);
+
+/*
+ * Ring fd numbers come back after io_uring_queue_exit: a new ring behind an
+ * old number must get a table of its own -- the buffers in it, as its fdinfo
+ * lists them, and fixed reads through it right -- while the old
+ * registration stays valid until it is unregistered.
+ */
+static inline void check_ring_fd_reuse(uint64_t seed)
+{
+	char *p = base_alloc(16 * PAGE);
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 16 * PAGE, PHYR_PIN_WRITE, &r), 0);
+	struct io_uring a, b;
+	CHECK_RC(io_uring_queue_init(8, &a, 0), 0);
+	int fd_a = a.ring_fd;
+	ring_reg_t *ra, *rb;
+	CHECK_RC(ring_register_ranges(&a, &r, 1, 0, &ra), 0);
+	io_uring_queue_exit(&a); /* without unregistering first */
+	CHECK_RC(io_uring_queue_init(8, &b, 0), 0);
+	if (b.ring_fd != fd_a)
+		fprintf(stderr, "note: the new ring got fd %d, not %d: the reuse case is weaker\n", b.ring_fd, fd_a);
+	CHECK_RC(ring_register_ranges(&b, &r, 1, 0, &rb), 0);
+	CHECK(fdinfo_bufs(b.ring_fd, NULL) == 1, "the new ring holds %d buffers", fdinfo_bufs(b.ring_fd, NULL));
+	int in = pattern_file(16 * PAGE, seed);
+	fixed_io(&b, rb, in, p, 16 * PAGE, 0, 0, 5 * PAGE);
+	CHECK(check_pattern(p, 16 * PAGE, 0, seed) < 0, "I/O on the new ring read wrong data");
+	CHECK_RC(ring_unregister_ranges(ra), 0);
+	CHECK_RC(ring_unregister_ranges(rb), 0);
+	CHECK(ring_has_no_table(&b), "table left behind on the new ring");
+	io_uring_queue_exit(&b);
+	CHECK_RC(phyr_unpin(r), 0);
+	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
+	close(in);
+	munmap(p, 16 * PAGE);
+}
+
 /* Whether the ring has no buffer table: a foreign registration then works. */
 static inline int ring_has_no_table(struct io_uring *ring)
 {

@@ -17,31 +17,10 @@ static void fd_reuse_without_kcmp(void *arg)
 	(void)arg;
 	int nrs[] = { SYS_kcmp };
 	deny_syscalls(nrs, 1, EPERM);
-	char *p = base_alloc(16 * PAGE);
-	phyr_t *r;
-	CHECK_RC(phyr_pin(p, 16 * PAGE, PHYR_PIN_WRITE, &r), 0);
-	struct io_uring a, b;
-	CHECK_RC(io_uring_queue_init(8, &a, 0), 0);
-	int fd_a = a.ring_fd;
-	ring_reg_t *ra, *rb;
-	CHECK_RC(ring_register_ranges(&a, &r, 1, 0, &ra), 0);
-	io_uring_queue_exit(&a); /* without unregistering */
-	CHECK_RC(io_uring_queue_init(8, &b, 0), 0);
-	if (b.ring_fd != fd_a)
-		fprintf(stderr, "note: the new ring got fd %d, not %d: the reuse case is weaker\n", b.ring_fd, fd_a);
-	CHECK_RC(ring_register_ranges(&b, &r, 1, 0, &rb), 0);
-	/* The buffers must be in the new ring, not the one behind the old fd. */
-	CHECK(fdinfo_bufs(b.ring_fd, NULL) == 1, "the new ring holds %d buffers", fdinfo_bufs(b.ring_fd, NULL));
-	int in = pattern_file(16 * PAGE, 9);
-	fixed_io(&b, rb, in, p, 16 * PAGE, 0, 0, 5 * PAGE);
-	CHECK(check_pattern(p, 16 * PAGE, 0, 9) < 0, "fixed read on the new ring");
-	CHECK_RC(ring_unregister_ranges(ra), 0);
-	CHECK_RC(ring_unregister_ranges(rb), 0);
-	CHECK(ring_has_no_table(&b), "table left behind on the new ring");
-	io_uring_queue_exit(&b);
-	CHECK_RC(phyr_unpin(r), 0);
-	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
-	close(in);
+	/* Rings are told apart by inode; kcmp is asked only where the kernel
+	 * gives every ring one inode (before 5.12), which this kernel may not:
+	 * then the case shows that nothing depends on kcmp. */
+	check_ring_fd_reuse(9);
 }
 
 static void io_uring_denied(void *arg)
