@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <linux/futex.h>
@@ -79,6 +80,12 @@ int phyr_shim_fault_in_writable(void *addr, size_t len, size_t block)
 		at = (at & ~(uintptr_t)(block - 1)) + block;
 	}
 	return 0;
+}
+
+int phyr_shim_mremap_in_place(void *addr, size_t len)
+{
+	void *r = mremap(addr, len, len, 0);
+	return r == MAP_FAILED ? -errno : 0;
 }
 
 int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags)

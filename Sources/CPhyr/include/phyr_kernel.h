@@ -100,6 +100,10 @@ char *phyr_shim_error_buffer(void);
 int phyr_shim_probe_read(const void *addr, size_t len, size_t step);
 int phyr_shim_fault_in_writable(void *addr, size_t len, size_t block);
 
+/* mremap(addr, len, len, 0): a no-op but for its checks (GNU's, hidden from
+ * Swift's Glibc module); 0 or -errno. */
+int phyr_shim_mremap_in_place(void *addr, size_t len);
+
 /* mlock2(2) (Linux 4.4), which glibc's Swift module does not show; 0 or -errno. */
 #define PHYR_MLOCK_ONFAULT 0x01u
 int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags);

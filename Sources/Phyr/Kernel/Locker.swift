@@ -135,6 +135,32 @@ enum Locker {
         return (count, limit)
     }
 
+    /// Whether memory is short for `need` more bytes: the system's
+    /// MemAvailable, or the headroom under this process's memory cgroup (in a
+    /// container, a fault past its limit fails with ENOMEM).
+    static func memoryShort(for need: UInt64) -> Bool {
+        let margin = 2 * need + (64 << 20)
+        if let kb = procField("/proc/meminfo", "MemAvailable:"), kb * 1024 < margin { return true }
+        var limits: [(limit: String, usage: String)] = []
+        try? forEachLine("/proc/self/cgroup") { line in
+            let text = String(decoding: line, as: UTF8.self)
+            let f = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { return true }
+            if f[1].isEmpty {  // v2
+                limits.append(("/sys/fs/cgroup\(f[2])/memory.max", "/sys/fs/cgroup\(f[2])/memory.current"))
+            } else if f[1].split(separator: ",").contains("memory") {  // v1
+                let dir = "/sys/fs/cgroup/memory\(f[2])"
+                limits.append(("\(dir)/memory.limit_in_bytes", "\(dir)/memory.usage_in_bytes"))
+            }
+            return true
+        }
+        // "max" (v2) reads as no number; v1 says no limit with a huge one.
+        return limits.contains { l in
+            guard let max = readNumber(l.limit), let used = readNumber(l.usage) else { return false }
+            return used &+ margin > max
+        }
+    }
+
     /// Free pages of the hugetlb pool of `pageSize`, when sysfs says.
     static func freeHugetlbPages(_ pageSize: UInt64) -> UInt64? {
         readNumber("/sys/kernel/mm/hugepages/hugepages-\(pageSize / 1024)kB/free_hugepages")

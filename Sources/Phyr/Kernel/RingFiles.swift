@@ -47,7 +47,19 @@ enum RingFiles {
         guard let shared = try? identity(anon) else { return false }
         let answer = shared != ring
         features.ringInodes.store(answer ? 1 : 2, ordering: .relaxed)
+        features.report("each io_uring has its own inode: \(answer ? "yes" : "no (kcmp tells rings apart)")")
         return answer
+    }
+
+    /// Whether `fd` is an io_uring: its /proc/self/fd link says so.
+    static func isIoUring(_ fd: Int32) -> Bool {
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = buf.withUnsafeMutableBufferPointer { b -> Int in
+            guard let base = b.baseAddress else { return -1 }
+            return readlink("/proc/self/fd/\(fd)", base, b.count - 1)
+        }
+        guard n > 0 else { return false }
+        return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "anon_inode:[io_uring]"
     }
 
     /// Whether the ring was open when this process was forked: then it is the

@@ -64,14 +64,14 @@ func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ off
 func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) throws(Errno) {
     let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
-    let size = 1 << 14
+    let size = 1 << 15
     var buf = [UInt8](repeating: 0, count: 2 * size)
     var kept = 0  // bytes of an unfinished line at the front of buf
     while true {
-        if kept == buf.count { buf.append(contentsOf: repeatElement(0, count: size)) }  // a very long line
+        if buf.count - kept < size { buf.append(contentsOf: repeatElement(0, count: size)) }  // a very long line
         let n = try typed {
             try buf.withUnsafeMutableBytes { b in
-                try syscallRetrying { read(fd, b.baseAddress! + kept, min(size, b.count - kept)) }
+                try syscallRetrying { b.baseAddress.map { read(fd, $0 + kept, size) } ?? 0 }
             }
         }
         if n == 0 {
@@ -79,18 +79,29 @@ func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) throws(Err
             return
         }
         let end = kept + n
-        var start = 0
-        var i = kept
-        while i < end {
-            if buf[i] == UInt8(ascii: "\n") {
-                if !body(buf[start..<i]) { return }
-                start = i + 1
+        // Line ends by memchr: /proc/self/maps of a process with tens of
+        // thousands of mappings is megabytes, read on every pin before 6.11.
+        var starts: [Int] = []
+        buf.withUnsafeBytes { b in
+            guard let base = b.baseAddress else { return }
+            var at = 0
+            while at < end, let hit = memchr(base + at, 0x0A, end - at) {
+                let i = base.distance(to: UnsafeRawPointer(hit))
+                starts.append(i)
+                at = i + 1
             }
-            i += 1
+        }
+        var start = 0
+        for nl in starts {
+            if !body(buf[start..<nl]) { return }
+            start = nl + 1
         }
         kept = end - start
         if start > 0 && kept > 0 {
-            for k in 0..<kept { buf[k] = buf[start + k] }
+            buf.withUnsafeMutableBytes { b in
+                guard let base = b.baseAddress else { return }
+                memmove(base, base + start, kept)
+            }
         }
     }
 }
