@@ -94,16 +94,16 @@ import Testing
         let plan = try RegistrationPlan(segments: [Self.seg(100, 1536 * M, shift: 21)])
         #expect(plan.units.map(\.addr) == [100, 1024 * M])
         #expect(plan.units[0].end == 1024 * M)  // 1 GiB - 100 bytes: within the limit
-        #expect(plan.units.allSatisfy { $0.coalesces && $0.len <= 1 << 30 })
+        #expect(plan.units.allSatisfy { $0.coalesces(on: .multiFolio) && $0.len <= 1 << 30 })
         // 1 GiB hugetlb pages: one per buffer, the first running to its end.
         let G: UInt64 = 1 << 30
         let gig = try RegistrationPlan(segments: [Self.seg(G / 2, 3 * G, shift: 30)])
         #expect(gig.units.map(\.len) == [G / 2, G, G])
-        #expect(gig.units.allSatisfy { $0.coalesces })
+        #expect(gig.units.allSatisfy { $0.coalesces(on: .multiFolio) })
         // Base pages: cut at exactly 1 GiB.
         let base = try RegistrationPlan(segments: [Self.seg(0, 3 * G / 2, shift: 12)])
         #expect(base.units.map(\.len) == [G, G / 2])
-        #expect(!base.units[0].coalesces && base.units[0].kernelEntries == G / 4096)
+        #expect(!base.units[0].coalesces(on: .multiFolio) && base.units[0].kernelEntries(on: .multiFolio) == G / 4096)
     }
 
     @Test func disagreeingDescriptionsTakeTheSmallerPage() throws {
@@ -122,9 +122,28 @@ import Testing
     @Test func entriesAndChargeCountFolios() throws {
         let M: UInt64 = 1 << 20
         let u = try RegistrationPlan(segments: [Self.seg(M, 7 * M, shift: 21)]).units[0]
-        #expect(u.kernelEntries == 4)       // folios [0,2) [2,4) [4,6) [6,8) MiB
+        #expect(u.kernelEntries(on: .multiFolio) == 4)       // folios [0,2) [2,4) [4,6) [6,8) MiB
         #expect(u.lockCharge == 8 * M)
-        #expect(u.folioSpan == 0..<(8 * M))
+        #expect(u.chargeSpan == 0..<(8 * M))
+    }
+
+    /// What each kernel generation holds for the same units: 6.1 one entry per
+    /// 4 KiB page, 6.3-6.10 one entry only for a unit within one folio, 6.11+
+    /// one per folio; the charge is whole huge pages on all of them.
+    @Test func entriesFollowWhatTheKernelCoalesces() throws {
+        let M: UInt64 = 1 << 20
+        let many = BufferUnit(addr: M, len: 7 * M, pageShift: 21)        // 4 folios, first partial
+        let one = BufferUnit(addr: 2 * M + 4096, len: M, pageShift: 21)  // inside one folio
+        let base = BufferUnit(addr: 0, len: 64 * 1024, pageShift: 12)
+        #expect([Coalescing.perPage, .singleFolio, .multiFolio].map { many.kernelEntries(on: $0) } == [1792, 1792, 4])
+        #expect([Coalescing.perPage, .singleFolio, .multiFolio].map { many.coalesces(on: $0) } == [false, false, true])
+        #expect([Coalescing.perPage, .singleFolio, .multiFolio].map { one.kernelEntries(on: $0) } == [256, 1, 1])
+        #expect([Coalescing.perPage, .singleFolio, .multiFolio].map { base.kernelEntries(on: $0) } == [16, 16, 16])
+        #expect(!base.coalesces(on: .multiFolio))
+        #expect(many.lockCharge == 8 * M && one.lockCharge == 2 * M && base.lockCharge == 64 * 1024)
+        let plan = try RegistrationPlan(segments: [Self.seg(0, 8 * M, shift: 21), Self.seg(2 * M, 4 * M, shift: 12)])
+        #expect(plan.kernelEntries(on: .multiFolio) == 1 + 512 + 2)  // [0,2M) huge, [2M,4M) base, [4M,8M) huge
+        #expect(plan.kernelEntries(on: .perPage) == 2048)
     }
 
     @Test func slotsAreLowestFirstAndRunsBatch() {

@@ -1,4 +1,17 @@
 // SPDX-License-Identifier: MIT
+/// What the running kernel's io_uring coalesces (io_uring/rsrc.c), as libphyr
+/// found by trying (`BufferTable.probeCoalescing`).
+enum Coalescing: UInt8, Sendable {
+    /// Every 4 KiB page of a buffer is an entry of its own (Linux 6.2 and
+    /// before; Debian 12's 6.1).
+    case perPage = 1
+    /// A buffer that lies in one folio is one entry (6.3 to 6.10).
+    case singleFolio = 2
+    /// A buffer of same-size folios is one entry per folio, when the first
+    /// runs to its own end and the middle ones are whole (6.11 and later).
+    case multiFolio = 3
+}
+
 /// One fixed buffer the planner asks the kernel for.
 struct BufferUnit: Equatable, Sendable {
     var addr: UInt64
@@ -9,30 +22,37 @@ struct BufferUnit: Equatable, Sendable {
     var pageSize: UInt64 { 1 << UInt64(pageShift) }
     var isHuge: Bool { pageShift > basePageShift }
 
-    /// The buffer meets the kernel's coalescing rules: one page size, whole
-    /// folios in the middle, the first running to its own end.  Every huge unit
-    /// the planner emits does, unless a folio is larger than a buffer may be.
-    var coalesces: Bool { isHuge && (pageSize <= RegistrationPlan.maxBufferLength || len <= pageSize) }
-
-    /// Whole pages (folios, when it coalesces) the buffer touches.
-    var pagesTouched: UInt64 {
-        let size = coalesces ? pageSize : basePageSize
-        return (alignUp(end, size) - alignDown(addr, size)) / size
+    /// The kernel holds the buffer as one entry per huge page.  Every huge
+    /// unit the planner emits meets 6.11's rules (unless a folio is larger
+    /// than a buffer may be); before, only a unit within one folio coalesces,
+    /// and before 6.3 none does.
+    func coalesces(on kernel: Coalescing) -> Bool {
+        guard isHuge, len > 0 else { return false }
+        switch kernel {
+        case .perPage: return false
+        case .singleFolio: return alignDown(addr, pageSize) == alignDown(end - 1, pageSize)
+        case .multiFolio: return pageSize <= RegistrationPlan.maxBufferLength || len <= pageSize
+        }
     }
 
     /// What the kernel keeps for it: one bio_vec and one pin per folio when it
     /// coalesces, per 4 KiB page when it does not.
-    var kernelEntries: UInt64 { pagesTouched }
+    func kernelEntries(on kernel: Coalescing) -> UInt64 {
+        let size = coalesces(on: kernel) ? pageSize : basePageSize
+        return (alignUp(end, size) - alignDown(addr, size)) / size
+    }
 
-    /// Bytes the kernel charges to RLIMIT_MEMLOCK for it, before it notices
-    /// huge pages it already charged in this ring.
-    var lockCharge: UInt64 { pagesTouched * (coalesces ? pageSize : basePageSize) }
-
-    /// The whole folios under it, as the kernel accounts them.
-    var folioSpan: Range<UInt64> {
-        let size = coalesces ? pageSize : basePageSize
+    /// The memory RLIMIT_MEMLOCK is charged for: whole huge pages (charged
+    /// once per ring, whether the buffer coalesces or not: io_uring accounts
+    /// compound pages by their head), base pages one by one.
+    var chargeSpan: Range<UInt64> {
+        let size = isHuge ? pageSize : basePageSize
         return alignDown(addr, size)..<alignUp(end, size)
     }
+
+    /// Bytes the kernel charges for it, before it notices huge pages it
+    /// already charged in this ring.
+    var lockCharge: UInt64 { UInt64(chargeSpan.count) }
 }
 
 /// Segments in, buffer units out: the layout that lets the kernel hold every
@@ -64,7 +84,7 @@ struct RegistrationPlan: Sendable {
     }
 
     /// Total of `kernelEntries` over all units.
-    var kernelEntries: UInt64 { units.reduce(0) { $0 + $1.kernelEntries } }
+    func kernelEntries(on kernel: Coalescing) -> UInt64 { units.reduce(0) { $0 + $1.kernelEntries(on: kernel) } }
 
     private mutating func cut(_ run: (lo: UInt64, hi: UInt64, shift: UInt32), maxUnit: UInt64) {
         let folio: UInt64 = 1 << UInt64(run.shift)

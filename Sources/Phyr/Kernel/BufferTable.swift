@@ -70,3 +70,112 @@ enum BufferTable {
         if rc < 0 { throw Errno(code: -rc) }
     }
 }
+
+/// What the running kernel's io_uring does, found by trying it on memory and
+/// rings of libphyr's own, once per process.
+enum IoUringProbes {
+    /// Whether IORING_REGISTER_CLONE_BUFFERS takes offsets and
+    /// IORING_REGISTER_DST_REPLACE (6.13): a clone into slot 1 of a scratch
+    /// ring's table.  6.12 clones whole tables only (EINVAL for the flag, or
+    /// EBUSY for a destination that has a table); before 6.12, EINVAL.
+    static func cloneWithOffsets() -> Bool {
+        let src = phyr_shim_io_uring_setup(1), dst = phyr_shim_io_uring_setup(1)
+        defer { if src >= 0 { close(src) }; if dst >= 0 { close(dst) } }
+        guard src >= 0, dst >= 0 else { return false }
+        for fd in [src, dst] {
+            var sparse = phyr_rsrc_register()
+            sparse.nr = 2
+            sparse.flags = PHYR_IORING_RSRC_REGISTER_SPARSE
+            guard phyr_shim_io_uring_register(fd, PHYR_IORING_REGISTER_BUFFERS2, &sparse,
+                                              UInt32(MemoryLayout<phyr_rsrc_register>.size)) == 0 else { return false }
+        }
+        var clone = phyr_clone_buffers()
+        clone.src_fd = UInt32(bitPattern: src)
+        clone.flags = PHYR_IORING_REGISTER_DST_REPLACE
+        clone.src_off = 0
+        clone.dst_off = 1
+        clone.nr = 1
+        return phyr_shim_io_uring_register(dst, PHYR_IORING_REGISTER_CLONE_BUFFERS, &clone, 1) == 0
+    }
+
+    /// What the kernel coalesces, seen in what registration costs.  Nothing
+    /// else shows it: fdinfo lists buffers, not their entries.  Two huge
+    /// pages, and the same plus one 4 KiB page, take the same path through
+    /// pin_user_pages; where the kernel coalesces buffers of several folios
+    /// the first is two entries and the second 1025, which costs tens of
+    /// times more to register, and where it does not both are 1024 and 1025.
+    /// One huge page against one huge page and a 4 KiB page tells whether a
+    /// buffer within one folio coalesces.  Each is the fastest of nine tries;
+    /// nil when the probe cannot run here (no THP, io_uring or lock limit) or
+    /// the times do not tell.
+    /// Ratios that are answers: pinning costs per page either way, so the
+    /// contrast is about 2 (fastest of nine tries: 2.3 and 1.9 on 6.18, 1.0 to
+    /// 1.3 on 6.1 under qemu's noise).  Between them the probe has no answer,
+    /// and the kernel's release decides.
+    static let coalescedAbove = 1.75, separateBelow = 1.25
+
+    static func coalescing() -> Coalescing? {
+        let huge = UInt64(1) << UInt64(pmdPageShift)
+        let reserve = Int(4 * huge)
+        guard let raw = mmap(nil, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED else { return nil }
+        defer { munmap(raw, reserve) }
+        let p = alignUp(UInt64(UInt(bitPattern: raw)), huge)
+        guard let mem = UnsafeMutableRawPointer(bitPattern: UInt(p)) else { return nil }
+        madvise(mem, Int(2 * huge), MADV_HUGEPAGE)
+        madvise(mem + Int(2 * huge), Int(huge), MADV_NOHUGEPAGE)
+        memset(mem, 0x5a, Int(2 * huge + basePageSize))
+        // Both folios must be THP, or there is nothing to coalesce.
+        let span = p..<(p + 2 * huge)
+        guard let maps = try? Mappings.covering(span),
+              let regions = try? PageScanner.scan(span, mappings: maps),
+              Backing.classify(regions, span: span, mappings: maps).allSatisfy({ $0.flags.contains(.huge) }) else {
+            return nil
+        }
+        let ring = phyr_shim_io_uring_setup(1)
+        guard ring >= 0 else { return nil }
+        defer { close(ring) }
+
+        func cost(_ base: UInt64, _ len: UInt64) -> Double? {
+            var iov = phyr_iovec(base: base, len: len)
+            var t0 = timespec(), t1 = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &t0)
+            let rc = phyr_shim_io_uring_register(ring, PHYR_IORING_REGISTER_BUFFERS, &iov, 1)
+            clock_gettime(CLOCK_MONOTONIC, &t1)
+            guard rc == 0 else { return nil }
+            _ = phyr_shim_io_uring_register(ring, PHYR_IORING_UNREGISTER_BUFFERS, nil, 0)
+            return Double(t1.tv_sec - t0.tv_sec) * 1e9 + Double(t1.tv_nsec - t0.tv_nsec)
+        }
+        var best = [Double](repeating: .infinity, count: 4)
+        let tries: [(UInt64, UInt64)] = [(p, 2 * huge), (p, 2 * huge + basePageSize),
+                                         (p + huge, huge), (p + huge, huge + basePageSize)]
+        for _ in 0..<9 {
+            for (i, t) in tries.enumerated() {
+                guard let c = cost(t.0, t.1) else { return nil }
+                best[i] = min(best[i], c)
+            }
+        }
+        let several = best[1] / best[0], one = best[3] / best[2]
+        KernelFeatures.shared.report("coalescing probe: 2 huge pages +1 page / 2 huge pages \(several), "
+                                     + "1 huge page +1 page / 1 huge page \(one)")
+        func answer(_ r: Double) -> Bool? { r >= coalescedAbove ? true : r <= separateBelow ? false : nil }
+        switch (answer(several), answer(one)) {
+        case (true?, _): return .multiFolio
+        case (false?, true?): return .singleFolio
+        case (false?, false?): return .perPage
+        default: return nil
+        }
+    }
+
+    /// What the kernel's release says it coalesces, when the probe could not
+    /// run: 6.11 merged buffers of several folios, 6.3 those within one.
+    static func coalescingByRelease() -> Coalescing {
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard parts.count == 2 else { return .perPage }
+        let version = parts[0] * 1000 + parts[1]
+        return version >= 6011 ? .multiFolio : version >= 6003 ? .singleFolio : .perPage
+    }
+}

@@ -25,8 +25,10 @@ final class KernelFeatures: Sendable {
     /// must not be read as "old kernel".
     let populateAdvice: Bool
     /// IORING_REGISTER_CLONE_BUFFERS with offsets (6.13), else re-registering
-    /// a buffer table to grow it.
-    let cloneBuffers: Atomic<Bool>
+    /// a buffer table to grow it: 0 not probed yet, 1 yes, 2 no.
+    private let cloneState: Atomic<UInt8>
+    /// What io_uring coalesces: 0 not probed yet, else a `Coalescing`.
+    private let coalescingState = Atomic<UInt8>(0)
     /// Whether each io_uring has an inode of its own (fstat tells rings
     /// apart): 0 not known yet, 1 yes, 2 no (one inode for every anonymous
     /// file, so only kcmp can tell).
@@ -34,16 +36,74 @@ final class KernelFeatures: Sendable {
     /// The kernel's base page size (libphyr supports 4 KiB only).
     let basePage: Int
 
+    /// `PHYR_DEBUG=probes`: say on stderr what each probe decided.
+    private let reportProbes: Bool
+
     private init() {
         var forced: [Substring] = []
         if let raw = getenv("PHYR_FORCE_FALLBACK") {
             forced = String(cString: raw).split(separator: ",")
         }
-        procmapQuery = Atomic(!forced.contains("procmap") && !forced.contains("scan"))
-        pagemapScan = Atomic(!forced.contains("pagemap") && !forced.contains("scan"))
-        cloneBuffers = Atomic(!forced.contains("clone"))
+        reportProbes = getenv("PHYR_DEBUG").map { String(cString: $0).split(separator: ",").contains("probes") } ?? false
+        let procmap = !forced.contains("procmap") && !forced.contains("scan") && Self.kernelKnowsIoctl(
+            "/proc/self/maps", UInt(PHYR_PROCMAP_QUERY), size: MemoryLayout<phyr_procmap_query>.size)
+        let pagemap = !forced.contains("pagemap") && !forced.contains("scan") && Self.kernelKnowsIoctl(
+            "/proc/self/pagemap", UInt(PHYR_PAGEMAP_SCAN), size: MemoryLayout<phyr_pm_scan_arg>.size)
+        procmapQuery = Atomic(procmap)
+        pagemapScan = Atomic(pagemap)
+        cloneState = Atomic(forced.contains("clone") ? 2 : 0)
         basePage = sysconf(Int32(_SC_PAGESIZE))
         populateAdvice = basePage == Int(basePageSize) && !forced.contains("populate") && Self.kernelHasPopulateAdvice()
+        report("PROCMAP_QUERY \(procmap ? "yes" : "no"), PAGEMAP_SCAN \(pagemap ? "yes" : "no"), "
+               + "MADV_POPULATE \(populateAdvice ? "yes" : "no"), base page \(basePage)")
+    }
+
+    func report(_ what: String) {
+        guard reportProbes else { return }
+        let line = Array("libphyr: probe: \(what)\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// Whether an ioctl exists: the kernel answers ENOTTY for one it does not
+    /// know, whatever the argument; an argument of zeros with its size set
+    /// gets some other answer from one it knows.
+    private static func kernelKnowsIoctl(_ path: String, _ request: UInt, size: Int) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var arg = [UInt64](repeating: 0, count: (size + 7) / 8)
+        arg[0] = UInt64(size)
+        return arg.withUnsafeMutableBytes { phyr_shim_ioctl(fd, request, $0.baseAddress) } != -ENOTTY
+    }
+
+    /// Whether tables grow by cloning (probed at first need).
+    var cloneBuffers: Bool {
+        switch cloneState.load(ordering: .relaxed) {
+        case 1: return true
+        case 2: return false
+        default:
+            let yes = IoUringProbes.cloneWithOffsets()
+            cloneState.store(yes ? 1 : 2, ordering: .relaxed)
+            report("IORING_REGISTER_CLONE_BUFFERS with offsets \(yes ? "yes: tables grow by cloning" : "no: tables grow by re-registering")")
+            return yes
+        }
+    }
+
+    /// Cloning failed where the probe said it works (a seccomp filter now
+    /// denying the scratch ring, say): grow by re-registering from now on.
+    func stopCloning() { cloneState.store(2, ordering: .relaxed) }
+
+    /// What the running kernel coalesces (probed at the first registration;
+    /// by its release when the probe cannot run).  `PHYR_FORCE_FALLBACK=
+    /// coalescing` takes the release's word, for testing that path.
+    var coalescing: Coalescing {
+        if let known = Coalescing(rawValue: coalescingState.load(ordering: .relaxed)) { return known }
+        let forced = getenv("PHYR_FORCE_FALLBACK").map { String(cString: $0).split(separator: ",").contains("coalescing") } ?? false
+        let probed = forced ? nil : IoUringProbes.coalescing()
+        let found = probed ?? IoUringProbes.coalescingByRelease()
+        coalescingState.store(found.rawValue, ordering: .relaxed)
+        report("io_uring coalesces \(found) (\(probed == nil ? "by the kernel's release: the probe could not run or tell" : "measured"))")
+        return found
     }
 
     private static func kernelHasPopulateAdvice() -> Bool {

@@ -80,7 +80,7 @@ struct BufferIndex: @unchecked Sendable {
     }
 
     /// Writes the block for `handle` (the registrar's lock held: one writer).
-    func fill(handle: UInt64, units: [BufferUnit], slots assigned: [Int]) {
+    func fill(handle: UInt64, units: [BufferUnit], slots assigned: [Int], coalescing: Coalescing) {
         beginWrite()
         words[1].store(handle, ordering: .relaxed)
         words[2].store(UInt64(units.count), ordering: .relaxed)
@@ -91,7 +91,7 @@ struct BufferIndex: @unchecked Sendable {
             ends[i].store(u.end, ordering: .relaxed)
             slots[i].store(UInt32(truncatingIfNeeded: assigned[i]), ordering: .relaxed)
             slots[c + i].store(u.pageShift, ordering: .relaxed)
-            slots[2 * c + i].store(u.coalesces ? 1 : 0, ordering: .relaxed)  // RING_BUF_COALESCED
+            slots[2 * c + i].store(u.coalesces(on: coalescing) ? 1 : 0, ordering: .relaxed)  // RING_BUF_COALESCED
         }
         endWrite()
     }
