@@ -20,15 +20,165 @@ enum Mappings {
     }
 
     /// The mappings tiling `span`, in order; `.unmapped` names the first hole.
+    /// PROCMAP_QUERY (6.11) costs one ioctl per VMA.  Before it, the kernel
+    /// has no way to ask about one address, and /proc text is read only as
+    /// far as the span reaches: /proc/self/maps where PAGEMAP_SCAN (6.7) tells
+    /// the rest, /proc/self/smaps (which walks every VMA's page tables) only
+    /// before that.
     static func covering(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+        try layout(span).mappings
+    }
+
+    /// The mappings tiling each of `spans`, for many spans at the cost of one:
+    /// one PROCMAP_QUERY walk per span, or before 6.11 a single read of
+    /// /proc/self/maps as far as the last span (permissions and bounds only:
+    /// what checking a registration's ranges needs).  Read span by span, a
+    /// registration of thousands of ranges would read the file thousands of
+    /// times.  The failure names the span.
+    struct SpanFailure: Error {
+        var index: Int
+        var failure: Failure
+    }
+
+    static func covering(each spans: [Range<UInt64>]) throws(SpanFailure) -> [[Mapping]] {
+        guard !spans.isEmpty else { return [] }
+        if useProcmapQuery {
+            var out: [[Mapping]] = []
+            for (i, span) in spans.enumerated() {
+                do throws(Failure) { out.append(try procmapQuery(span)) } catch {
+                    if case .system(let e) = error, e.code == ENOTTY {
+                        KernelFeatures.shared.procmapQuery.store(false, ordering: .relaxed)
+                        return try covering(each: spans)
+                    }
+                    throw SpanFailure(index: i, failure: error)
+                }
+            }
+            return out
+        }
+        let low = spans.map(\.lowerBound).min() ?? 0
+        let high = spans.map(\.upperBound).max() ?? 0
+        var all: [Mapping] = []
+        do {
+            try forEachLine("/proc/self/maps") { line in
+                guard let (start, end) = vmaBounds(line) else { return true }
+                guard end > low else { return true }
+                guard start < high else { return false }
+                if let vma = vmaHeader(line) { all.append(mapping(vma)) }
+                return true
+            }
+        } catch {
+            throw SpanFailure(index: 0, failure: .system(error))
+        }
+        var out: [[Mapping]] = []
+        out.reserveCapacity(spans.count)
+        for (i, span) in spans.enumerated() {
+            // The first mapping ending past the span's start (maps is sorted).
+            var lo = 0, hi = all.count
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2
+                if all[mid].end > span.lowerBound { hi = mid } else { lo = mid + 1 }
+            }
+            do throws(Failure) { out.append(try tiling(all[lo...], span)) } catch {
+                throw SpanFailure(index: i, failure: error)
+            }
+        }
+        return out
+    }
+
+    /// The VMAs that meet `span`, from /proc/self/maps read only as far as the
+    /// span: bounds, permissions, file.  What maps does not say, PAGEMAP_SCAN
+    /// does (VM_PFNMAP VMAs are the holes in its answer), or the hugetlb page
+    /// size probe does.
+    static func fromMaps(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+        try layoutFromMaps(span).mappings
+    }
+
+    /// The mappings tiling a span, and where the next mapping after them
+    /// starts (`Layout.following`): a pin needs both, and before 6.11 each
+    /// costs a read of maps as far as the span.
+    struct Layout {
+        var mappings: [Mapping]
+        /// The start of the first VMA at or after the last mapping's end:
+        /// .some(nil) when nothing is mapped after it, nil when not known.
+        var following: UInt64??
+    }
+
+    static func layout(_ span: Range<UInt64>) throws(Failure) -> Layout {
         if useProcmapQuery {
             do {
-                return try procmapQuery(span)
+                return Layout(mappings: try procmapQuery(span), following: nil)
             } catch .system(let e) where e.code == ENOTTY {
                 KernelFeatures.shared.procmapQuery.store(false, ordering: .relaxed)
             }
         }
-        return try fromSmaps(span)
+        if KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) { return try layoutFromMaps(span) }
+        return Layout(mappings: try fromSmaps(span), following: nil)
+    }
+
+    private static func layoutFromMaps(_ span: Range<UInt64>) throws(Failure) -> Layout {
+        var all: [Mapping] = []
+        var following: UInt64?? = .some(nil)
+        do {
+            try forEachLine("/proc/self/maps") { line in
+                guard let (start, end) = vmaBounds(line) else { return true }
+                guard end > span.lowerBound else { return true }
+                if start >= span.upperBound {
+                    following = .some(start)
+                    return false
+                }
+                if let vma = vmaHeader(line) { all.append(mapping(vma)) }
+                return true
+            }
+        } catch {
+            throw .system(error)
+        }
+        for i in all.indices where all[i].fileBacked {
+            all[i].pageSize = hugetlbPageSize(all[i]) ?? basePageSize
+        }
+        return Layout(mappings: try tiling(all[...], span), following: following)
+    }
+
+    /// hugetlb page size of a mapping, or nil when it is not hugetlb.  A
+    /// same-size mremap(2) that may not move is a no-op, except that the
+    /// kernel first refuses (EINVAL) an address not aligned to a hugetlb
+    /// VMA's page size: one probe 4 KiB in tells hugetlb from not, one 2 MiB
+    /// in tells 2 MiB pages from 1 GiB ones.  hugetlb VMAs are files, and at
+    /// least 2 MiB long.
+    static func hugetlbPageSize(_ m: Mapping) -> UInt64? {
+        func refused(_ offset: UInt64) -> Bool {
+            guard m.end - m.start > offset + basePageSize,
+                  let p = UnsafeMutableRawPointer(bitPattern: UInt(m.start + offset)) else { return false }
+            return phyr_shim_mremap_in_place(p, Int(basePageSize)) == -EINVAL
+        }
+        guard refused(basePageSize) else { return nil }
+        return refused(1 << 21) ? 1 << 30 : 1 << 21
+    }
+
+    /// A maps or smaps header line as a Mapping.
+    private static func mapping(_ vma: (start: UInt64, end: UInt64, fields: [ArraySlice<UInt8>])) -> Mapping {
+        let fields = vma.fields
+        let perms = Array(fields[1])
+        return Mapping(start: vma.start, end: vma.end,
+                       readable: perms.count > 0 && perms[0] == UInt8(ascii: "r"),
+                       writable: perms.count > 1 && perms[1] == UInt8(ascii: "w"),
+                       shared: perms.count > 3 && perms[3] == UInt8(ascii: "s"),
+                       file: fileKey(device: fields[3], inode: fields[4]),
+                       pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0,
+                       name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
+    }
+
+    /// The mappings of `all` that tile `span`; `.unmapped` names the first hole.
+    private static func tiling(_ all: ArraySlice<Mapping>, _ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+        var out: [Mapping] = []
+        var addr = span.lowerBound
+        for m in all where m.end > addr {
+            guard addr < span.upperBound else { break }
+            if m.start > addr { throw .unmapped(addr..<min(m.start, span.upperBound)) }
+            out.append(m)
+            addr = m.end
+        }
+        if addr < span.upperBound { throw .unmapped(addr..<span.upperBound) }
+        return out
     }
 
     /// The parts of `span` that are mapped, holes allowed: for unlocking
@@ -117,19 +267,42 @@ enum Mappings {
     /// returns false, reading the file only as far as that.
     private static func forEachMapsLine(_ body: (UInt64, UInt64) -> Bool) throws(Errno) {
         try forEachLine("/proc/self/maps") { line in
-            guard let vma = vmaHeader(line) else { return true }
+            guard let vma = vmaBounds(line) else { return true }
             return body(vma.start, vma.end)
         }
+    }
+
+    /// The bounds of a "start-end perms ..." line of maps or smaps, read
+    /// without allocating: most lines a pin reads are only passed by.  smaps'
+    /// other lines ("Size:", "AnonHugePages:") never start with lower-case
+    /// hex digits and a dash.
+    static func vmaBounds(_ line: ArraySlice<UInt8>) -> (start: UInt64, end: UInt64)? {
+        var i = line.startIndex
+        func hex() -> UInt64? {
+            var v: UInt64 = 0
+            let from = i
+            while i < line.endIndex {
+                let c = line[i]
+                let d: UInt8
+                if c >= 0x30 && c <= 0x39 { d = c - 0x30 } else if c >= 0x61 && c <= 0x66 { d = c - 0x61 + 10 } else { break }
+                guard v >> 60 == 0 else { return nil }
+                v = v << 4 | UInt64(d)
+                i += 1
+            }
+            return i > from ? v : nil
+        }
+        guard let lo = hex(), i < line.endIndex, line[i] == UInt8(ascii: "-") else { return nil }
+        i += 1
+        guard let hi = hex(), i < line.endIndex, line[i] == UInt8(ascii: " ") else { return nil }
+        return (lo, hi)
     }
 
     /// "start-end perms offset dev inode [name]": the first line of a VMA in
     /// maps and smaps.
     private static func vmaHeader(_ line: ArraySlice<UInt8>) -> (start: UInt64, end: UInt64, fields: [ArraySlice<UInt8>])? {
+        guard let (lo, hi) = vmaBounds(line) else { return nil }
         let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-        guard fields.count >= 5, let first = fields.first, first.last != UInt8(ascii: ":"),
-              let dash = first.firstIndex(of: UInt8(ascii: "-")),
-              let lo = UInt64(String(decoding: first[first.startIndex..<dash], as: UTF8.self), radix: 16),
-              let hi = UInt64(String(decoding: first[(dash + 1)...], as: UTF8.self), radix: 16) else { return nil }
+        guard fields.count >= 5 else { return nil }
         return (lo, hi, Array(fields))
     }
 
@@ -214,21 +387,11 @@ enum Mappings {
         }
         do {
             try forEachLine("/proc/self/smaps") { line in
-                if let vma = vmaHeader(line) {
+                if let bounds = vmaBounds(line) {
                     finish()
-                    // Past the span: the VMAs that meet it are all read.
-                    guard vma.start < span.upperBound else { return false }
-                    guard vma.end > span.lowerBound else { return true }
-                    let fields = vma.fields
-                    let perms = Array(fields[1])
-                    guard perms.count >= 4 else { return true }
-                    current = Mapping(start: vma.start, end: vma.end,
-                                      readable: perms[0] == UInt8(ascii: "r"),
-                                      writable: perms[1] == UInt8(ascii: "w"),
-                                      shared: perms[3] == UInt8(ascii: "s"),
-                                      file: Self.fileKey(device: fields[3], inode: fields[4]),
-                                      pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0,
-                                      name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
+                    guard bounds.start < span.upperBound else { return false }
+                    guard bounds.end > span.lowerBound, let vma = vmaHeader(line) else { return true }
+                    current = mapping(vma)
                     return true
                 }
                 let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
@@ -250,15 +413,6 @@ enum Mappings {
             throw .system(error)
         }
         finish()
-
-        var out: [Mapping] = []
-        var addr = span.lowerBound
-        for m in all where m.end > addr && addr < span.upperBound {
-            if m.start > addr { throw .unmapped(addr..<min(m.start, span.upperBound)) }
-            out.append(m)
-            addr = m.end
-        }
-        if addr < span.upperBound { throw .unmapped(addr..<span.upperBound) }
-        return out
+        return try tiling(all[...], span)
     }
 }

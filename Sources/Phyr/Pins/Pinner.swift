@@ -38,7 +38,7 @@ enum Pinner {
         let span = alignDown(range.lowerBound, basePageSize)..<alignUp(range.upperBound, basePageSize)
         let wantWrite = flags & PinFlag.write != 0
 
-        var mappings = try mappingsChecked(span, range: range, write: wantWrite)
+        var layout = try mappingsChecked(span, range: range, write: wantWrite)
         if flags & PinFlag.phys != 0 {
             let visible: Bool
             do { visible = try PhysicalAddresses.visible() } catch {
@@ -50,20 +50,21 @@ enum Pinner {
             }
         }
 
-        var runs = try scanBacking(span, mappings)
-        if try populate(runs, mappings, write: wantWrite) {
+        var runs = try scanBacking(span, layout.mappings)
+        if try populate(runs, layout.mappings, write: wantWrite) {
             // Faulting in may have made huge pages, which smaps (the fallback's
             // source) counts per VMA: ask again.
-            mappings = try mappingsChecked(span, range: range, write: wantWrite)
-            runs = try scanBacking(span, mappings)
+            layout = try mappingsChecked(span, range: range, write: wantWrite)
+            runs = try scanBacking(span, layout.mappings)
         }
+        let mappings = layout.mappings
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
         var pinned = PinnedRange(range: range, lockInterval: interval, lockable: lockable,
                                  segments: Backing.segments(runs, range: range), pinFlags: flags)
         pinned.anonymous = mappings.contains { !$0.fileBacked && !$0.noFolio }
         pinned.files = Set(mappings.compactMap(\.file))
-        pinned.growableEnd = growableEnd(of: lockable, in: mappings)
+        pinned.growableEnd = growableEnd(of: lockable, in: layout)
 
         return try table.withLock { table throws(PhyrError) -> UInt64 in
             let (id, fresh) = table.insert(pinned)
@@ -229,11 +230,16 @@ enum Pinner {
     }
 
     /// See `PinnedRange.growableEnd`.
-    private static func growableEnd(of lockable: [Range<UInt64>], in mappings: [Mapping]) -> UInt64? {
-        guard let end = lockable.last?.upperBound,
-              mappings.last(where: { $0.start < end })?.end == end else { return nil }
-        guard let next = try? Mappings.vma(atOrAfter: end) else { return end }
-        return next.lowerBound == end ? nil : end
+    private static func growableEnd(of lockable: [Range<UInt64>], in layout: Mappings.Layout) -> UInt64? {
+        guard let end = lockable.last?.upperBound, let last = layout.mappings.last(where: { $0.start < end }),
+              last.end == end else { return nil }
+        let next: UInt64?
+        if last.start == layout.mappings.last?.start, let known = layout.following {
+            next = known
+        } else {
+            next = (try? Mappings.vma(atOrAfter: end))??.lowerBound
+        }
+        return next == end ? nil : end
     }
 
     // MARK: steps of pin
@@ -251,10 +257,10 @@ enum Pinner {
     }
 
     private static func mappingsChecked(_ span: Range<UInt64>, range: Range<UInt64>,
-                                        write: Bool) throws(PhyrError) -> [Mapping] {
-        let mappings: [Mapping]
+                                        write: Bool) throws(PhyrError) -> Mappings.Layout {
+        let layout: Mappings.Layout
         do throws(Mappings.Failure) {
-            mappings = try Mappings.covering(span)
+            layout = try Mappings.layout(span)
         } catch {
             switch error {
             case .unmapped(let hole):
@@ -263,7 +269,7 @@ enum Pinner {
                 throw PhyrError(e.code, "cannot read this process's mappings (/proc/self/maps): \(e)")
             }
         }
-        for m in mappings {
+        for m in layout.mappings {
             if !m.readable && !m.writable {
                 let what = Mappings.describe(m)
                 throw PhyrError(EFAULT, "\(what) is PROT_NONE (pinning \(spanText(range)))")
@@ -273,7 +279,7 @@ enum Pinner {
                 throw PhyrError(EACCES, "PHYR_PIN_WRITE: \(what) is read-only (pinning \(spanText(range)))")
             }
         }
-        return mappings
+        return layout
     }
 
     private static func scanBacking(_ span: Range<UInt64>, _ mappings: [Mapping]) throws(PhyrError) -> [BackingRun] {
@@ -327,7 +333,10 @@ enum Pinner {
                     throw populateFailure(error, piece: piece, mapping: m)
                 }
                 guard tries < 4 else {
-                    if error.code == EFAULT {
+                    // Memory that is mapped whenever it is looked at, yet never
+                    // faults in, with memory to spare: something keeps unmapping
+                    // and mapping it again.
+                    if error.code == EFAULT || !Locker.memoryShort(for: UInt64(piece.count)) {
                         throw PhyrError(EFAULT, "\(spanText(piece)) was unmapped or made inaccessible while it was "
                                         + "being pinned")
                     }

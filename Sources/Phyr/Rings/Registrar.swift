@@ -111,44 +111,55 @@ enum Registrar {
             throw PhyrError(EOPNOTSUPP, "ring_register_ranges: \(spanText(seg.addr..<seg.end)) has no folio behind it "
                             + "(PFN-mapped or IO memory); io_uring cannot pin it")
         }
-        // Every range, PHYR_PIN_WRITE or not: the caller may have made its
-        // memory read-only since it was pinned.
-        for (i, r) in retained.enumerated() {
-            try requireWritable(r.range.range, number: i)
-        }
-
-        let handle = try state.withLock { s throws(PhyrError) -> UInt in
-            guard let slot = s.freeHandleSlots.popLast() else {
-                throw PhyrError(ENOMEM, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live "
-                                + "already, the most a process may hold")
-            }
-            do throws(PhyrError) {
-                return try registerLocked(&s, ringFd: ringFd, units: plan.units,
-                                          retained: retained.map(\.id), handleSlot: slot)
-            } catch {
-                s.freeHandleSlots.append(slot)
-                throw error
-            }
+        let handle: UInt
+        do throws(PhyrError) {
+            handle = try registerUnits(plan.units, ringFd: ringFd, retained: retained.map(\.id))
+        } catch where error.code == EFAULT {
+            // Said only once the kernel refuses: reading the mappings for
+            // every range would cost more than the registration itself.
+            try explainFault(retained.map(\.range.range))
+            throw error
         }
         committed = true
         return handle
     }
 
-    /// io_uring pins with FOLL_WRITE: refuse read-only memory before the kernel does.
-    private static func requireWritable(_ r: Range<UInt64>, number: Int) throws(PhyrError) {
-        let span = alignDown(r.lowerBound, basePageSize)..<alignUp(r.upperBound, basePageSize)
-        let maps: [Mapping]
-        do throws(Mappings.Failure) { maps = try Mappings.covering(span) } catch {
-            switch error {
-            case .unmapped:
-                throw PhyrError(EFAULT, "ring_register_ranges: ranges[\(number)] \(spanText(r)) is no longer mapped")
-            case .system(let e):
-                throw PhyrError(e.code, "ring_register_ranges: cannot read this process's mappings: \(e)")
+    private static func registerUnits(_ units: [BufferUnit], ringFd: Int32,
+                                      retained: [UInt64]) throws(PhyrError) -> UInt {
+        try state.withLock { s throws(PhyrError) -> UInt in
+            guard let slot = s.freeHandleSlots.popLast() else {
+                throw PhyrError(ENOMEM, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live "
+                                + "already, the most a process may hold")
+            }
+            do throws(PhyrError) {
+                return try registerLocked(&s, ringFd: ringFd, units: units, retained: retained, handleSlot: slot)
+            } catch {
+                s.freeHandleSlots.append(slot)
+                throw error
             }
         }
-        if let m = maps.first(where: { !$0.writable }) {
-            throw PhyrError(EACCES, "ring_register_ranges: ranges[\(number)] lies in read-only "
-                            + "\(Mappings.describe(m)); io_uring pins buffers for writing")
+    }
+
+    /// Why the kernel answered EFAULT, where the mappings say: io_uring pins
+    /// with FOLL_WRITE, so a range made read-only (or unmapped) since it was
+    /// pinned, PHYR_PIN_WRITE or not, is refused.  Returns when they do not tell.
+    private static func explainFault(_ ranges: [Range<UInt64>]) throws(PhyrError) {
+        let spans = ranges.map { alignDown($0.lowerBound, basePageSize)..<alignUp($0.upperBound, basePageSize) }
+        let maps: [[Mapping]]
+        do throws(Mappings.SpanFailure) { maps = try Mappings.covering(each: spans) } catch {
+            switch error.failure {
+            case .unmapped:
+                throw PhyrError(EFAULT, "ring_register_ranges: ranges[\(error.index)] \(spanText(ranges[error.index])) "
+                                + "is no longer mapped")
+            case .system:
+                return
+            }
+        }
+        for (i, under) in maps.enumerated() {
+            if let m = under.first(where: { !$0.writable }) {
+                throw PhyrError(EACCES, "ring_register_ranges: ranges[\(i)] lies in read-only "
+                                + "\(Mappings.describe(m)); io_uring pins buffers for writing")
+            }
         }
     }
 
@@ -173,9 +184,9 @@ enum Registrar {
         var hugeSpans: [Range<UInt64>] = []
         var charge: UInt64 = 0
         for u in units {
-            if u.coalesces {
-                hugeSpans.append(u.folioSpan)
-                charge += hugeCharged.add(u.folioSpan).reduce(0) { $0 + UInt64($1.count) }
+            if u.isHuge {
+                hugeSpans.append(u.chargeSpan)
+                charge += hugeCharged.add(u.chargeSpan).reduce(0) { $0 + UInt64($1.count) }
             } else {
                 charge += u.lockCharge
             }
@@ -196,7 +207,7 @@ enum Registrar {
             do {
                 try BufferTable.create(ring.fd, iovecs, size: size)
             } catch {
-                throw kernelRefusal(error, "registering \(k) buffers", charge: charge, creating: true)
+                throw kernelRefusal(error, "registering \(k) buffers", fd: ring.fd, charge: charge, creating: true)
             }
             ring.slots = SlotTable(size: size)
             ring.iovecs = Array(repeating: phyr_iovec(base: 0, len: 0), count: size)
@@ -222,7 +233,7 @@ enum Registrar {
         s.nextSerial += 1
         let handle = RegistrationHandles.handle(slot: handleSlot, serial: serial)
         let index = s.indexPool.take(for: units.count)
-        index.fill(handle: handle, units: units, slots: slots)
+        index.fill(handle: handle, units: units, slots: slots, coalescing: KernelFeatures.shared.coalescing)
         s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
                                                    index: index, serial: serial,
                                                    hugeSpans: hugeSpans, charge: charge)
@@ -292,16 +303,16 @@ enum Registrar {
         let size = ring.slots.size
         let newSize = min(maxSlots, max(size * 2, ring.slots.used + k + spare(k)))
         let features = KernelFeatures.shared
-        if features.cloneBuffers.load(ordering: .relaxed) {
+        if features.cloneBuffers {
             do {
                 try BufferTable.growByCloning(ring.fd, from: size, to: newSize)
                 ring.slots.grow(to: newSize)
                 ring.iovecs.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
                 return
-            } catch where [EINVAL, EOPNOTSUPP, EPERM, EACCES, ENOSYS].contains(error.code) {
-                // Before 6.13 there is no cloning with offsets, and a seccomp
-                // filter may deny the scratch ring: re-register.
-                features.cloneBuffers.store(false, ordering: .relaxed)
+            } catch where [EINVAL, EOPNOTSUPP, EPERM, EACCES, ENOSYS, EBUSY].contains(error.code) {
+                // The probe said cloning works, but a seccomp filter may deny
+                // the scratch ring since: re-register.
+                features.stopCloning()
             } catch {
                 throw PhyrError(error.code, "ring_register_ranges: growing the ring's table from \(size) to \(newSize) slots "
                                 + "failed: \(error)")
@@ -340,13 +351,14 @@ enum Registrar {
                 }
                 let failed = iovecs[consumed + done]
                 throw kernelRefusal(error, "registering \(spanText(failed.base..<(failed.base + failed.len)))",
-                                    charge: charge, creating: false)
+                                    fd: ring.fd, charge: charge, creating: false)
             }
             consumed += run.count
         }
     }
 
-    private static func kernelRefusal(_ e: Errno, _ what: String, charge: UInt64, creating: Bool) -> PhyrError {
+    private static func kernelRefusal(_ e: Errno, _ what: String, fd: Int32, charge: UInt64,
+                                      creating: Bool) -> PhyrError {
         switch e.code {
         case EBUSY where creating:
             return PhyrError(EBUSY, "ring_register_ranges: the ring already has a buffer table that libphyr did not create")
@@ -355,6 +367,11 @@ enum Registrar {
                 + "(this registration charges about \(byteCount(charge)))"
             if let limit = Locker.lockLimit() { msg += "; RLIMIT_MEMLOCK is \(byteCount(limit))" }
             return PhyrError(ENOMEM, msg)
+        case EOPNOTSUPP where RingFiles.isIoUring(fd):
+            // Older kernels (Debian 12's 6.1) pin only anonymous, shmem and hugetlb memory.
+            return PhyrError(EOPNOTSUPP, "ring_register_ranges: the kernel refused \(what): this kernel's io_uring "
+                             + "does not register file-backed memory (other than shmem and hugetlbfs); "
+                             + "pin anonymous memory instead")
         case EOPNOTSUPP, EBADF:
             return PhyrError(EINVAL, "ring_register_ranges: the ring's fd is not an io_uring")
         case EPERM, ENOSYS:
