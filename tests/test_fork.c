@@ -199,7 +199,7 @@ static void fork_while_threads_are_inside(void)
 	for (uintptr_t i = 0; i < BUSY; i++)
 		CHECK(pthread_create(&t[i], NULL, busy, (void *)i) == 0, "pthread_create");
 	int bad = 0, first_status = 0;
-	for (int i = 0; i < 40; i++) {
+	for (int i = 0; i < rounds(40); i++) {
 		usleep(2000);
 		int st = in_child(child_calls_at_once, NULL);
 		if (st != 0) {
@@ -211,7 +211,7 @@ static void fork_while_threads_are_inside(void)
 	stop_busy = 1;
 	for (int i = 0; i < BUSY; i++)
 		pthread_join(t[i], NULL);
-	CHECK(bad == 0, "%d of 40 children forked mid-call failed (first: %s %d)", bad,
+	CHECK(bad == 0, "%d of %d children forked mid-call failed (first: %s %d)", bad, rounds(40),
 	      first_status > 128 ? "signal" : "exit", first_status > 128 ? first_status - 128 : first_status);
 	CHECK_NOTHING_LOCKED(busy_region, 32 * MiB);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
@@ -267,8 +267,8 @@ static int first_call_worker(void)
 
 static void first_call_races_fork(void)
 {
-	int bad = 0, first = 0;
-	for (int i = 0; i < 100; i++) {
+	int bad = 0, first = 0, n = rounds(100);
+	for (int i = 0; i < n; i++) {
 		fflush(NULL);
 		pid_t pid = fork();
 		CHECK(pid >= 0, "fork");
@@ -282,7 +282,7 @@ static void first_call_races_fork(void)
 		if (code != 0 && !bad++)
 			first = code;
 	}
-	CHECK(bad == 0, "%d of 100 fresh processes whose first call raced a fork failed (first: %d)", bad, first);
+	CHECK(bad == 0, "%d of %d fresh processes whose first call raced a fork failed (first: %d)", bad, n, first);
 }
 
 /* A thread cancelled inside libphyr must not leave fork() waiting for good. */
@@ -313,7 +313,7 @@ static void noop(void *arg)
 static void fork_after_cancel_inside(void)
 {
 	char *p = base_alloc(16 * PAGE);
-	for (int i = 0; i < 20; i++) {
+	for (int i = 0; i < rounds(20); i++) {
 		cancel_ready = 0;
 		pthread_t t;
 		CHECK(pthread_create(&t, NULL, pin_until_cancelled, p) == 0, "pthread_create");

@@ -312,7 +312,7 @@ static void pins_race_with_munmap(void)
 	CHECK(pthread_create(&t, NULL, unmapper, (void *)(uintptr_t)77) == 0, "pthread_create");
 	uint64_t seed = 5;
 	int ok = 0, gone = 0;
-	for (int i = 0; i < 3000; i++) {
+	for (int i = 0; i < rounds(3000); i++) {
 		uint64_t off = next_rand(&seed) % (RACE_REGION - 4 * MiB);
 		phyr_t *r;
 		int rc = phyr_pin(race + off, 1 + next_rand(&seed) % (4 * MiB), next_rand(&seed) % 2 ? PHYR_PIN_WRITE : 0, &r);

@@ -33,7 +33,7 @@ static void plan_and_io(struct io_uring *ring)
 		int huge = i % 2 == 0;
 		CHECK(b[i].addr == U(p + want_lo[i]) && b[i].len == want_hi[i] - want_lo[i],
 		      "buffer %d: [+%#" PRIx64 ", +%#" PRIx64 ")", i, b[i].addr - U(p), b[i].addr + b[i].len - U(p));
-		CHECK(b[i].page_shift == (huge ? 21u : 12u) && b[i].flags == (huge ? RING_BUF_COALESCED : 0u),
+		CHECK(b[i].page_shift == (huge ? 21u : 12u) && b[i].flags == (huge ? COALESCES_SEVERAL() : 0u),
 		      "buffer %d: shift %u flags %#x", i, b[i].page_shift, b[i].flags);
 		CHECK(b[i].index == (unsigned)i, "buffer %d has index %u", i, b[i].index);
 	}
@@ -95,7 +95,7 @@ static void ranges_merge(struct io_uring *ring)
 	CHECK_RC(ring_register_ranges(ring, r, 3, 0, &reg), 0);
 	struct ring_buf b[4];
 	CHECK_RC(ring_reg_bufs(reg, b, 4), 1);
-	CHECK(b[0].addr == U(p + 1 * MiB) && b[0].len == 7 * MiB && b[0].flags == RING_BUF_COALESCED,
+	CHECK(b[0].addr == U(p + 1 * MiB) && b[0].len == 7 * MiB && b[0].flags == COALESCES_SEVERAL(),
 	      "merged buffer [+%#" PRIx64 ", +%#" PRIx64 ")", b[0].addr - U(p), b[0].len);
 	for (int i = 0; i < 3; i++)
 		CHECK_RC(phyr_unpin(r[i]), 0);

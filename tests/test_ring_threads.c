@@ -19,7 +19,7 @@ static void *worker(void *arg)
 	uint64_t seed = 0x2545f4914f6cdd1dULL * ((uint64_t)(uintptr_t)arg + 1);
 	ring_reg_t *held[HELD] = { 0 };
 	uint64_t lo[HELD], len[HELD];
-	for (int i = 0; i < ROUNDS; i++) {
+	for (int i = 0; i < rounds(ROUNDS); i++) {
 		int slot = (int)(next_rand(&seed) % HELD);
 		if (!held[slot]) {
 			lo[slot] = next_rand(&seed) % (REGION - 8 * MiB);
@@ -94,7 +94,7 @@ static void lookup_races_unregister(void)
 		stray_page(p, at);
 	phyr_t *r;
 	CHECK_RC(phyr_pin(p, 32 * MiB, PHYR_PIN_WRITE, &r), 0);
-	for (int round = 0; round < 50; round++) {
+	for (int round = 0; round < rounds(50); round++) {
 		CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &racing), 0);
 		racing_n = ring_reg_bufs(racing, racing_bufs, 64);
 		CHECK(racing_n > 1 && racing_n <= 64, "%d buffers", racing_n);

@@ -16,7 +16,7 @@ static void *worker(void *arg)
 {
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(uintptr_t)arg + 1;
 	phyr_t *held[HELD] = { 0 };
-	for (int i = 0; i < ROUNDS; i++) {
+	for (int i = 0; i < rounds(ROUNDS); i++) {
 		int slot = (int)(next_rand(&seed) % HELD);
 		if (!held[slot]) {
 			uint64_t off = next_rand(&seed) % (REGION - 8 * MiB);

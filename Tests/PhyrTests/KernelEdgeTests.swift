@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+import CPhyr
 import Glibc
 import Testing
 @testable import Phyr
@@ -22,6 +23,26 @@ import Testing
 
     static func ptr(_ a: UInt64) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(a)) }
 
+    /// Whether the running kernel has the ioctl a test compares against its
+    /// fallback; a test of a missing interface is skipped, saying so.
+    static let hasProcmapQuery: Bool = {
+        var q = phyr_procmap_query()
+        q.size = UInt64(MemoryLayout<phyr_procmap_query>.size)
+        q.query_flags = UInt64(PHYR_PROCMAP_QUERY_COVERING_OR_NEXT_VMA)
+        let fd = open("/proc/self/maps", O_RDONLY)
+        defer { close(fd) }
+        return phyr_shim_ioctl(fd, UInt(PHYR_PROCMAP_QUERY), &q) != -ENOTTY
+    }()
+    static let hasPagemapScan: Bool = {
+        var arg = phyr_pm_scan_arg()
+        arg.size = UInt64(MemoryLayout<phyr_pm_scan_arg>.size)
+        let fd = open("/proc/self/pagemap", O_RDONLY)
+        defer { close(fd) }
+        return phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg) != -ENOTTY
+    }()
+    static let noProcmap = "PROCMAP_QUERY is missing (Linux 6.11): nothing to compare smaps against"
+    static let noPagemapScan = "PAGEMAP_SCAN is missing (Linux 6.7): nothing to compare pagemap entries against"
+
     static var vvar: Range<UInt64>? {
         var found: Range<UInt64>?
         try? forEachLine("/proc/self/maps") { raw in
@@ -34,7 +55,8 @@ import Testing
         return found
     }
 
-    @Test func procmapQueryAndSmapsAgree() throws {
+    @Test(.enabled(if: hasProcmapQuery, .init(rawValue: noProcmap)))
+    func procmapQueryAndSmapsAgree() throws {
         let base = Self.mapAligned(12 * Self.M)
         defer { munmap(Self.ptr(base), Int(12 * Self.M)) }
         mprotect(Self.ptr(base + 4 * Self.M), Int(4 * Self.M), PROT_READ)
@@ -51,15 +73,48 @@ import Testing
         #expect(modern.map(\.pageSize) == legacy.map(\.pageSize))
     }
 
+    /// /proc/self/maps with the mremap probe, the 6.7-6.10 source, against
+    /// PROCMAP_QUERY: the same VMAs, permissions, files and hugetlb page sizes.
+    @Test(.enabled(if: hasProcmapQuery, .init(rawValue: noProcmap)))
+    func procmapQueryAndMapsAgree() throws {
+        let base = Self.mapAligned(12 * Self.M)
+        defer { munmap(Self.ptr(base), Int(12 * Self.M)) }
+        mprotect(Self.ptr(base + 4 * Self.M), Int(4 * Self.M), PROT_READ)
+        var spans = [base..<(base + 12 * Self.M)]
+        var hugetlb: [(UnsafeMutableRawPointer, Int)] = []
+        for (shift, len) in [(21, 4 << 20), (30, 1 << 30)] {
+            if let h = mmap(nil, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | Int32(shift << 26), -1, 0),
+               h != MAP_FAILED {
+                hugetlb.append((h, len))
+                let a = UInt64(UInt(bitPattern: h))
+                spans.append(a..<(a + UInt64(len)))
+            }
+        }
+        defer { for (h, len) in hugetlb { munmap(h, len) } }
+        if hugetlb.isEmpty { print("note: no hugetlb pages reserved: the page-size probe is not compared") }
+        for span in spans {
+            let modern = try Mappings.procmapQuery(span)
+            let maps = try Mappings.fromMaps(span)
+            #expect(modern.map(\.start) == maps.map(\.start))
+            #expect(modern.map(\.end) == maps.map(\.end))
+            #expect(modern.map(\.writable) == maps.map(\.writable))
+            #expect(modern.map(\.shared) == maps.map(\.shared))
+            #expect(modern.map(\.pageSize) == maps.map(\.pageSize), "page sizes over \(span)")
+            #expect(modern.map(\.file) == maps.map(\.file))
+        }
+    }
+
+    /// Every source of mappings this kernel has names a hole the same way.
     @Test func holesAreNamedTheSameWay() {
         let base = Self.mapAligned(3 * 4096)
         defer { munmap(Self.ptr(base), 3 * 4096) }
         munmap(Self.ptr(base + 4096), 4096)
         let span = base..<(base + 3 * 4096)
-        let answers = [
-            Result { () throws(Mappings.Failure) in try Mappings.procmapQuery(span) },
+        var answers = [
+            Result { () throws(Mappings.Failure) in try Mappings.fromMaps(span) },
             Result { () throws(Mappings.Failure) in try Mappings.fromSmaps(span) },
         ]
+        if Self.hasProcmapQuery { answers.append(Result { () throws(Mappings.Failure) in try Mappings.procmapQuery(span) }) }
         for answer in answers {
             switch answer {
             case .success: Issue.record("a hole went unnoticed")
@@ -69,7 +124,8 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: getuid() == 0, "the fallback tells THP apart only where PFNs are visible (root)"))
+    @Test(.enabled(if: getuid() == 0, "the fallback tells THP apart only where PFNs are visible (root)"),
+          .enabled(if: hasProcmapQuery && hasPagemapScan, .init(rawValue: noPagemapScan)))
     func pagemapScanAndPagemapEntriesAgree() throws {
         let len = 16 * Self.M
         let base = Self.mapAligned(len)
@@ -98,21 +154,28 @@ import Testing
         #expect(modern.map(\.present) == legacy.map(\.present))
     }
 
+    /// [vvar] is VM_PFNMAP: memory with no folio, by every scanner this
+    /// kernel has (PAGEMAP_SCAN skips it; smaps says "pf").
     @Test func vvarHasNoFolioEitherWay() throws {
         guard let vvar = Self.vvar else {
             Issue.record("no [vvar] in /proc/self/maps")
             return
         }
-        let modernMaps = try Mappings.procmapQuery(vvar)
         let legacyMaps = try Mappings.fromSmaps(vvar)
         #expect(legacyMaps.allSatisfy { $0.noFolio })
-        let modern = Backing.classify(try PageScanner.pagemapScan(vvar), span: vvar, mappings: modernMaps)
         let legacy = Backing.classify(try PageScanner.pagemapEntries(vvar, mappings: legacyMaps),
                                       span: vvar, mappings: legacyMaps)
-        #expect(modern.allSatisfy { $0.flags.contains(.noFolio) })
-        #expect(modern.map(\.flags) == legacy.map(\.flags))
+        #expect(legacy.allSatisfy { $0.flags.contains(.noFolio) })
+        guard Self.hasPagemapScan else { return }
+        for maps in [try Mappings.fromMaps(vvar)] + (Self.hasProcmapQuery ? [try Mappings.procmapQuery(vvar)] : []) {
+            let modern = Backing.classify(try PageScanner.pagemapScan(vvar), span: vvar, mappings: maps)
+            #expect(modern.allSatisfy { $0.flags.contains(.noFolio) })
+            #expect(modern.map(\.flags) == legacy.map(\.flags))
+        }
     }
 
+    /// Physical addresses match pagemap's, through whichever scanner this
+    /// kernel has.
     @Test func physicalAddressesFollowPagemap() throws {
         let len = 4 * Self.M
         let base = Self.mapAligned(len)
@@ -121,8 +184,9 @@ import Testing
         let visible = try PhysicalAddresses.visible()
         #expect(visible == (getuid() == 0), "PFNs visible: \(visible), uid \(getuid())")
         guard visible else { return }
-        let maps = try Mappings.procmapQuery(base..<(base + len))
-        let runs = Backing.classify(try PageScanner.pagemapScan(base..<(base + len)), span: base..<(base + len), mappings: maps)
+        let span = base..<(base + len)
+        let maps = try Mappings.covering(span)
+        let runs = Backing.classify(try PageScanner.scan(span, mappings: maps), span: span, mappings: maps)
         let phys = try PhysicalAddresses.attach(runs)
         let entries = try PageScanner.readEntries(base..<(base + len))
         for run in phys {
