@@ -5,6 +5,7 @@
 #   make install    PREFIX=/usr/local [DESTDIR=...]
 #   make check      every test: Swift unit tests, C ABI and kernel tests,
 #                   the unprivileged and lock-limit tests
+#   make check-kernels  the kernel tests again on Linux 6.1 and 6.12 (qemu, root)
 #   make demo       pins a THP buffer with a stray base page, prints segments
 #   make bench      ratios against raw mlock, per-page pagemap reads and plain
 #                   liburing, measured in one run
@@ -38,7 +39,7 @@ SOURCES  := $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h') 
 TESTS_C  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*.c))
 TEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread
 
-.PHONY: all lib install stage deps hugepages check check-swift check-c demo bench clean
+.PHONY: all lib install stage deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
 
 all: lib
 
@@ -111,6 +112,28 @@ check-swift:
 
 check-c: stage $(TESTS_C)
 	@STAGE=$(STAGE) CC="$(CC)" CXX="$(CXX)" sh tests/run.sh $(BUILD)/tests
+
+# The tests on the kernels most machines run, each booted under qemu with
+# run-on-kernel.sh: Debian 12's 6.1 and Debian 13's 6.12 (the generation RHEL
+# 10 runs).  Software emulation is slow; tests/kernels.sh says what runs.
+KERNELS ?= 6.1 6.12
+check-kernels: deps deps-kernels stage $(TESTS_C)
+	$(SWIFT) build --build-tests
+	STAGE=$(STAGE) SWIFT_TESTS=$(CURDIR)/.build/debug/phyrPackageTests.xctest sh tests/kernels.sh $(BUILD)/tests $(KERNELS)
+
+deps-kernels:
+	@missing=""; \
+	for c in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio modprobe:kmod mkfs.ext4:e2fsprogs; do \
+	  command -v $${c%%:*} >/dev/null || [ -x /sbin/$${c%%:*} ] || missing="$$missing $${c#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "check-kernels needs root and:$$missing"; exit 1; \
+	  fi; \
+	fi
 
 demo: deps stage
 	@mkdir -p $(BUILD)
