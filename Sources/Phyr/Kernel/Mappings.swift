@@ -3,9 +3,10 @@ import CPhyr
 import Glibc
 
 /// The VMAs under a span of addresses: PROCMAP_QUERY, one ioctl per VMA and
-/// independent of how many mappings the process has; or, on kernels before
-/// 6.11, a parse of /proc/self/smaps (slow, but the only other source of the
-/// page size and VM_PFNMAP/VM_IO).
+/// independent of how many mappings the process has; before 6.11, a parse of
+/// /proc/self/maps (6.7 to 6.10, PAGEMAP_SCAN telling the backing) or of
+/// /proc/self/smaps (before 6.7: the only other source of the page size and
+/// VM_PFNMAP/VM_IO), read only as far as the span.
 enum Mappings {
     enum Failure: Error {
         case unmapped(Range<UInt64>)
@@ -101,18 +102,27 @@ enum Mappings {
         /// The start of the first VMA at or after the last mapping's end:
         /// .some(nil) when nothing is mapped after it, nil when not known.
         var following: UInt64??
+        var source: Source
+    }
+
+    enum Source {
+        case procmapQuery
+        /// 6.7 to 6.10: text read as far as the span, bounds and permissions only.
+        case maps
+        /// Before 6.7: per-VMA huge page totals too, which faulting in changes.
+        case smaps
     }
 
     static func layout(_ span: Range<UInt64>) throws(Failure) -> Layout {
         if useProcmapQuery {
             do {
-                return Layout(mappings: try procmapQuery(span), following: nil)
+                return Layout(mappings: try procmapQuery(span), following: nil, source: .procmapQuery)
             } catch .system(let e) where e.code == ENOTTY {
                 KernelFeatures.shared.procmapQuery.store(false, ordering: .relaxed)
             }
         }
         if KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) { return try layoutFromMaps(span) }
-        return Layout(mappings: try fromSmaps(span), following: nil)
+        return Layout(mappings: try fromSmaps(span), following: nil, source: .smaps)
     }
 
     private static func layoutFromMaps(_ span: Range<UInt64>) throws(Failure) -> Layout {
@@ -135,23 +145,64 @@ enum Mappings {
         for i in all.indices where all[i].fileBacked {
             all[i].pageSize = hugetlbPageSize(all[i]) ?? basePageSize
         }
-        return Layout(mappings: try tiling(all[...], span), following: following)
+        return Layout(mappings: try tiling(all[...], span), following: following, source: .maps)
     }
 
     /// hugetlb page size of a mapping, or nil when it is not hugetlb.  A
     /// same-size mremap(2) that may not move is a no-op, except that the
     /// kernel first refuses (EINVAL) an address not aligned to a hugetlb
-    /// VMA's page size: one probe 4 KiB in tells hugetlb from not, one 2 MiB
-    /// in tells 2 MiB pages from 1 GiB ones.  hugetlb VMAs are files, and at
-    /// least 2 MiB long.
+    /// VMA's page size: a probe 4 KiB in tells hugetlb from not, and the
+    /// page size is the smallest of the system's hugetlb sizes whose offset
+    /// is not refused (or that the mapping is too short to probe past: its
+    /// length is a multiple of its page size).  Any other answer (mremap
+    /// denied by seccomp, a sealed mapping) leaves smaps to say.
     static func hugetlbPageSize(_ m: Mapping) -> UInt64? {
-        func refused(_ offset: UInt64) -> Bool {
-            guard m.end - m.start > offset + basePageSize,
-                  let p = UnsafeMutableRawPointer(bitPattern: UInt(m.start + offset)) else { return false }
-            return phyr_shim_mremap_in_place(p, Int(basePageSize)) == -EINVAL
+        enum Answer { case aligned, refused, unknown }
+        func probe(_ offset: UInt64) -> Answer {
+            guard let p = UnsafeMutableRawPointer(bitPattern: UInt(m.start + offset)) else { return .unknown }
+            switch phyr_shim_mremap_in_place(p, Int(basePageSize)) {
+            case 0: return .aligned
+            case -EINVAL: return .refused
+            default: return .unknown
+            }
         }
-        guard refused(basePageSize) else { return nil }
-        return refused(1 << 21) ? 1 << 30 : 1 << 21
+        let length = m.end - m.start
+        guard length > basePageSize else { return nil }  // hugetlb VMAs hold at least one huge page
+        switch probe(basePageSize) {
+        case .aligned: return nil
+        case .unknown: return smapsPageSize(m)
+        case .refused: break
+        }
+        for size in hugetlbSizes where size > basePageSize {
+            if size >= length { return size }
+            switch probe(size) {
+            case .aligned: return size
+            case .unknown: return smapsPageSize(m)
+            case .refused: continue
+            }
+        }
+        return smapsPageSize(m)
+    }
+
+    /// The hugetlb page sizes this system offers, ascending (sysfs).
+    private static let hugetlbSizes: [UInt64] = {
+        guard let dir = opendir("/sys/kernel/mm/hugepages") else { return [1 << 21, 1 << 30] }
+        defer { closedir(dir) }
+        var sizes: [UInt64] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix("hugepages-"), name.hasSuffix("kB"),
+                  let kb = UInt64(name.dropFirst("hugepages-".count).dropLast(2)),
+                  kb > 0, kb <= UInt64.max / 1024 else { continue }
+            sizes.append(kb * 1024)
+        }
+        return sizes.isEmpty ? [1 << 21, 1 << 30] : sizes.sorted()
+    }()
+
+    /// One mapping's KernelPageSize from smaps, when nothing cheaper says.
+    private static func smapsPageSize(_ m: Mapping) -> UInt64? {
+        guard let size = (try? fromSmaps(m.start..<m.end))?.first?.pageSize, size > basePageSize else { return nil }
+        return size
     }
 
     /// A maps or smaps header line as a Mapping.
@@ -394,8 +445,10 @@ enum Mappings {
                     current = mapping(vma)
                     return true
                 }
+                // The lines of VMAs below the span are most of the file: skipped unread.
+                guard current != nil else { return true }
                 let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-                guard current != nil, fields.count >= 2, let first = fields.first else { return true }
+                guard fields.count >= 2, let first = fields.first else { return true }
                 switch String(decoding: first, as: UTF8.self) {
                 case "KernelPageSize:":
                     if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { current?.pageSize = kb &* 1024 }

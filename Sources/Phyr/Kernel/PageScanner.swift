@@ -79,34 +79,44 @@ enum PageScanner {
                 out.append(r)
             }
         }
+        let hugeSize: UInt64 = 1 << UInt64(pmdPageShift)
         for m in mappings where !m.noFolio {
             let lo = max(m.start, span.lowerBound), hi = min(m.end, span.upperBound)
             guard lo < hi else { continue }
-            let entries = try readEntries(lo..<hi)
-            var hugeBlocks = Set<UInt64>()
-            if !m.isHugetlb && m.pmdMappedBytes > 0 {
-                let hugeSize: UInt64 = 1 << UInt64(pmdPageShift)
-                var block = alignDown(lo, hugeSize)
-                while block < hi {
-                    if block >= m.start, block + hugeSize <= m.end {
-                        let e = try readEntries(block..<(block + hugeSize))
-                        if looksLikeHugePage(e) { hugeBlocks.insert(block) }
+            // One read per mapping, widened to the whole 2 MiB blocks around
+            // the span where smaps says the mapping has huge pages.
+            let thp = !m.isHugetlb && m.pmdMappedBytes > 0
+            let from = thp ? max(m.start, alignDown(lo, hugeSize)) : lo
+            let to = thp ? min(m.end, alignUp(hi, hugeSize)) : hi
+            let entries = try readEntries(from..<to)
+            func entry(_ a: UInt64) -> UInt64 { entries[Int((a - from) / basePageSize)] }
+            var a = lo
+            while a < hi {
+                let block = alignDown(a, hugeSize)
+                let blockEnd = min(block + hugeSize, hi)
+                if thp, block >= m.start, block + hugeSize <= m.end {
+                    let first = Int((block - from) / basePageSize)
+                    if looksLikeHugePage(entries[first..<(first + Int(hugeSize / basePageSize))]) {
+                        append(ScanRegion(start: a, end: blockEnd, present: true, huge: true,
+                                          file: entry(a) & entryFile != 0, zeroPage: false))
+                        a = blockEnd
+                        continue
                     }
-                    block += hugeSize
                 }
-            }
-            for (i, e) in entries.enumerated() {
-                let a = lo + UInt64(i) * basePageSize
-                let present = e & entryPresent != 0
-                let huge = m.isHugetlb ? present : hugeBlocks.contains(alignDown(a, 1 << UInt64(pmdPageShift)))
-                append(ScanRegion(start: a, end: a + basePageSize, present: present, huge: huge,
-                                  file: e & entryFile != 0, zeroPage: false))
+                // Page by page to the block's end, one region per change.
+                while a < blockEnd {
+                    let e = entry(a)
+                    let present = e & entryPresent != 0
+                    append(ScanRegion(start: a, end: a + basePageSize, present: present,
+                                      huge: m.isHugetlb && present, file: e & entryFile != 0, zeroPage: false))
+                    a += basePageSize
+                }
             }
         }
         return out
     }
 
-    private static func looksLikeHugePage(_ e: [UInt64]) -> Bool {
+    private static func looksLikeHugePage(_ e: ArraySlice<UInt64>) -> Bool {
         guard let first = e.first, e.allSatisfy({ $0 & entryPresent != 0 }) else { return false }
         let pfn0 = first & entryPFNMask
         if pfn0 == 0 { return true }  // PFNs hidden: trust smaps' total

@@ -52,9 +52,13 @@ enum Pinner {
 
         var runs = try scanBacking(span, layout.mappings)
         if try populate(runs, layout.mappings, write: wantWrite) {
-            // Faulting in may have made huge pages, which smaps (the fallback's
-            // source) counts per VMA: ask again.
-            layout = try mappingsChecked(span, range: range, write: wantWrite)
+            // Faulting in may have made huge pages: scan again, and read the
+            // mappings again where they count them (smaps) or cost nothing to
+            // check (PROCMAP_QUERY); maps text, read as far as the span, is
+            // not worth a second read for bounds that faulting cannot change.
+            if layout.source != .maps {
+                layout = try mappingsChecked(span, range: range, write: wantWrite)
+            }
             runs = try scanBacking(span, layout.mappings)
         }
         let mappings = layout.mappings
