@@ -77,11 +77,13 @@ enum IoUringProbes {
     /// Whether IORING_REGISTER_CLONE_BUFFERS takes offsets and
     /// IORING_REGISTER_DST_REPLACE (6.13): a clone into slot 1 of a scratch
     /// ring's table.  6.12 clones whole tables only (EINVAL for the flag, or
-    /// EBUSY for a destination that has a table); before 6.12, EINVAL.
-    static func cloneWithOffsets() -> Bool {
+    /// EBUSY for a destination that has a table); before 6.12, EINVAL.  Nil
+    /// when the scratch rings cannot be made (no descriptors or memory, a
+    /// seccomp filter): that says nothing about the kernel.
+    static func cloneWithOffsets() -> Bool? {
         let src = phyr_shim_io_uring_setup(1), dst = phyr_shim_io_uring_setup(1)
         defer { if src >= 0 { close(src) }; if dst >= 0 { close(dst) } }
-        guard src >= 0, dst >= 0 else { return false }
+        guard src >= 0, dst >= 0 else { return nil }
         for fd in [src, dst] {
             var sparse = phyr_rsrc_register()
             sparse.nr = 2

@@ -3,16 +3,18 @@ import CPhyr
 import Glibc
 import Synchronization
 
-/// Which kernel interfaces to use, one switch per interface.  Each starts on
-/// and is turned off for good by the kernel's own answer that it lacks the
-/// interface (ENOTTY for an ioctl it does not know), never by an error that
-/// could also mean something else.
+/// Which kernel interfaces to use, one switch per interface, each probed
+/// once: the ioctls start on and are turned off for good by the kernel's own
+/// answer that it lacks them (ENOTTY), never by an error that could also mean
+/// something else; cloning and coalescing are tried on memory and rings of
+/// libphyr's own at the first registration that needs them.
 ///
 /// `PHYR_FORCE_FALLBACK` (comma-separated) forces fallbacks, for tests:
-/// `procmap` (/proc/self/smaps instead of PROCMAP_QUERY), `pagemap`
-/// (/proc/self/pagemap entries instead of PAGEMAP_SCAN), `scan` (both),
-/// `populate` (faulting pages by hand instead of MADV_POPULATE_*), `clone`
-/// (re-registering to grow a buffer table).
+/// `procmap` (/proc/self/maps instead of PROCMAP_QUERY), `pagemap`
+/// (/proc/self/pagemap entries and smaps instead of PAGEMAP_SCAN), `scan`
+/// (both), `populate` (faulting pages by hand instead of MADV_POPULATE_*),
+/// `clone` (re-registering to grow a buffer table), `coalescing` (the
+/// kernel's release instead of the coalescing probe).
 final class KernelFeatures: Sendable {
     static let shared = KernelFeatures()
 
@@ -68,8 +70,11 @@ final class KernelFeatures: Sendable {
     /// know, whatever the argument; an argument of zeros with its size set
     /// gets some other answer from one it knows.
     private static func kernelKnowsIoctl(_ path: String, _ request: UInt, size: Int) -> Bool {
+        // A file that cannot be opened now (no descriptors, /proc not yet
+        // mounted) says nothing about the kernel: assume the ioctl, whose
+        // first use turns it off if the kernel answers ENOTTY.
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return true }
         defer { close(fd) }
         var arg = [UInt64](repeating: 0, count: (size + 7) / 8)
         arg[0] = UInt64(size)
@@ -82,7 +87,7 @@ final class KernelFeatures: Sendable {
         case 1: return true
         case 2: return false
         default:
-            let yes = IoUringProbes.cloneWithOffsets()
+            guard let yes = IoUringProbes.cloneWithOffsets() else { return false }  // asked again next time
             cloneState.store(yes ? 1 : 2, ordering: .relaxed)
             report("IORING_REGISTER_CLONE_BUFFERS with offsets \(yes ? "yes: tables grow by cloning" : "no: tables grow by re-registering")")
             return yes
@@ -99,8 +104,11 @@ final class KernelFeatures: Sendable {
     var coalescing: Coalescing {
         if let known = Coalescing(rawValue: coalescingState.load(ordering: .relaxed)) { return known }
         let forced = getenv("PHYR_FORCE_FALLBACK").map { String(cString: $0).split(separator: ",").contains("coalescing") } ?? false
-        let probed = forced ? nil : IoUringProbes.coalescing()
-        let found = probed ?? IoUringProbes.coalescingByRelease()
+        // Never more than the release can do: the probe times registrations,
+        // and a noisy machine must not make libphyr claim coalescing.
+        let release = IoUringProbes.coalescingByRelease()
+        let probed = forced ? nil : IoUringProbes.coalescing().map { Coalescing(rawValue: min($0.rawValue, release.rawValue)) ?? release }
+        let found = probed ?? release
         coalescingState.store(found.rawValue, ordering: .relaxed)
         report("io_uring coalesces \(found) (\(probed == nil ? "by the kernel's release: the probe could not run or tell" : "measured"))")
         return found

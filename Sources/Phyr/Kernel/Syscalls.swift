@@ -81,21 +81,19 @@ func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) throws(Err
         let end = kept + n
         // Line ends by memchr: /proc/self/maps of a process with tens of
         // thousands of mappings is megabytes, read on every pin before 6.11.
-        var starts: [Int] = []
+        var start = 0
+        var stop = false
         buf.withUnsafeBytes { b in
             guard let base = b.baseAddress else { return }
-            var at = 0
+            var at = kept  // the bytes kept from the last read hold no line end
             while at < end, let hit = memchr(base + at, 0x0A, end - at) {
-                let i = base.distance(to: UnsafeRawPointer(hit))
-                starts.append(i)
-                at = i + 1
+                let nl = base.distance(to: UnsafeRawPointer(hit))
+                if !body(buf[start..<nl]) { stop = true; return }
+                start = nl + 1
+                at = start
             }
         }
-        var start = 0
-        for nl in starts {
-            if !body(buf[start..<nl]) { return }
-            start = nl + 1
-        }
+        if stop { return }
         kept = end - start
         if start > 0 && kept > 0 {
             buf.withUnsafeMutableBytes { b in

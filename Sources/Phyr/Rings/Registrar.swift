@@ -111,6 +111,9 @@ enum Registrar {
             throw PhyrError(EOPNOTSUPP, "ring_register_ranges: \(spanText(seg.addr..<seg.end)) has no folio behind it "
                             + "(PFN-mapped or IO memory); io_uring cannot pin it")
         }
+        // Probed (once) before the lock every registration takes: it
+        // registers memory of its own in a scratch ring, nine times over.
+        _ = KernelFeatures.shared.coalescing
         let handle: UInt
         do throws(PhyrError) {
             handle = try registerUnits(plan.units, ringFd: ringFd, retained: retained.map(\.id))
@@ -156,6 +159,10 @@ enum Registrar {
             }
         }
         for (i, under) in maps.enumerated() {
+            if let m = under.first(where: { !$0.readable && !$0.writable }) {
+                throw PhyrError(EFAULT, "ring_register_ranges: ranges[\(i)] lies in \(Mappings.describe(m)), "
+                                + "made PROT_NONE since it was pinned")
+            }
             if let m = under.first(where: { !$0.writable }) {
                 throw PhyrError(EACCES, "ring_register_ranges: ranges[\(i)] lies in read-only "
                                 + "\(Mappings.describe(m)); io_uring pins buffers for writing")
