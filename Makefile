@@ -67,19 +67,23 @@ install: lib
 stage: lib
 	$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR= >/dev/null
 
+# Installs the Debian packages the shell variable "missing" names when we are root, and
+# otherwise names them and fails ($(1) says who needs them).
+install_missing = if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "$(1) needs:$$missing -- run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
 # What a fresh machine lacks: installed when we are root, named otherwise.
 deps:
 	@missing=""; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	[ -f /usr/include/liburing.h ] || missing="$$missing liburing-dev"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else \
-	    echo "libphyr needs:$$missing -- run: sudo apt-get install -y$$missing"; exit 1; \
-	  fi; \
-	fi
+	$(call install_missing,libphyr)
 
 # hugetlb pages for the hugetlb tests (root only; the tests skip loudly
 # without them).  2 MiB pages always, two 1 GiB pages when memory allows.
@@ -126,14 +130,7 @@ deps-kernels:
 	for c in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio modprobe:kmod mkfs.ext4:e2fsprogs; do \
 	  command -v $${c%%:*} >/dev/null || [ -x /sbin/$${c%%:*} ] || missing="$$missing $${c#*:}"; \
 	done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else \
-	    echo "check-kernels needs root and:$$missing"; exit 1; \
-	  fi; \
-	fi
+	$(call install_missing,check-kernels)
 
 demo: deps stage
 	@mkdir -p $(BUILD)

@@ -95,8 +95,10 @@ struct ring_buf {
 	uint32_t resv;
 };
 
-/* The buffer's layout meets the kernel's coalescing rules: it is held as one
- * entry per huge page, not one per 4 KiB page. */
+/* The running kernel holds the buffer as one entry per huge page, not one per
+ * 4 KiB page: what libphyr found its io_uring to do at the first registration
+ * (6.11+ coalesces buffers of several huge pages, 6.3 to 6.10 only a buffer
+ * within one huge page, 6.1 none). */
 #define RING_BUF_COALESCED 0x1u
 
 /* phys of a segment whose physical address is not known. */
@@ -248,8 +250,10 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  * The ranges are merged where they overlap or touch and cut where the page
  * size changes, where they are not contiguous, and at the kernel's 1 GiB
  * buffer limit on a huge-page boundary, so that every huge-page buffer meets
- * the kernel's coalescing rules and costs one kernel entry per huge page.
- * Buffers are registered in address order, in ascending slots.
+ * Linux 6.11's coalescing rules and costs one kernel entry per huge page
+ * there; older kernels hold such buffers per 4 KiB page (see
+ * RING_BUF_COALESCED for what this kernel does).  Buffers are registered in
+ * address order, in ascending slots.
  *
  * libphyr owns the ring's buffer table: it creates it on first use, sized to
  * what is registered plus a little room (the kernel's lock accounting walks
@@ -281,10 +285,13 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  *                live range, or the ring's fd not an io_uring;
  *   -EOPNOTSUPP  a range has memory with no folio (PHYR_SEG_NOFOLIO); or
  *                io_uring_register(2) is denied (a seccomp filter,
- *                kernel.io_uring_disabled); or the base page is not 4 KiB;
+ *                kernel.io_uring_disabled); or this kernel's io_uring
+ *                refuses file-backed memory (older kernels, 6.1 among them,
+ *                take only shmem and hugetlbfs files); or the base page is
+ *                not 4 KiB;
  *   -EACCES      a range lies in a read-only mapping (io_uring pins for
  *                write), also when it was made read-only after it was pinned;
- *   -EFAULT      a range is no longer mapped;
+ *   -EFAULT      a range is no longer mapped, or was made PROT_NONE;
  *   -EBUSY       the ring already has a buffer table libphyr did not create,
  *                or (in a forked child) it is the parent's ring;
  *   -ENOSPC      the buffers do not fit the 16384 slots of a table;

@@ -40,7 +40,7 @@ import Testing
         defer { close(fd) }
         return phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg) != -ENOTTY
     }()
-    static let noProcmap = "PROCMAP_QUERY is missing (Linux 6.11): nothing to compare smaps against"
+    static let noProcmap = "PROCMAP_QUERY is missing (Linux 6.11): nothing to compare smaps and maps against"
     static let noPagemapScan = "PAGEMAP_SCAN is missing (Linux 6.7): nothing to compare pagemap entries against"
 
     static var vvar: Range<UInt64>? {
