@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <linux/futex.h>
@@ -86,6 +87,12 @@ int phyr_shim_mremap_in_place(void *addr, size_t len)
 {
 	void *r = mremap(addr, len, len, 0);
 	return r == MAP_FAILED ? -errno : 0;
+}
+
+int phyr_shim_thp_disabled(void)
+{
+	int r = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+	return r < 0 ? -errno : r;
 }
 
 int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags)

@@ -84,4 +84,39 @@ import Testing
         #expect(byteCount(4608) == "4.5 KiB")
         #expect(byteCount(UInt64.max) == "15.9 EiB")
     }
+
+    /// Whether faulting in may map huge pages, against a brute-force model:
+    /// some whole aligned 2 MiB extent inside the mapping meets the piece.
+    @Test(arguments: 0..<40) func faultingMayMapHugePagesMatchesAModel(seed: UInt64) {
+        var rng = SplitMix(seed: seed)
+        func below(_ n: UInt64) -> UInt64 { UInt64.random(in: 0..<n, using: &rng) }
+        let M = Self.M
+        for _ in 0..<200 {
+            let start = below(64) * 4096 + below(4) * 2 * M
+            let end = start + (1 + below(2048)) * 4096
+            let lo = start + below((end - start) / 4096) * 4096
+            let hi = lo + (1 + below((end - lo) / 4096)) * 4096
+            var m = Self.mapping(start, end)
+            let mode = [THPMode.always, .madvise, .never][Int(below(3))]
+            let advice = [HugepageAdvice.none, .hugepage, .noHugepage][Int(below(3))]
+            m.hugepageAdvice = advice
+            var fits = false
+            var e = (start + 2 * M - 1) / (2 * M) * (2 * M)
+            while e + 2 * M <= end {
+                if e < hi && e + 2 * M > lo { fits = true }
+                e += 2 * M
+            }
+            let admitted = mode == .always ? advice != .noHugepage : mode == .madvise && advice == .hugepage
+            #expect(m.faultingMayMapHugePages(lo..<hi, mode: mode) == (admitted && fits),
+                    "mapping \(start)-\(end) piece \(lo)-\(hi) \(mode) \(advice)")
+        }
+        // What the source cannot tell, and file memory, answer yes; hugetlb and no-folio memory no.
+        var unknown = Self.mapping(0, 64 * M)
+        #expect(unknown.faultingMayMapHugePages(0..<4096, mode: .never))
+        unknown.hugepageAdvice = HugepageAdvice.none
+        unknown.file = FileKey(major: 8, minor: 1, inode: 12)
+        #expect(unknown.faultingMayMapHugePages(0..<4096, mode: .never))
+        #expect(!Self.mapping(0, 64 * M, page: 2 * M).faultingMayMapHugePages(0..<(2 * M), mode: .always))
+        #expect(!Self.mapping(0, 64 * M, noFolio: true).faultingMayMapHugePages(0..<(2 * M), mode: .always))
+    }
 }

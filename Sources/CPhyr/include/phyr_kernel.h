@@ -104,6 +104,10 @@ int phyr_shim_fault_in_writable(void *addr, size_t len, size_t block);
  * Swift's Glibc module); 0 or -errno. */
 int phyr_shim_mremap_in_place(void *addr, size_t len);
 
+/* prctl(PR_GET_THP_DISABLE) (variadic, so not imported into Swift): 1 when
+ * THP is disabled for this process, 0 when not, or -errno. */
+int phyr_shim_thp_disabled(void);
+
 /* mlock2(2) (Linux 4.4), which glibc's Swift module does not show; 0 or -errno. */
 #define PHYR_MLOCK_ONFAULT 0x01u
 int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags);

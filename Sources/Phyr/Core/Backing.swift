@@ -48,8 +48,37 @@ struct Mapping: Equatable, Sendable {
     /// where huge pages are (the fallback scanner); 0 otherwise.
     var pmdMappedBytes: UInt64
     var name: String
+    /// The VMA's MADV_HUGEPAGE / MADV_NOHUGEPAGE, when the source says
+    /// (smaps' VmFlags `hg` / `nh`); nil when it does not.
+    var hugepageAdvice: HugepageAdvice? = nil
 
     var isHugetlb: Bool { pageSize > basePageSize }
+}
+
+enum HugepageAdvice: Equatable, Sendable { case none, hugepage, noHugepage }
+
+/// How transparent huge pages are enabled for anonymous memory
+/// (/sys/kernel/mm/transparent_hugepage/enabled, and PR_SET_THP_DISABLE).
+enum THPMode: Equatable, Sendable { case always, madvise, never }
+
+extension Mapping {
+    /// Whether faulting in part `piece` of this mapping can map huge pages:
+    /// anonymous memory the THP mode admits, with a whole aligned 2 MiB
+    /// extent inside the mapping that meets the piece.  Unknown advice, or
+    /// file memory (shmem and page-cache THP follow other settings), answers
+    /// yes.
+    func faultingMayMapHugePages(_ piece: Range<UInt64>, mode: THPMode) -> Bool {
+        if isHugetlb || noFolio { return false }
+        guard !fileBacked, let advice = hugepageAdvice else { return true }
+        switch (mode, advice) {
+        case (.never, _), (_, .noHugepage), (.madvise, .none): return false
+        default: break
+        }
+        let huge: UInt64 = 1 << UInt64(pmdPageShift)
+        let lo = max(alignDown(piece.lowerBound, huge), alignUp(start, huge))
+        let hi = min(alignUp(piece.upperBound, huge), alignDown(end, huge))
+        return lo < hi
+    }
 }
 
 /// One region PAGEMAP_SCAN reported (or the fallback reconstructed).

@@ -148,6 +148,20 @@ enum Mappings {
         return Layout(mappings: try tiling(all[...], span), following: following, source: .maps)
     }
 
+    /// How THP is enabled for this process now (the system's mode, and
+    /// PR_SET_THP_DISABLE); `.always` when it cannot be read, which only
+    /// makes callers more careful.
+    static func thpMode() -> THPMode {
+        if phyr_shim_thp_disabled() == 1 { return .never }
+        var mode = THPMode.always
+        try? forEachLine("/sys/kernel/mm/transparent_hugepage/enabled") { line in
+            let text = String(decoding: line, as: UTF8.self)
+            if text.contains("[never]") { mode = .never } else if text.contains("[madvise]") { mode = .madvise }
+            return false
+        }
+        return mode
+    }
+
     /// hugetlb page size of a mapping, or nil when it is not hugetlb.  A
     /// same-size mremap(2) that may not move is a no-op, except that the
     /// kernel first refuses (EINVAL) an address not aligned to a hugetlb
@@ -457,6 +471,7 @@ enum Mappings {
                 case "VmFlags:":
                     let flags = fields.dropFirst().map { String(decoding: $0, as: UTF8.self) }
                     if flags.contains("pf") || flags.contains("io") { current?.noFolio = true }
+                    current?.hugepageAdvice = flags.contains("nh") ? .noHugepage : flags.contains("hg") ? .hugepage : HugepageAdvice.none
                 default:
                     break
                 }

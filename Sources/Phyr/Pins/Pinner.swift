@@ -53,10 +53,19 @@ enum Pinner {
         var runs = try scanBacking(span, layout.mappings)
         if try populate(runs, layout.mappings, write: wantWrite) {
             // Faulting in may have made huge pages: scan again, and read the
-            // mappings again where they count them (smaps) or cost nothing to
-            // check (PROCMAP_QUERY); maps text, read as far as the span, is
-            // not worth a second read for bounds that faulting cannot change.
-            if layout.source != .maps {
+            // mappings again where they count them (smaps, unless no mapping
+            // here can hold one) or cost nothing to check (PROCMAP_QUERY);
+            // maps text, read as far as the span, is not worth a second read
+            // for bounds that faulting cannot change.
+            let reread: Bool
+            switch layout.source {
+            case .procmapQuery: reread = true
+            case .maps: reread = false
+            case .smaps:
+                let mode = Mappings.thpMode()
+                reread = layout.mappings.contains { $0.faultingMayMapHugePages(span, mode: mode) }
+            }
+            if reread {
                 layout = try mappingsChecked(span, range: range, write: wantWrite)
             }
             runs = try scanBacking(span, layout.mappings)
