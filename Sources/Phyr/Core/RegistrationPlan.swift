@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /// What the running kernel's io_uring coalesces (io_uring/rsrc.c), as libphyr
-/// found by trying (`BufferTable.probeCoalescing`).
+/// found by trying (`IoUringProbes.coalescing`).
 enum Coalescing: UInt8, Sendable {
     /// Every 4 KiB page of a buffer is an entry of its own (Linux 6.2 and
     /// before; Debian 12's 6.1).

@@ -104,8 +104,8 @@ enum IoUringProbes {
     /// else shows it: fdinfo lists buffers, not their entries.  Two huge
     /// pages, and the same plus one 4 KiB page, take the same path through
     /// pin_user_pages; where the kernel coalesces buffers of several folios
-    /// the first is two entries and the second 1025, which costs tens of
-    /// times more to register, and where it does not both are 1024 and 1025.
+    /// the first is two entries and the second 1025, and where it does not
+    /// both are 1024 and 1025.
     /// One huge page against one huge page and a 4 KiB page tells whether a
     /// buffer within one folio coalesces.  Each is the fastest of nine tries;
     /// nil when the probe cannot run here (no THP, io_uring or lock limit) or

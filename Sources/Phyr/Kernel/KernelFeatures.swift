@@ -31,6 +31,8 @@ final class KernelFeatures: Sendable {
     private let cloneState: Atomic<UInt8>
     /// What io_uring coalesces: 0 not probed yet, else a `Coalescing`.
     private let coalescingState = Atomic<UInt8>(0)
+    /// `PHYR_FORCE_FALLBACK=coalescing`: the release decides, unprobed.
+    private let coalescingByReleaseOnly: Bool
     /// Whether each io_uring has an inode of its own (fstat tells rings
     /// apart): 0 not known yet, 1 yes, 2 no (one inode for every anonymous
     /// file, so only kcmp can tell).
@@ -54,6 +56,7 @@ final class KernelFeatures: Sendable {
         procmapQuery = Atomic(procmap)
         pagemapScan = Atomic(pagemap)
         cloneState = Atomic(forced.contains("clone") ? 2 : 0)
+        coalescingByReleaseOnly = forced.contains("coalescing")
         basePage = sysconf(Int32(_SC_PAGESIZE))
         populateAdvice = basePage == Int(basePageSize) && !forced.contains("populate") && Self.kernelHasPopulateAdvice()
         report("PROCMAP_QUERY \(procmap ? "yes" : "no"), PAGEMAP_SCAN \(pagemap ? "yes" : "no"), "
@@ -103,11 +106,10 @@ final class KernelFeatures: Sendable {
     /// coalescing` takes the release's word, for testing that path.
     var coalescing: Coalescing {
         if let known = Coalescing(rawValue: coalescingState.load(ordering: .relaxed)) { return known }
-        let forced = getenv("PHYR_FORCE_FALLBACK").map { String(cString: $0).split(separator: ",").contains("coalescing") } ?? false
         // Never more than the release can do: the probe times registrations,
         // and a noisy machine must not make libphyr claim coalescing.
         let release = IoUringProbes.coalescingByRelease()
-        let probed = forced ? nil : IoUringProbes.coalescing().map { Coalescing(rawValue: min($0.rawValue, release.rawValue)) ?? release }
+        let probed = coalescingByReleaseOnly ? nil : IoUringProbes.coalescing().map { Coalescing(rawValue: min($0.rawValue, release.rawValue)) ?? release }
         let found = probed ?? release
         coalescingState.store(found.rawValue, ordering: .relaxed)
         report("io_uring coalesces \(found) (\(probed == nil ? "by the kernel's release: the probe could not run or tell" : "measured"))")

@@ -58,16 +58,8 @@ enum Mappings {
         }
         let low = spans.map(\.lowerBound).min() ?? 0
         let high = spans.map(\.upperBound).max() ?? 0
-        var all: [Mapping] = []
-        do {
-            try forEachLine("/proc/self/maps") { line in
-                guard let (start, end) = vmaBounds(line) else { return true }
-                guard end > low else { return true }
-                guard start < high else { return false }
-                if let vma = vmaHeader(line) { all.append(mapping(vma)) }
-                return true
-            }
-        } catch {
+        let all: [Mapping]
+        do throws(Errno) { all = try mapsBetween(low, high).mappings } catch {
             throw SpanFailure(index: 0, failure: .system(error))
         }
         var out: [[Mapping]] = []
@@ -95,8 +87,8 @@ enum Mappings {
     }
 
     /// The mappings tiling a span, and where the next mapping after them
-    /// starts (`Layout.following`): a pin needs both, and before 6.11 each
-    /// costs a read of maps as far as the span.
+    /// starts (`Layout.following`): a pin needs both, and before 6.11 one
+    /// read of maps (or smaps) as far as the span tells both.
     struct Layout {
         var mappings: [Mapping]
         /// The start of the first VMA at or after the last mapping's end:
@@ -122,30 +114,40 @@ enum Mappings {
             }
         }
         if KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) { return try layoutFromMaps(span) }
-        return Layout(mappings: try fromSmaps(span), following: nil, source: .smaps)
+        let (mappings, following) = try smapsLayout(span)
+        return Layout(mappings: mappings, following: .some(following), source: .smaps)
     }
 
     private static func layoutFromMaps(_ span: Range<UInt64>) throws(Failure) -> Layout {
-        var all: [Mapping] = []
-        var following: UInt64?? = .some(nil)
-        do {
-            try forEachLine("/proc/self/maps") { line in
-                guard let (start, end) = vmaBounds(line) else { return true }
-                guard end > span.lowerBound else { return true }
-                if start >= span.upperBound {
-                    following = .some(start)
-                    return false
-                }
-                if let vma = vmaHeader(line) { all.append(mapping(vma)) }
-                return true
-            }
-        } catch {
+        let found: (mappings: [Mapping], following: UInt64?)
+        do throws(Errno) { found = try mapsBetween(span.lowerBound, span.upperBound) } catch {
             throw .system(error)
         }
+        var all = found.mappings
         for i in all.indices where all[i].fileBacked {
             all[i].pageSize = hugetlbPageSize(all[i]) ?? basePageSize
         }
-        return Layout(mappings: try tiling(all[...], span), following: following, source: .maps)
+        return Layout(mappings: try tiling(all[...], span), following: .some(found.following), source: .maps)
+    }
+
+    /// The VMAs of /proc/self/maps that end past `low` and start before
+    /// `high`, read no further, and the start of the first VMA at or after
+    /// `high` (nil: none).
+    private static func mapsBetween(_ low: UInt64, _ high: UInt64) throws(Errno)
+        -> (mappings: [Mapping], following: UInt64?) {
+        var all: [Mapping] = []
+        var following: UInt64?
+        try forEachLine("/proc/self/maps") { line in
+            guard let (start, end) = vmaBounds(line) else { return true }
+            guard end > low else { return true }
+            guard start < high else {
+                following = start
+                return false
+            }
+            if let vma = vmaHeader(line) { all.append(mapping(vma)) }
+            return true
+        }
+        return (all, following)
     }
 
     /// How THP is enabled for this process now (the system's mode, and
@@ -380,7 +382,6 @@ enum Mappings {
         return FileKey(major: major, minor: minor, inode: ino)
     }
 
-
     /// One PROCMAP_QUERY per VMA.  Names are not asked for: the kernel builds
     /// them with d_path, and only error messages need them (`describe`).
     static func procmapQuery(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
@@ -443,7 +444,14 @@ enum Mappings {
     /// Reads /proc/self/smaps as far as `span` reaches and keeps the VMAs
     /// that meet it.
     static func fromSmaps(_ span: Range<UInt64>) throws(Failure) -> [Mapping] {
+        try smapsLayout(span).mappings
+    }
+
+    /// The VMAs tiling `span` from smaps, and the start of the first VMA at
+    /// or after its end (nil: none), which the read stops at.
+    private static func smapsLayout(_ span: Range<UInt64>) throws(Failure) -> (mappings: [Mapping], following: UInt64?) {
         var all: [Mapping] = []
+        var following: UInt64?
         var current: Mapping?
         var pmd: UInt64 = 0
         func finish() {
@@ -454,7 +462,10 @@ enum Mappings {
             try forEachLine("/proc/self/smaps") { line in
                 if let bounds = vmaBounds(line) {
                     finish()
-                    guard bounds.start < span.upperBound else { return false }
+                    guard bounds.start < span.upperBound else {
+                        following = bounds.start
+                        return false
+                    }
                     guard bounds.end > span.lowerBound, let vma = vmaHeader(line) else { return true }
                     current = mapping(vma)
                     return true
@@ -481,6 +492,6 @@ enum Mappings {
             throw .system(error)
         }
         finish()
-        return try tiling(all[...], span)
+        return (try tiling(all[...], span), following)
     }
 }
