@@ -57,7 +57,7 @@ extern "C" {
 #endif
 
 #define PHYR_VERSION_MAJOR 0
-#define PHYR_VERSION_MINOR 2
+#define PHYR_VERSION_MINOR 3
 #define PHYR_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- types */
@@ -125,10 +125,55 @@ struct ring_buf {
  * fork(), the parent's first write to each private page moves it to a new
  * physical page (copy-on-write): measured here, every page of an 8 MiB range
  * moved while the child lived.  Do not hand them to a device that DMAs long
- * after the pin.  Stable addresses need a kernel long-term pin (the planned
- * PHYR_PIN_LONGTERM).
+ * after the pin.  Stable addresses need a kernel long-term pin: add
+ * PHYR_PIN_LONGTERM, and they stay true while the range lives.
  */
 #define PHYR_PIN_PHYS 0x2u
+
+/*
+ * The kernel's own long-term pin (FOLL_PIN | FOLL_LONGTERM), not a lock.
+ * While the range lives its pages are neither migrated, swapped nor
+ * replaced: PHYR_PIN_PHYS addresses stay true through compaction, NUMA
+ * balancing and the parent's writes after fork(), and the pages stay held
+ * even if the memory is unmapped under the pin (a device never writes into
+ * freed memory).  A new mapping at the same address is new memory: pin it
+ * anew.  The kernel keeps one reference per folio where the memory allows
+ * (runs of huge pages of one size, on 6.11+), one per 4 KiB page elsewhere.
+ * Nothing is mlock()ed.
+ *
+ * How: libphyr registers the memory as fixed buffers in io_urings of its
+ * own ("holder rings": a few descriptors, close-on-exec, tables of 64 to
+ * 16384 slots), laid out as ring_register_ranges() would lay them out.
+ * Costs: about what io_uring_register_buffers() of the same memory costs
+ * (1 GiB of THP in about a millisecond, 1 GiB of 4 KiB pages in about 100
+ * ms here); io_uring's charge against RLIMIT_MEMLOCK (huge pages once per
+ * holder ring, 4 KiB pages per range; none with CAP_IPC_LOCK), shown as
+ * VmPin in /proc/self/status; and fork() copies pinned private memory for
+ * the child (1.3 to 4 s per GiB, splitting the parent's huge mappings)
+ * unless PHYR_PIN_DONTFORK is given too.  Implies PHYR_PIN_WRITE: the kernel
+ * pins for writing.
+ *
+ * Errors besides phyr_pin's own: -EACCES for memory without write
+ * permission; -EOPNOTSUPP for memory the kernel cannot long-term pin
+ * (PHYR_SEG_NOFOLIO, checked first; shared mappings of regular files, whose
+ * writeback needs dirty tracking; before 6.x, any file but shmem and
+ * hugetlbfs) and when io_uring is unavailable (kernel.io_uring_disabled, a
+ * seccomp filter) -- phyr_last_error() says which; -ENOMEM with the charge
+ * and the limit when RLIMIT_MEMLOCK cannot cover the kernel's charge;
+ * -EMFILE when no descriptor is left for a holder ring.
+ */
+#define PHYR_PIN_LONGTERM 0x4u
+
+/*
+ * Children made by fork() do not inherit the pinned memory:
+ * MADV_DONTFORK over the range's folio extents, counted like the locks
+ * (MADV_DOFORK when the last PHYR_PIN_DONTFORK range covering an extent is
+ * released).  fork() then neither copies the memory nor splits its huge
+ * mappings (0.2 ms for a fork holding 1 GiB long-term pinned, instead of
+ * seconds); a child that touches it gets SIGSEGV.  The extents end on folio
+ * boundaries, so VMAs are split only where the pin's own lock splits them.
+ */
+#define PHYR_PIN_DONTFORK 0x8u
 
 /* -------------------------------------------------------- segment flags */
 
@@ -188,8 +233,19 @@ PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
  * stay pinned; a huge page holding the split point stays locked until both are
  * released.  Nothing is re-faulted or re-locked.  The tail keeps r's flags.
  *
+ * A PHYR_PIN_LONGTERM range: both halves hold kernel pins, the folio holding
+ * the split point is pinned by both, and releasing one half drops the
+ * kernel's pins on the folios only it covered.  When the split point lies
+ * inside one of the range's buffers, that buffer's two halves are pinned
+ * anew (each up to the folio at the split point; pages already pinned do
+ * not move) and the old one is released: a split then costs about as much
+ * as pinning that buffer (at most 1 GiB), and can fail as phyr_pin can
+ * (-ENOMEM for RLIMIT_MEMLOCK: the kernel charges the new halves' 4 KiB
+ * pages before the old buffer's are given back).
+ *
  * Returns 0, or -EINVAL: r is not a live range, tail is NULL, or offset is not
- * inside the range (0 < offset < len).
+ * inside the range (0 < offset < len); for long-term ranges, what pinning
+ * the halves answered.
  */
 PHYR_API int phyr_split(phyr_t *r, size_t offset, phyr_t **tail);
 
@@ -262,6 +318,15 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  * kernels re-register), shares it between registrations and reuses freed
  * slots.  It destroys the table when the ring's last registration goes.
  *
+ * Long-term ranges (PHYR_PIN_LONGTERM) are not pinned again: a buffer that is
+ * exactly one of the range's own held buffers -- each range registered
+ * apart from the ranges it touches, as its pin laid it out -- is cloned
+ * into the ring (IORING_REGISTER_CLONE_BUFFERS, Linux 6.19 and 6.18.3+,
+ * where cloning into a table keeps its other slots): nothing is pinned or
+ * charged again however many rings hold it, and it costs tens of
+ * microseconds, not milliseconds.  Elsewhere (older kernels, merged or
+ * touching ranges) the buffer is registered directly, as for any range.
+ *
  * The registration holds its own reference to each range: the caller may
  * phyr_unpin() its handles at once; the memory stays pinned until
  * ring_unregister_ranges().  libphyr keeps its own duplicate of the ring's fd
@@ -273,7 +338,8 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  * io_uring into the child at fork (so the parent keeps its physical pages),
  * which makes fork() cost 1.3 to 4 s per GiB registered and splits the
  * parent's huge mappings into 4 KiB pages (1024 -> 0 MiB PMD-mapped, measured
- * here).  A child shares the ring and its table with the parent: its own
+ * here); PHYR_PIN_DONTFORK ranges avoid both.  A child shares the ring and
+ * its table with the parent: its own
  * registrations in a ring inherited from a parent that had used libphyr
  * are refused (-EBUSY); a ring of its own works.
  *

@@ -78,7 +78,7 @@ import Testing
             if live.isEmpty || (op < 4 && live.count < 24) {
                 let lo = UInt64.random(in: 0..<(total - 1), using: &rng)
                 let hi = UInt64.random(in: (lo + 1)...min(total, lo + 6 * Self.huge), using: &rng)
-                let (id, lock) = table.insert(layout.pin(lo..<hi))
+                let (id, lock, _) = table.insert(layout.pin(lo..<hi))
                 apply(lock: lock)
                 live[id] = lo..<hi
             } else if op < 7 {
@@ -86,7 +86,7 @@ import Testing
                 let r = live[id]!
                 guard r.count > 1 else { continue }
                 let off = UInt64.random(in: 1..<UInt64(r.count), using: &rng)
-                let tail = try table.split(id, at: off)
+                let tail = try table.split(id, at: off).tail
                 live[id] = r.lowerBound..<(r.lowerBound + off)
                 live[tail] = (r.lowerBound + off)..<r.upperBound
                 #expect(table.range(id)?.range == live[id] && table.range(tail)?.range == live[tail])
@@ -115,9 +115,9 @@ import Testing
     @Test func splitKeepsStraddlingFolioUntilBothGo() throws {
         let layout = Layout(hugeBlock: Array(repeating: true, count: 16))
         var table = PinTable()
-        let (id, lock) = table.insert(layout.pin((1 << 20)..<(7 << 20)))
+        let (id, lock, _) = table.insert(layout.pin((1 << 20)..<(7 << 20)))
         #expect(lock == [0..<(8 << 20)])
-        let tail = try table.split(id, at: (2 << 20) + 100)
+        let tail = try table.split(id, at: (2 << 20) + 100).tail
         #expect(table.range(id)?.lockInterval == 0..<(4 << 20))
         #expect(table.range(tail)?.lockInterval == (2 << 20)..<(8 << 20))
         #expect(table.remove(tail) == [(4 << 20)..<(8 << 20)])
@@ -127,7 +127,7 @@ import Testing
     @Test func splitRejectsOffsetsOutside() {
         let layout = Layout(hugeBlock: Array(repeating: false, count: 16))
         var table = PinTable()
-        let (id, _) = table.insert(layout.pin(100..<200))
+        let (id, _, _) = table.insert(layout.pin(100..<200))
         #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: 0) }
         #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: 100) }
         #expect(throws: PinTable.SplitError.offsetOutside(length: 100)) { try table.split(id, at: .max) }
@@ -140,8 +140,8 @@ import Testing
     @Test func childOfForkKnowsItsParentsHandles() throws {
         let layout = Layout(hugeBlock: Array(repeating: false, count: 16))
         var parent = PinTable()
-        let (a, _) = parent.insert(layout.pin(0..<8192))
-        let (b, _) = parent.insert(layout.pin(8192..<16384))
+        let (a, _, _) = parent.insert(layout.pin(0..<8192))
+        let (b, _, _) = parent.insert(layout.pin(8192..<16384))
         _ = parent.remove(b)
         #expect(parent.absence(of: a) == nil)
         #expect(parent.absence(of: b) == .released)
@@ -154,7 +154,7 @@ import Testing
         #expect(child.absence(of: b) == .parents)
         #expect(throws: PinTable.SplitError.notLive(.parents)) { try child.split(a, at: 1) }
         #expect(child.remove(a) == nil)
-        let (c, lock) = child.insert(layout.pin(0..<8192))
+        let (c, lock, _) = child.insert(layout.pin(0..<8192))
         #expect(c > b && lock == [0..<8192], "the child locks its own memory afresh")
         _ = child.remove(c)
         #expect(child.absence(of: c) == .released)

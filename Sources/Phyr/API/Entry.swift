@@ -34,6 +34,7 @@ private func makeGlobals() {
     _ = KernelFeatures.shared
     ProcFiles.shared.warm()
     Pinner.warm()
+    Holder.warm()
     Registrar.warm()
     _ = versionString
     phyr_shim_set_globals_warm()

@@ -44,16 +44,20 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
     case .success(let v): id = v
     case .failure(let e): return fail(e)
     }
-    do throws(PinTable.SplitError) {
+    do throws(Pinner.SplitFailure) {
         let tailID = try Pinner.split(id, at: cut)
         tail.pointee = OpaquePointer(bitPattern: PinTable.handle(for: tailID))
         return 0
     } catch {
         switch error {
-        case .notLive(let why):
+        case .table(.notLive(let why)):
             return fail(notLive("phyr_split", r, "range", why))
-        case .offsetOutside(let length):
+        case .table(.offsetOutside(let length)):
             return fail(PhyrError(EINVAL, "phyr_split: offset \(cut) is not inside the range (0 < offset < \(length))"))
+        case .table(.heldChanged):
+            return fail(PhyrError(EAGAIN, "phyr_split: the range changed while it was being split"))
+        case .kernel(let e):
+            return fail(PhyrError(e.code, "phyr_split: " + e.message))
         }
     }
 }

@@ -192,9 +192,10 @@ enum Backing {
 
     /// The parts of `interval` that mlock must cover: everything with a folio
     /// except hugetlb memory, which is never swapped and which mlock ignores.
-    static func lockablePieces(_ runs: [BackingRun], interval: Range<UInt64>) -> [Range<UInt64>] {
+    /// With `hugetlb`, hugetlb memory too: the folio extents of a pin.
+    static func lockablePieces(_ runs: [BackingRun], interval: Range<UInt64>, hugetlb: Bool = false) -> [Range<UInt64>] {
         var out: [Range<UInt64>] = []
-        for (i, r) in runs.enumerated() where !r.flags.contains(.noFolio) && !r.flags.contains(.hugetlb) {
+        for (i, r) in runs.enumerated() where !r.flags.contains(.noFolio) && (hugetlb || !r.flags.contains(.hugetlb)) {
             let lo = i == 0 ? interval.lowerBound : r.start
             let hi = i == runs.count - 1 ? interval.upperBound : r.end
             if let last = out.last, last.upperBound == lo {

@@ -16,6 +16,31 @@ struct PinnedRange: Sendable {
     /// release that finds its lock gone looks for it only among these.
     var anonymous: Bool = true
     var files: Set<FileKey> = []
+    /// PHYR_PIN_LONGTERM: the buffers of libphyr's holder rings whose kernel
+    /// pins hold the range's folios, in address order.  Shared by the
+    /// range's references (a registration's, the halves of a split), each
+    /// emptied when the last range holding it goes.
+    var held: [HeldBuffer] = []
+    /// PHYR_PIN_DONTFORK: the folio extents MADV_DONTFORK covers for it.
+    var dontfork: [Range<UInt64>] = []
+
+    /// PHYR_PIN_LONGTERM: held, not locked.
+    var isLongterm: Bool = false
+}
+
+/// A fixed buffer in one of libphyr's holder rings: the kernel's long-term
+/// pin (FOLL_PIN | FOLL_LONGTERM) of the unit's memory, one reference per
+/// folio where the unit coalesces.
+struct HeldBuffer: Equatable, Sendable {
+    /// Unique in the process, never reused.
+    var serial: UInt64
+    var ringFd: Int32
+    var slot: Int
+    var unit: BufferUnit
+    /// What the kernel charged for it, and the huge spans that charge counts
+    /// in its ring (see `LockCharge`).
+    var charge: UInt64
+    var hugeSpans: [Range<UInt64>]
 }
 
 /// The library's registry of live ranges and the lock counts behind them.
@@ -30,6 +55,10 @@ struct PinTable {
 
     private var live: [UInt64: PinnedRange] = [:]
     private var coverage = CountedIntervalMap()
+    /// How many live ranges share each held buffer, by serial.
+    private var heldRefs: [UInt64: Int] = [:]
+    /// How many live PHYR_PIN_DONTFORK ranges cover each folio extent.
+    private var dontforkCoverage = CountedIntervalMap()
     private var nextID: UInt64 = 1
     /// Ids below this were handed out before this process was forked: they
     /// are its parent's, never live here.
@@ -71,14 +100,25 @@ struct PinTable {
 
     func range(_ id: UInt64) -> PinnedRange? { live[id] }
 
-    /// Adds a range; returns its id and the memory that must now be locked.
-    mutating func insert(_ pin: PinnedRange) -> (id: UInt64, lock: [Range<UInt64>]) {
+    /// Adds a range; returns its id, the memory that must now be locked, and
+    /// the extents that must now be MADV_DONTFORK.  A long-term range locks
+    /// nothing: its held buffers pin it.
+    mutating func insert(_ pin: PinnedRange) -> (id: UInt64, lock: [Range<UInt64>], dontfork: [Range<UInt64>]) {
         let id = nextID
         nextID += 1
         live[id] = pin
-        let fresh = coverage.add(pin.lockInterval)
-        return (id, Self.intersect(fresh, pin.lockable))
+        let fresh = pin.isLongterm ? [] : coverage.add(pin.lockInterval)
+        for h in pin.held { heldRefs[h.serial, default: 0] += 1 }
+        var dontfork: [Range<UInt64>] = []
+        for e in pin.dontfork { dontfork += dontforkCoverage.add(e) }
+        return (id, Self.intersect(fresh, pin.lockable), dontfork)
     }
+
+    /// How many live ranges share held buffer `serial`.
+    func references(toHeld serial: UInt64) -> Int { heldRefs[serial] ?? 0 }
+
+    /// How many live PHYR_PIN_DONTFORK ranges cover `address`.
+    func dontforkCoverage(at address: UInt64) -> Int64 { dontforkCoverage.coverage(at: address) }
 
     /// Replaces the description of live range `id` (with physical addresses).
     mutating func describe(_ id: UInt64, segments: ContiguousArray<Segment>) {
@@ -89,8 +129,8 @@ struct PinTable {
     /// that keeps it locked on its own.  Nil when `id` is not live.
     mutating func retain(_ id: UInt64) -> UInt64? {
         guard let pin = live[id] else { return nil }
-        let (copy, lock) = insert(pin)
-        assert(lock.isEmpty, "a live range's memory is already locked")
+        let (copy, lock, dontfork) = insert(pin)
+        assert(lock.isEmpty && dontfork.isEmpty, "a live range's memory is already locked and marked")
         return copy
     }
 
@@ -100,21 +140,71 @@ struct PinTable {
         removeRange(id)?.freed
     }
 
-    /// Removes a range; returns it and the memory that must now be unlocked,
-    /// or nil when `id` is not live.
-    mutating func removeRange(_ id: UInt64) -> (range: PinnedRange, freed: [Range<UInt64>])? {
-        guard let pin = live.removeValue(forKey: id) else { return nil }
-        // The pin's own interval is covered while it is live, so this cannot fail.
-        let freed = coverage.remove(pin.lockInterval) ?? []
-        return (pin, Self.intersect(freed, pin.lockable))
+    /// What removing a range leaves to undo in the kernel.
+    struct Removal {
+        var range: PinnedRange
+        /// Memory no live range locks any more.
+        var freed: [Range<UInt64>]
+        /// Extents no live PHYR_PIN_DONTFORK range covers any more.
+        var doFork: [Range<UInt64>]
+        /// Held buffers no live range shares any more: empty their slots.
+        var unheld: [HeldBuffer]
     }
 
-    enum SplitError: Error, Equatable { case notLive(Absence), offsetOutside(length: UInt64) }
+    /// Removes a range; nil when `id` is not live.
+    mutating func removeRange(_ id: UInt64) -> Removal? {
+        guard let pin = live.removeValue(forKey: id) else { return nil }
+        // The pin's own intervals are covered while it is live, so these cannot fail.
+        let freed = pin.isLongterm ? [] : coverage.remove(pin.lockInterval) ?? []
+        var doFork: [Range<UInt64>] = []
+        for e in pin.dontfork { doFork += dontforkCoverage.remove(e) ?? [] }
+        return Removal(range: pin, freed: Self.intersect(freed, pin.lockable), doFork: doFork,
+                       unheld: dropReferences(pin.held))
+    }
+
+    /// One reference less to each of `held`; returns those left with none.
+    private mutating func dropReferences(_ held: [HeldBuffer]) -> [HeldBuffer] {
+        var gone: [HeldBuffer] = []
+        for h in held {
+            let n = (heldRefs[h.serial] ?? 1) - 1
+            if n <= 0 { heldRefs[h.serial] = nil; gone.append(h) } else { heldRefs[h.serial] = n }
+        }
+        return gone
+    }
+
+    enum SplitError: Error, Equatable {
+        case notLive(Absence), offsetOutside(length: UInt64)
+        /// The buffers given for a long-term split are not the ones the range
+        /// needs now (another thread split it meanwhile).
+        case heldChanged
+    }
+
+    /// Where a cut lands in a long-term range's held buffers: the buffer it
+    /// lies strictly inside, and the buffers each half then needs so that
+    /// both hold the folio at the cut -- nil where a half can share the
+    /// buffer itself (the folio runs to the buffer's end, or from its start).
+    /// Nil when the cut falls between buffers (on a folio boundary).
+    static func heldCut(_ pin: PinnedRange, at cut: UInt64) -> (index: Int, head: BufferUnit?, tail: BufferUnit?)? {
+        guard let i = pin.held.firstIndex(where: { $0.unit.addr < cut && cut < $0.unit.end }) else { return nil }
+        let u = pin.held[i].unit
+        let folio = Backing.folio(at: cut, in: pin.segments)
+        let straddles = folio.lowerBound < cut
+        let head = BufferUnit(addr: u.addr, len: (straddles ? min(u.end, folio.upperBound) : cut) - u.addr,
+                              pageShift: u.pageShift)
+        let tailStart = straddles ? max(u.addr, folio.lowerBound) : cut
+        let tail = BufferUnit(addr: tailStart, len: u.end - tailStart, pageShift: u.pageShift)
+        return (i, head == u ? nil : head, tail == u ? nil : tail)
+    }
 
     /// Cuts range `id` at `offset`: it keeps the head, the returned id is the
     /// tail.  The folio holding the cut is counted once more, so it stays
-    /// locked until both halves are gone; nothing else changes.
-    mutating func split(_ id: UInt64, at offset: UInt64) throws(SplitError) -> UInt64 {
+    /// locked (and MADV_DONTFORK) until both halves are gone; nothing else
+    /// changes.  A long-term range's halves share its held buffers but the
+    /// one the cut lies inside: `heldHead` and `heldTail` replace it there,
+    /// as `heldCut` asked for them (both nil when it asked for none).
+    /// Returns the tail's id and the held buffers no range shares any more.
+    mutating func split(_ id: UInt64, at offset: UInt64, heldHead: HeldBuffer? = nil,
+                        heldTail: HeldBuffer? = nil) throws(SplitError) -> (tail: UInt64, unheld: [HeldBuffer]) {
         guard let pin = live[id] else { throw .notLive(absence(of: id) ?? .foreign) }
         let length = UInt64(pin.range.count)
         guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
@@ -133,13 +223,37 @@ struct PinTable {
         tail.lockable = Self.intersect([tail.lockInterval], pin.lockable)
         head.segments = Self.clip(pin.segments, to: head.range)
         tail.segments = Self.clip(pin.segments, to: tail.range)
+        head.dontfork = Self.intersect(pin.dontfork, [head.lockInterval])
+        tail.dontfork = Self.intersect(pin.dontfork, [tail.lockInterval])
 
-        if straddles { _ = coverage.add(folio) }  // already covered: nothing to lock
+        var unheld: [HeldBuffer] = []
+        if let c = Self.heldCut(pin, at: cut) {
+            guard heldHead?.unit == c.head, heldTail?.unit == c.tail else { throw .heldChanged }
+            let shared = pin.held[c.index]
+            head.held = Array(pin.held[..<c.index]) + [heldHead ?? shared]
+            tail.held = [heldTail ?? shared] + Array(pin.held[(c.index + 1)...])
+            for h in [heldHead, heldTail].compactMap({ $0 }) { heldRefs[h.serial] = 1 }
+            // The range's reference to the straddling buffer passes to the
+            // halves that keep it: none, one or both.
+            let keepers = (heldHead == nil ? 1 : 0) + (heldTail == nil ? 1 : 0)
+            if keepers == 0 { unheld = dropReferences([shared]) } else if keepers == 2 { heldRefs[shared.serial, default: 0] += 1 }
+        } else {
+            guard heldHead == nil, heldTail == nil else { throw .heldChanged }
+            let k = pin.held.firstIndex { $0.unit.addr >= cut } ?? pin.held.count
+            head.held = Array(pin.held[..<k])
+            tail.held = Array(pin.held[k...])
+        }
+
+        if straddles {
+            // Already covered: nothing to lock or mark.
+            if !pin.isLongterm { _ = coverage.add(folio) }
+            for e in Self.intersect(pin.dontfork, [folio]) { _ = dontforkCoverage.add(e) }
+        }
         let tailID = nextID
         nextID += 1
         live[id] = head
         live[tailID] = tail
-        return tailID
+        return (tailID, unheld)
     }
 
     static func clip(_ segs: ContiguousArray<Segment>, to r: Range<UInt64>) -> ContiguousArray<Segment> {

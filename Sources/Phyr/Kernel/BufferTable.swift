@@ -38,6 +38,30 @@ enum BufferTable {
         return (done, nil)
     }
 
+    /// A minimal io_uring of libphyr's own, with no queues mapped: a scratch
+    /// ring, or a holder of long-term pins.  Close-on-exec, as every ring.
+    static func makeRing() throws(Errno) -> Int32 {
+        try shimRetrying { phyr_shim_io_uring_setup(1) }
+    }
+
+    /// Clones `count` buffers of `src`, from slot `srcSlot` on, into `dst`'s
+    /// slots from `dstSlot` on (Linux 6.13+), replacing what is there.  The
+    /// clones share the source's kernel buffers: nothing is pinned or charged
+    /// again, and they outlive the source's slots.  The kernel rebuilds the
+    /// destination's table for it (`IoUringProbes.cloneWithOffsets` says
+    /// whether this kernel keeps the slots after the clones while doing so).
+    static func clone(into dst: Int32, at dstSlot: Int, from src: Int32, at srcSlot: Int,
+                      count: Int) throws(Errno) {
+        var arg = phyr_clone_buffers()
+        arg.src_fd = UInt32(bitPattern: src)
+        arg.flags = PHYR_IORING_REGISTER_DST_REPLACE
+        arg.src_off = UInt32(clamping: srcSlot)
+        arg.dst_off = UInt32(clamping: dstSlot)
+        arg.nr = UInt32(clamping: count)
+        let rc = phyr_shim_io_uring_register(dst, PHYR_IORING_REGISTER_CLONE_BUFFERS, &arg, 1)
+        if rc < 0 { throw Errno(code: -rc) }
+    }
+
     static func destroy(_ fd: Int32) throws(Errno) {
         let rc = phyr_shim_io_uring_register(fd, PHYR_IORING_UNREGISTER_BUFFERS, nil, 0)
         if rc < 0 { throw Errno(code: -rc) }
@@ -48,8 +72,7 @@ enum BufferTable {
     /// size, the ring's buffers are cloned into its front, and the result is
     /// cloned back over the ring's table.  Registered buffers stay usable.
     static func growByCloning(_ fd: Int32, from size: Int, to newSize: Int) throws(Errno) {
-        let scratch = phyr_shim_io_uring_setup(1)
-        if scratch < 0 { throw Errno(code: -scratch) }
+        let scratch = try makeRing()
         defer { close(scratch) }
         var sparse = phyr_rsrc_register()
         sparse.nr = UInt32(newSize)
@@ -74,30 +97,72 @@ enum BufferTable {
 /// What the running kernel's io_uring does, found by trying it on memory and
 /// rings of libphyr's own, once per process.
 enum IoUringProbes {
-    /// Whether IORING_REGISTER_CLONE_BUFFERS takes offsets and
-    /// IORING_REGISTER_DST_REPLACE (6.13): a clone into slot 1 of a scratch
-    /// ring's table.  6.12 clones whole tables only (EINVAL for the flag, or
-    /// EBUSY for a destination that has a table); before 6.12, EINVAL.  Nil
-    /// when the scratch rings cannot be made (no descriptors or memory, a
-    /// seccomp filter): that says nothing about the kernel.
-    static func cloneWithOffsets() -> Bool? {
-        let src = phyr_shim_io_uring_setup(1), dst = phyr_shim_io_uring_setup(1)
-        defer { if src >= 0 { close(src) }; if dst >= 0 { close(dst) } }
-        guard src >= 0, dst >= 0 else { return nil }
-        for fd in [src, dst] {
-            var sparse = phyr_rsrc_register()
-            sparse.nr = 2
-            sparse.flags = PHYR_IORING_RSRC_REGISTER_SPARSE
-            guard phyr_shim_io_uring_register(fd, PHYR_IORING_REGISTER_BUFFERS2, &sparse,
-                                              UInt32(MemoryLayout<phyr_rsrc_register>.size)) == 0 else { return false }
+    /// What IORING_REGISTER_CLONE_BUFFERS can do here.
+    enum CloneSupport: UInt8, Sendable {
+        /// Whole tables at most (6.12), or nothing (before 6.12).
+        case none = 1
+        /// Offsets and IORING_REGISTER_DST_REPLACE (6.13), but the kernel
+        /// drops the destination's buffers after the cloned slots (fixed in
+        /// 6.19 and 6.18.3): good for growing a table, not for cloning into
+        /// the middle of one.
+        case losesFollowing = 2
+        /// Offsets, and every other slot of the destination kept.
+        case offsets = 3
+    }
+
+    /// A clone of one buffer into slot 0 of a scratch ring whose slot 1 holds
+    /// a buffer: 6.12 clones whole tables only (EINVAL for the flag, or
+    /// EBUSY for a destination that has a table), before 6.12 EINVAL; and
+    /// whether slot 1 survives, as the ring's fdinfo lists it.  Nil when the
+    /// scratch rings cannot be made (no descriptors or memory, a seccomp
+    /// filter): that says nothing about the kernel.
+    static func cloneWithOffsets() -> CloneSupport? {
+        guard let src = try? BufferTable.makeRing() else { return nil }
+        defer { close(src) }
+        guard let dst = try? BufferTable.makeRing() else { return nil }
+        defer { close(dst) }
+        let page = Int(basePageSize)
+        guard let mem = mmap(nil, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              mem != MAP_FAILED else { return nil }
+        defer { munmap(mem, page) }
+        let buffer = phyr_iovec(base: UInt64(UInt(bitPattern: mem)), len: UInt64(page))
+        let empty = phyr_iovec(base: 0, len: 0)
+        // A page of buffer costs 4 KiB of RLIMIT_MEMLOCK; where even that is
+        // refused, only empty tables can be probed, and the release decides
+        // whether the slots after a clone survive.
+        let real = (try? BufferTable.create(src, [buffer], size: 2)) != nil && (try? BufferTable.create(dst, [empty, buffer], size: 2)) != nil
+        if !real {
+            _ = try? BufferTable.destroy(src); _ = try? BufferTable.destroy(dst)
+            guard (try? BufferTable.create(src, [], size: 2)) != nil, (try? BufferTable.create(dst, [], size: 2)) != nil else { return .none }
         }
-        var clone = phyr_clone_buffers()
-        clone.src_fd = UInt32(bitPattern: src)
-        clone.flags = PHYR_IORING_REGISTER_DST_REPLACE
-        clone.src_off = 0
-        clone.dst_off = 1
-        clone.nr = 1
-        return phyr_shim_io_uring_register(dst, PHYR_IORING_REGISTER_CLONE_BUFFERS, &clone, 1) == 0
+        do throws(Errno) {
+            try BufferTable.clone(into: dst, at: 0, from: src, at: 0, count: 1)
+        } catch {
+            return .none
+        }
+        let kept = real ? RingFiles.bufferSlots(dst).map { $0.contains(1) } : nil
+        // Unpinned now: a closed ring drops its buffers later, in a worker,
+        // and VmPin would show the probe's pages for a while.
+        _ = try? BufferTable.destroy(dst)
+        _ = try? BufferTable.destroy(src)
+        return (kept ?? keepsFollowingByRelease()) ? .offsets : .losesFollowing
+    }
+
+    /// 6.13 to 6.18.2 drop a clone's following slots (io_uring/rsrc.c, fixed
+    /// by "io_uring/rsrc: fix lost entries after cloned range").
+    static func keepsFollowingByRelease() -> Bool {
+        guard let v = kernelRelease() else { return false }
+        return v.major * 1000 + v.minor >= 6019 || (v.major == 6 && v.minor == 18 && v.patch >= 3)
+    }
+
+    /// The running kernel's version, from uname(2).
+    static func kernelRelease() -> (major: Int, minor: Int, patch: Int)? {
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(3).compactMap { Int($0) }
+        guard parts.count >= 2 else { return nil }
+        return (parts[0], parts[1], parts.count > 2 ? parts[2] : 0)
     }
 
     /// What the kernel coalesces, seen in what registration costs.  Nothing
@@ -134,8 +199,7 @@ enum IoUringProbes {
               Backing.classify(regions, span: span, mappings: maps).allSatisfy({ $0.flags.contains(.huge) }) else {
             return nil
         }
-        let ring = phyr_shim_io_uring_setup(1)
-        guard ring >= 0 else { return nil }
+        guard let ring = try? BufferTable.makeRing() else { return nil }
         defer { close(ring) }
 
         func cost(_ base: UInt64, _ len: UInt64) -> Double? {
@@ -172,12 +236,8 @@ enum IoUringProbes {
     /// What the kernel's release says it coalesces, when the probe could not
     /// run: 6.11 merged buffers of several folios, 6.3 those within one.
     static func coalescingByRelease() -> Coalescing {
-        var u = utsname()
-        uname(&u)
-        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-        guard parts.count == 2 else { return .perPage }
-        let version = parts[0] * 1000 + parts[1]
+        guard let v = kernelRelease() else { return .perPage }
+        let version = v.major * 1000 + v.minor
         return version >= 6011 ? .multiFolio : version >= 6003 ? .singleFolio : .perPage
     }
 }

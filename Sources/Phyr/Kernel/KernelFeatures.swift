@@ -13,7 +13,8 @@ import Synchronization
 /// `procmap` (/proc/self/maps instead of PROCMAP_QUERY), `pagemap`
 /// (/proc/self/pagemap entries and smaps instead of PAGEMAP_SCAN), `scan`
 /// (both), `populate` (faulting pages by hand instead of MADV_POPULATE_*),
-/// `clone` (re-registering to grow a buffer table), `coalescing` (the
+/// `clone` (re-registering to grow a buffer table, registering long-term
+/// ranges directly instead of cloning them), `coalescing` (the
 /// kernel's release instead of the coalescing probe).
 final class KernelFeatures: Sendable {
     static let shared = KernelFeatures()
@@ -26,8 +27,8 @@ final class KernelFeatures: Sendable {
     /// own: on the caller's memory EINVAL also means "wrong permissions", and
     /// must not be read as "old kernel".
     let populateAdvice: Bool
-    /// IORING_REGISTER_CLONE_BUFFERS with offsets (6.13), else re-registering
-    /// a buffer table to grow it: 0 not probed yet, 1 yes, 2 no.
+    /// What IORING_REGISTER_CLONE_BUFFERS can do: 0 not probed yet, else an
+    /// `IoUringProbes.CloneSupport`.
     private let cloneState: Atomic<UInt8>
     /// What io_uring coalesces: 0 not probed yet, else a `Coalescing`.
     private let coalescingState = Atomic<UInt8>(0)
@@ -55,7 +56,7 @@ final class KernelFeatures: Sendable {
             "/proc/self/pagemap", UInt(PHYR_PAGEMAP_SCAN), size: MemoryLayout<phyr_pm_scan_arg>.size)
         procmapQuery = Atomic(procmap)
         pagemapScan = Atomic(pagemap)
-        cloneState = Atomic(forced.contains("clone") ? 2 : 0)
+        cloneState = Atomic(forced.contains("clone") ? IoUringProbes.CloneSupport.none.rawValue : 0)
         coalescingByReleaseOnly = forced.contains("coalescing")
         basePage = sysconf(Int32(_SC_PAGESIZE))
         populateAdvice = basePage == Int(basePageSize) && !forced.contains("populate") && Self.kernelHasPopulateAdvice()
@@ -84,22 +85,31 @@ final class KernelFeatures: Sendable {
         return arg.withUnsafeMutableBytes { phyr_shim_ioctl(fd, request, $0.baseAddress) } != -ENOTTY
     }
 
-    /// Whether tables grow by cloning (probed at first need).
-    var cloneBuffers: Bool {
-        switch cloneState.load(ordering: .relaxed) {
-        case 1: return true
-        case 2: return false
-        default:
-            guard let yes = IoUringProbes.cloneWithOffsets() else { return false }  // asked again next time
-            cloneState.store(yes ? 1 : 2, ordering: .relaxed)
-            report("IORING_REGISTER_CLONE_BUFFERS with offsets \(yes ? "yes: tables grow by cloning" : "no: tables grow by re-registering")")
-            return yes
+    /// What IORING_REGISTER_CLONE_BUFFERS can do (probed at first need).
+    private var cloneSupport: IoUringProbes.CloneSupport {
+        if let known = IoUringProbes.CloneSupport(rawValue: cloneState.load(ordering: .relaxed)) { return known }
+        guard let found = IoUringProbes.cloneWithOffsets() else { return .none }  // asked again next time
+        cloneState.store(found.rawValue, ordering: .relaxed)
+        switch found {
+        case .none: report("IORING_REGISTER_CLONE_BUFFERS with offsets no: tables grow by re-registering, "
+                           + "long-term ranges are registered directly")
+        case .losesFollowing: report("IORING_REGISTER_CLONE_BUFFERS with offsets yes, but it drops the slots after "
+                                     + "a clone: tables grow by cloning, long-term ranges are registered directly")
+        case .offsets: report("IORING_REGISTER_CLONE_BUFFERS with offsets yes: tables grow by cloning, "
+                              + "long-term ranges are cloned into rings")
         }
+        return found
     }
 
+    /// Whether tables grow by cloning.
+    var cloneBuffers: Bool { cloneSupport != .none }
+
+    /// Whether a held buffer can be cloned into any slot of a ring's table.
+    var cloneIntoSlots: Bool { cloneSupport == .offsets }
+
     /// Cloning failed where the probe said it works (a seccomp filter now
-    /// denying the scratch ring, say): grow by re-registering from now on.
-    func stopCloning() { cloneState.store(2, ordering: .relaxed) }
+    /// denying the scratch ring, say): re-register from now on.
+    func stopCloning() { cloneState.store(IoUringProbes.CloneSupport.none.rawValue, ordering: .relaxed) }
 
     /// What the running kernel coalesces (probed at the first registration;
     /// by its release when the probe cannot run).  `PHYR_FORCE_FALLBACK=

@@ -33,6 +33,14 @@ enum Locker {
         _ = try syscallRetrying { munlock(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound)) }
     }
 
+    /// madvise(MADV_DONTFORK), or MADV_DOFORK to undo it: a VMA flag, so
+    /// the kernel splits VMAs at both ends of `r`.
+    static func dontFork(_ r: Range<UInt64>, _ dontFork: Bool) throws(Errno) {
+        _ = try syscallRetrying {
+            madvise(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound), dontFork ? MADV_DONTFORK : MADV_DOFORK)
+        }
+    }
+
     enum LockState: Equatable { case someLocked, noneLocked, noneLockedWithHoles }
 
     /// Whether any page of `r` is locked, without changing anything:

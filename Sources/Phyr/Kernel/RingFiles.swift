@@ -76,3 +76,32 @@ enum RingFiles {
         return rc < 0 ? nil : rc == 1
     }
 }
+
+extension RingFiles {
+    /// The slots of `fd`'s buffer table that hold a buffer, as the kernel
+    /// lists them in /proc/self/fdinfo ("UserBufs:" and then one line per
+    /// slot, "N: 0xaddr/len", or "N: <none>" for an empty one).
+    static func bufferSlots(_ fd: Int32) -> Set<Int>? {
+        var slots = Set<Int>()
+        var inBuffers = false
+        let colon = UInt8(ascii: ":")
+        do throws(Errno) {
+            try forEachLine("/proc/self/fdinfo/\(fd)") { line in
+                if line.starts(with: Array("UserBufs:".utf8)) { inBuffers = true; return true }
+                guard inBuffers else { return true }
+                let trimmed = line.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+                guard let c = trimmed.firstIndex(of: colon), let slot = Int(String(decoding: trimmed[..<c], as: UTF8.self)) else {
+                    return false  // past the table
+                }
+                let rest = trimmed[trimmed.index(after: c)...].drop { $0 == UInt8(ascii: " ") }
+                if rest.starts(with: Array("0x".utf8)) && !rest.starts(with: Array("0xffffffffffffffff/".utf8)) {
+                    slots.insert(slot)
+                }
+                return true
+            }
+        } catch {
+            return nil
+        }
+        return inBuffers ? slots : nil
+    }
+}

@@ -5,7 +5,9 @@ import Glibc
 enum PinFlag {
     static let write: UInt32 = 0x1
     static let phys: UInt32 = 0x2
-    static let all: UInt32 = write | phys
+    static let longterm: UInt32 = 0x4
+    static let dontfork: UInt32 = 0x8
+    static let all: UInt32 = write | phys | longterm | dontfork
 }
 
 /// The pinning operations: ask the kernel edges what backs the memory, let
@@ -36,9 +38,14 @@ enum Pinner {
             throw PhyrError(EFAULT, "\(spanText(range)) lies beyond the user address space")
         }
         let span = alignDown(range.lowerBound, basePageSize)..<alignUp(range.upperBound, basePageSize)
-        let wantWrite = flags & PinFlag.write != 0
+        let longterm = flags & PinFlag.longterm != 0
+        // The kernel long-term pins for writing, PHYR_PIN_WRITE or not.
+        let wantWrite = flags & PinFlag.write != 0 || longterm
+        let flagName = longterm && flags & PinFlag.write == 0 ? "PHYR_PIN_LONGTERM" : "PHYR_PIN_WRITE"
 
-        var layout = try mappingsChecked(span, range: range, write: wantWrite)
+        // Long-term: memory with no folio is refused before its permissions
+        // are looked at (the kernel could not pin it either way).
+        var layout = try mappingsChecked(span, range: range, write: wantWrite && !longterm, flagName: flagName)
         if flags & PinFlag.phys != 0 {
             let visible: Bool
             do { visible = try PhysicalAddresses.visible() } catch {
@@ -51,6 +58,15 @@ enum Pinner {
         }
 
         var runs = try scanBacking(span, layout.mappings)
+        if longterm, let nofolio = runs.first(where: { $0.flags.contains(.noFolio) }) {
+            let m = layout.mappings.first { $0.start <= nofolio.start && nofolio.start < $0.end }
+            throw PhyrError(EOPNOTSUPP, "PHYR_PIN_LONGTERM: \(spanText(nofolio.start..<nofolio.end)) "
+                            + "\(m.map { "of " + Mappings.describe($0) + " " } ?? "")has no folio behind it "
+                            + "(PFN-mapped or IO memory): the kernel cannot long-term pin it")
+        }
+        if longterm {
+            layout = try mappingsChecked(span, range: range, write: true, flagName: flagName, layout: layout)
+        }
         if try populate(runs, layout.mappings, write: wantWrite) {
             // Faulting in may have made huge pages: scan again, and read the
             // mappings again where they count them (smaps, unless no mapping
@@ -66,24 +82,37 @@ enum Pinner {
                 reread = layout.mappings.contains { $0.faultingMayMapHugePages(span, mode: mode) }
             }
             if reread {
-                layout = try mappingsChecked(span, range: range, write: wantWrite)
+                layout = try mappingsChecked(span, range: range, write: wantWrite, flagName: flagName)
             }
             runs = try scanBacking(span, layout.mappings)
         }
         let mappings = layout.mappings
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
-        var pinned = PinnedRange(range: range, lockInterval: interval, lockable: lockable,
+        var pinned = PinnedRange(range: range, lockInterval: interval, lockable: longterm ? [] : lockable,
                                  segments: Backing.segments(runs, range: range), pinFlags: flags)
         pinned.anonymous = mappings.contains { !$0.fileBacked && !$0.noFolio }
         pinned.files = Set(mappings.compactMap(\.file))
-        pinned.growableEnd = growableEnd(of: lockable, in: layout)
+        pinned.growableEnd = longterm ? nil : growableEnd(of: lockable, in: layout)
+        if flags & PinFlag.dontfork != 0 {
+            pinned.dontfork = Backing.lockablePieces(runs, interval: interval, hugetlb: true)
+        }
+        if longterm {
+            pinned.isLongterm = true
+            pinned.held = try holdLongterm(pinned, mappings: mappings)
+        }
+        var committed = false
+        defer { if !committed { Holder.release(pinned.held) } }
+        if longterm && flags & PinFlag.phys != 0 {
+            // Held by the kernel now: these addresses stay true.
+            pinned.segments = try physicalSegments(runs, range: range)
+        }
 
-        return try table.withLock { table throws(PhyrError) -> UInt64 in
-            let (id, fresh) = table.insert(pinned)
+        let id = try table.withLock { table throws(PhyrError) -> UInt64 in
+            let (id, fresh, dontfork) = table.insert(pinned)
             // Pieces the count says are locked already are asserted again: the
             // kernel's lock may be gone with the memory it was on.
-            let counted = PinTable.subtract(lockable, fresh)
+            let counted = PinTable.subtract(pinned.lockable, fresh)
             var piece: Range<UInt64> = 0..<0
             do throws(Errno) {
                 for p in fresh { piece = p; try Locker.lock(p) }
@@ -100,7 +129,7 @@ enum Pinner {
                     }
                 }
             } catch {
-                rollBack(id, in: &table)
+                _ = rollBack(id, in: &table)
                 let also = fresh.contains(piece) ? [] : [piece]
                 throw lockFailure(error, piece: piece, newlyLocked: fresh + also, range: range)
             }
@@ -109,34 +138,122 @@ enum Pinner {
             // looks just like one: ask whether it is still mapped.
             if runs.contains(where: { $0.flags.contains(.noFolio) }),
                (try? Mappings.mappedParts(span)) != [span] {
-                rollBack(id, in: &table)
+                _ = rollBack(id, in: &table)
                 throw PhyrError(EFAULT, "\(spanText(span)) was unmapped while it was being pinned")
             }
+            // MADV_DONTFORK where no other range has it yet, also over memory
+            // counted as marked (it may be new memory at the same address).
+            for e in pinned.dontfork {
+                do throws(Errno) { try Locker.dontFork(e, true) } catch {
+                    _ = rollBack(id, in: &table)
+                    throw PhyrError(error.code == ENOMEM ? EFAULT : error.code,
+                                    "PHYR_PIN_DONTFORK: madvise(MADV_DONTFORK) of \(spanText(e)) failed pinning "
+                                    + "\(spanText(range)): \(error)" + (error.code == ENOMEM ? " (unmapped meanwhile?)" : ""))
+                }
+            }
+            _ = dontfork
             // Physical addresses after locking: mlock's own write faults may
             // have replaced copy-on-write pages.  Read under the table's lock
             // so no split sees the range half described.
-            if flags & PinFlag.phys != 0 {
-                do throws(Errno) {
-                    let physRuns = try PhysicalAddresses.attach(runs)
-                    table.describe(id, segments: Backing.segments(physRuns, range: range))
+            if !longterm && flags & PinFlag.phys != 0 {
+                do throws(PhyrError) {
+                    table.describe(id, segments: try physicalSegments(runs, range: range))
                 } catch {
-                    rollBack(id, in: &table)
-                    throw PhyrError(error.code, "reading physical addresses of \(spanText(range)) failed: \(error)")
+                    _ = rollBack(id, in: &table)
+                    throw error
                 }
             }
             return id
         }
+        committed = true
+        return id
     }
 
-    static func unpin(_ id: UInt64) throws(Absence) {
-        try table.withLock { t throws(Absence) in
-            if let why = t.absence(of: id) { throw why }
-            _ = release(id, in: &t)
+    private static func physicalSegments(_ runs: [BackingRun], range: Range<UInt64>) throws(PhyrError) -> ContiguousArray<Segment> {
+        do throws(Errno) {
+            return Backing.segments(try PhysicalAddresses.attach(runs), range: range)
+        } catch {
+            throw PhyrError(error.code, "reading physical addresses of \(spanText(range)) failed: \(error)")
         }
     }
 
-    static func split(_ id: UInt64, at offset: UInt64) throws(PinTable.SplitError) -> UInt64 {
-        try table.withLock { t throws(PinTable.SplitError) -> UInt64 in try t.split(id, at: offset) }
+    /// The kernel's long-term pin of the range: its memory registered in
+    /// holder rings, planned as a registration would plan it, so that a
+    /// later `ring_register_ranges` of the range can clone the buffers.
+    private static func holdLongterm(_ pinned: PinnedRange, mappings: [Mapping]) throws(PhyrError) -> [HeldBuffer] {
+        let units: [BufferUnit]
+        do { units = try RegistrationPlan(segments: Array(pinned.segments)).units } catch {
+            throw PhyrError(EOPNOTSUPP, "PHYR_PIN_LONGTERM: \(spanText(pinned.range)) has memory with no folio behind it")
+        }
+        do {
+            return try Holder.hold(units, what: spanText(pinned.range))
+        } catch where error.code == EFAULT {
+            // FOLL_LONGTERM refuses file mappings whose pages the kernel must
+            // track for writeback.
+            if let m = mappings.first(where: { $0.shared && $0.fileBacked && !$0.isHugetlb }) {
+                throw PhyrError(EOPNOTSUPP, "PHYR_PIN_LONGTERM: the kernel cannot long-term pin \(Mappings.describe(m)): "
+                                + "a shared file mapping whose writeback needs dirty tracking (shmem, memfd and "
+                                + "hugetlbfs can be pinned)")
+            }
+            let span = alignDown(pinned.range.lowerBound, basePageSize)..<alignUp(pinned.range.upperBound, basePageSize)
+            if (try? Mappings.mappedParts(span)) != [span] {
+                throw PhyrError(EFAULT, "\(spanText(pinned.range)) was unmapped while it was being pinned")
+            }
+            throw error
+        }
+    }
+
+    static func unpin(_ id: UInt64) throws(Absence) {
+        let unheld = try table.withLock { t throws(Absence) -> [HeldBuffer] in
+            if let why = t.absence(of: id) { throw why }
+            return release(id, in: &t) ?? []
+        }
+        // Outside the table's lock: emptying a slot waits for the kernel.
+        Holder.release(unheld)
+    }
+
+    enum SplitFailure: Error {
+        case table(PinTable.SplitError)
+        case kernel(PhyrError)
+    }
+
+    /// Splits range `id`.  A long-term range whose cut lies inside one of its
+    /// buffers gets that buffer's two halves pinned first, outside the table's
+    /// lock, each holding the folio at the cut; the old buffer goes once no
+    /// range shares it.  Tries again if another thread split it meanwhile.
+    static func split(_ id: UInt64, at offset: UInt64) throws(SplitFailure) -> UInt64 {
+        while true {
+            let need = try wrap { () throws(PinTable.SplitError) in
+                try table.withLock { t throws(PinTable.SplitError) -> (BufferUnit?, BufferUnit?)? in
+                    guard let pin = t.range(id) else { throw .notLive(t.absence(of: id) ?? .foreign) }
+                    let length = UInt64(pin.range.count)
+                    guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
+                    return PinTable.heldCut(pin, at: pin.range.lowerBound + offset).map { ($0.head, $0.tail) }
+                }
+            }
+            var fresh: [HeldBuffer] = []
+            if let (head, tail) = need {
+                let units = [head, tail].compactMap { $0 }
+                do { fresh = try Holder.hold(units, what: "a half of a split range") } catch { throw .kernel(error) }
+            }
+            let heldHead = need?.0 == nil ? nil : fresh.first
+            let heldTail = need?.1 == nil ? nil : fresh.last
+            do {
+                let (tail, unheld) = try table.withLock { t throws(PinTable.SplitError) in
+                    try t.split(id, at: offset, heldHead: heldHead, heldTail: heldTail)
+                }
+                Holder.release(unheld)
+                return tail
+            } catch {
+                Holder.release(fresh)
+                if error == .heldChanged { continue }
+                throw .table(error)
+            }
+        }
+    }
+
+    private static func wrap<T>(_ body: () throws(PinTable.SplitError) -> T) throws(SplitFailure) -> T {
+        do { return try body() } catch { throw .table(error) }
     }
 
     /// Runs `body` on live range `id` under the table's lock, so a concurrent
@@ -163,6 +280,8 @@ enum Pinner {
             for (i, id) in ids.enumerated() {
                 guard let copy = t.retain(id), let pin = t.range(copy) else {
                     let why = t.absence(of: id) ?? .foreign
+                    // Dropping references just taken leaves every held
+                    // buffer with the reference of the range retained.
                     for c in out { _ = release(c.id, in: &t) }
                     throw RetainFailure(index: i, absence: why)
                 }
@@ -174,27 +293,43 @@ enum Pinner {
 
     // MARK: releasing
 
-    /// Removes range `id` and unlocks what no other live range covers, with
-    /// the table's lock held; false when `id` is not live.
-    private static func release(_ id: UInt64, in table: inout PinTable) -> Bool {
-        guard let (range, freed) = table.removeRange(id) else { return false }
+    /// Removes range `id`, unlocks what no other live range covers and lets
+    /// fork copy what no PHYR_PIN_DONTFORK range covers, with the table's
+    /// lock held; returns the held buffers no range shares any more (for
+    /// `Holder.release`, outside the lock), nil when `id` is not live.
+    private static func release(_ id: UInt64, in table: inout PinTable) -> [HeldBuffer]? {
+        guard let removal = table.removeRange(id) else { return nil }
         var missing = false
-        for piece in freed {
+        for piece in removal.freed {
             if !unlockChecked(piece) { missing = true }
-            if piece.upperBound == range.growableEnd { unlockGrowth(after: piece.upperBound, table) }
+            if piece.upperBound == removal.range.growableEnd { unlockGrowth(after: piece.upperBound, table) }
         }
-        if missing { unlockMoved(range, table) }
-        return true
+        if missing { unlockMoved(removal.range, table) }
+        doFork(removal.doFork)
+        return removal.unheld
+    }
+
+    /// MADV_DOFORK over what is still mapped of `extents`.
+    private static func doFork(_ extents: [Range<UInt64>]) {
+        for e in extents {
+            do throws(Errno) { try Locker.dontFork(e, false) } catch {
+                for part in (try? Mappings.mappedParts(e)) ?? [] { try? Locker.dontFork(part, false) }
+            }
+        }
     }
 
     /// Undoes a pin that failed part way: what it newly locked is unlocked,
-    /// with none of a release's checks (it may never have been locked).
-    private static func rollBack(_ id: UInt64, in table: inout PinTable) {
-        for piece in table.remove(id) ?? [] {
+    /// with none of a release's checks (it may never have been locked).  Its
+    /// held buffers are the caller's to release.
+    private static func rollBack(_ id: UInt64, in table: inout PinTable) -> [HeldBuffer] {
+        guard let removal = table.removeRange(id) else { return [] }
+        for piece in removal.freed {
             do throws(Errno) { try Locker.unlock(piece) } catch {
                 for part in (try? Mappings.mappedParts(piece)) ?? [] { try? Locker.unlock(part) }
             }
         }
+        doFork(removal.doFork)
+        return removal.unheld
     }
 
     /// Unlocks `piece`, all of it that is still mapped; false when part of the
@@ -269,11 +404,11 @@ enum Pinner {
                          + "supports 4 KiB base pages only (an arm64 kernel with 16 or 64 KiB pages?)")
     }
 
-    private static func mappingsChecked(_ span: Range<UInt64>, range: Range<UInt64>,
-                                        write: Bool) throws(PhyrError) -> Mappings.Layout {
+    private static func mappingsChecked(_ span: Range<UInt64>, range: Range<UInt64>, write: Bool, flagName: String,
+                                        layout known: Mappings.Layout? = nil) throws(PhyrError) -> Mappings.Layout {
         let layout: Mappings.Layout
         do throws(Mappings.Failure) {
-            layout = try Mappings.layout(span)
+            if let known { layout = known } else { layout = try Mappings.layout(span) }
         } catch {
             switch error {
             case .unmapped(let hole):
@@ -289,7 +424,8 @@ enum Pinner {
             }
             if write && !m.writable {
                 let what = Mappings.describe(m)
-                throw PhyrError(EACCES, "PHYR_PIN_WRITE: \(what) is read-only (pinning \(spanText(range)))")
+                let why = flagName == "PHYR_PIN_WRITE" ? "" : "; the kernel long-term pins memory for writing"
+                throw PhyrError(EACCES, "\(flagName): \(what) is read-only (pinning \(spanText(range)))\(why)")
             }
         }
         return layout

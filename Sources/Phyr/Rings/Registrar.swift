@@ -114,9 +114,19 @@ enum Registrar {
         // Probed (once) before the lock every registration takes: it
         // registers memory of its own in a scratch ring, nine times over.
         _ = KernelFeatures.shared.coalescing
+        // A unit that is exactly a held buffer of a long-term range is cloned
+        // from it: nothing pinned or charged again.
+        var sources: [HeldBuffer?] = Array(repeating: nil, count: plan.units.count)
+        if retained.contains(where: { $0.range.isLongterm }), KernelFeatures.shared.cloneIntoSlots {
+            var byUnit: [UInt64: HeldBuffer] = [:]
+            for r in retained { for h in r.range.held { byUnit[h.unit.addr] = h } }
+            for (i, u) in plan.units.enumerated() {
+                if let h = byUnit[u.addr], h.unit == u { sources[i] = h }
+            }
+        }
         let handle: UInt
         do throws(PhyrError) {
-            handle = try registerUnits(plan.units, ringFd: ringFd, retained: retained.map(\.id))
+            handle = try registerUnits(plan.units, sources: sources, ringFd: ringFd, retained: retained.map(\.id))
         } catch where error.code == EFAULT {
             // Said only once the kernel refuses: reading the mappings for
             // every range would cost more than the registration itself.
@@ -127,7 +137,7 @@ enum Registrar {
         return handle
     }
 
-    private static func registerUnits(_ units: [BufferUnit], ringFd: Int32,
+    private static func registerUnits(_ units: [BufferUnit], sources: [HeldBuffer?], ringFd: Int32,
                                       retained: [UInt64]) throws(PhyrError) -> UInt {
         try state.withLock { s throws(PhyrError) -> UInt in
             guard let slot = s.freeHandleSlots.popLast() else {
@@ -135,7 +145,8 @@ enum Registrar {
                                 + "already, the most a process may hold")
             }
             do throws(PhyrError) {
-                return try registerLocked(&s, ringFd: ringFd, units: units, retained: retained, handleSlot: slot)
+                return try registerLocked(&s, ringFd: ringFd, units: units, sources: sources, retained: retained,
+                                          handleSlot: slot)
             } catch {
                 s.freeHandleSlots.append(slot)
                 throw error
@@ -171,7 +182,8 @@ enum Registrar {
     }
 
     private static func registerLocked(_ s: inout RegistrarState, ringFd: Int32, units: [BufferUnit],
-                                       retained: [UInt64], handleSlot: Int) throws(PhyrError) -> UInt {
+                                       sources: [HeldBuffer?], retained: [UInt64],
+                                       handleSlot: Int) throws(PhyrError) -> UInt {
         let (ringID, isNew) = try ringState(&s, ringFd: ringFd)
         guard var ring = s.rings[ringID] else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
         var ok = false
@@ -185,47 +197,54 @@ enum Registrar {
                             + "\(ring.slots.used) of at most \(maxSlots)")
         }
 
-        // The lock charge, as the kernel will count it: huge folios once per
-        // ring.  Worked out on a copy, kept only if the kernel agrees.
+        // The lock charge, as the kernel will count it.  Worked out on a copy,
+        // kept only if the kernel agrees.
         var hugeCharged = ring.hugeCharged
-        var hugeSpans: [Range<UInt64>] = []
-        var charge: UInt64 = 0
-        for u in units {
-            if u.isHuge {
-                hugeSpans.append(u.chargeSpan)
-                charge += hugeCharged.add(u.chargeSpan).reduce(0) { $0 + UInt64($1.count) }
-            } else {
-                charge += u.lockCharge
-            }
+        let (charge, hugeSpans) = LockCharge.charge(units, cloned: { sources[$0] != nil }, ring: &hugeCharged)
+        if let refusal = IoUringCharge.reserve(charge, for: "\(k) buffers") {
+            throw PhyrError(ENOMEM, "ring_register_ranges: " + refusal.message)
         }
-        if !Locker.mayLockPastLimit, let limit = Locker.lockLimit() {
-            let already = s.rings.values.reduce(UInt64(0)) { $0 + $1.chargedBytes }
-            if already + charge > limit {
-                throw PhyrError(ENOMEM, "ring_register_ranges: io_uring would charge \(byteCount(charge)) of locked memory "
-                                + "for \(k) buffers, and libphyr's registrations hold \(byteCount(already)) already; "
-                                + "RLIMIT_MEMLOCK is \(byteCount(limit))")
-            }
-        }
+        var charged = false
+        defer { if !charged { IoUringCharge.give(charge) } }
 
         let iovecs = units.map { phyr_iovec(base: $0.addr, len: $0.len) }
+        let direct = units.indices.filter { sources[$0] == nil }
         let slots: [Int]
         if isNew {
             let size = min(maxSlots, k + spare(k))
+            // Cloned slots start empty and get their buffers next.
+            var initial = iovecs
+            for i in units.indices where sources[i] != nil { initial[i] = phyr_iovec(base: 0, len: 0) }
             do {
-                try BufferTable.create(ring.fd, iovecs, size: size)
+                try BufferTable.create(ring.fd, initial, size: size)
             } catch {
                 throw kernelRefusal(error, "registering \(k) buffers", fd: ring.fd, charge: charge, creating: true)
             }
             ring.slots = SlotTable(size: size)
             ring.iovecs = Array(repeating: phyr_iovec(base: 0, len: 0), count: size)
             slots = Array(0..<k)
+            do throws(PhyrError) {
+                try cloneHeld(ring, slots: slots, sources: sources)
+            } catch {
+                try? BufferTable.destroy(ring.fd)
+                throw error
+            }
         } else {
             try ensureCapacity(&ring, for: k)
             s.rings[ringID] = ring  // the kernel's table has its new size whatever happens next
             guard let free = ring.slots.lowestFree(k) else {
                 throw PhyrError(ENOSPC, "ring_register_ranges: no room for \(k) buffers in the ring's table")
             }
-            try fill(ring, slots: free, iovecs: iovecs, charge: charge)
+            try fill(ring, slots: direct.map { free[$0] }, iovecs: direct.map { iovecs[$0] }, charge: charge)
+            do throws(PhyrError) {
+                try cloneHeld(ring, slots: free, sources: sources)
+            } catch {
+                for r in SlotTable.runs(free) {
+                    _ = BufferTable.update(ring.fd, offset: r.lowerBound,
+                                           Array(repeating: phyr_iovec(base: 0, len: 0), count: r.count))
+                }
+                throw error
+            }
             slots = free
         }
 
@@ -235,6 +254,7 @@ enum Registrar {
         ring.hugeCharged = hugeCharged
         ring.chargedBytes += charge
         s.rings[ringID] = ring
+        charged = true
 
         let serial = s.nextSerial
         s.nextSerial += 1
@@ -247,6 +267,26 @@ enum Registrar {
         RegistrationHandles.publish(index, slot: handleSlot)
         ok = true
         return UInt(handle)
+    }
+
+    /// Clones the held buffers `sources` names into their `slots` of the
+    /// ring, one call per run of consecutive slots of one holder ring.  If
+    /// the clone is refused, the units are registered directly instead.
+    private static func cloneHeld(_ ring: RingState, slots: [Int], sources: [HeldBuffer?]) throws(PhyrError) {
+        var i = 0
+        while i < slots.count {
+            guard let first = sources[i] else { i += 1; continue }
+            var n = 1
+            while i + n < slots.count, let next = sources[i + n], next.ringFd == first.ringFd,
+                  next.slot == first.slot + n, slots[i + n] == slots[i] + n { n += 1 }
+            do throws(Errno) {
+                try BufferTable.clone(into: ring.fd, at: slots[i], from: first.ringFd, at: first.slot, count: n)
+            } catch {
+                let iovecs = (i..<(i + n)).compactMap { sources[$0].map { phyr_iovec(base: $0.unit.addr, len: $0.unit.len) } }
+                try fill(ring, slots: Array(slots[i..<(i + n)]), iovecs: iovecs, charge: 0)
+            }
+            i += n
+        }
     }
 
     /// The state of the ring behind `ringFd`, made on first use.  A state
@@ -423,8 +463,9 @@ enum Registrar {
 
             ring.slots.release(reg.slots)
             for i in reg.slots { ring.iovecs[i] = phyr_iovec(base: 0, len: 0) }
-            for span in reg.hugeSpans { _ = ring.hugeCharged.remove(span) }
+            LockCharge.release(reg.hugeSpans, ring: &ring.hugeCharged)
             ring.chargedBytes -= min(ring.chargedBytes, reg.charge)
+            IoUringCharge.give(reg.charge)
             ring.registrations.remove(slot)
             s.rings[reg.ring] = ring
             if ring.registrations.isEmpty {

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: MIT
+import CPhyr
+import Glibc
+import Synchronization
+
+/// One of libphyr's holder rings: an io_uring of its own whose buffer table
+/// is nothing but long-term pins.
+struct HolderRing: Sendable {
+    var fd: Int32
+    var identity: RingFiles.Identity?
+    var slots: SlotTable
+    /// Huge folios its table is charged for (see `LockCharge`).
+    var charged = CountedIntervalMap()
+}
+
+struct HolderState: Sendable {
+    var rings: [HolderRing] = []
+    var nextSerial: UInt64 = 1
+
+    /// A forked child holds nothing: the holder rings are the parent's (their
+    /// pins stay the parent's), and the child closes its copies of them --
+    /// those that still name the same ring.
+    func forChild() -> HolderState {
+        for ring in rings {
+            if let identity = ring.identity, (try? RingFiles.identity(ring.fd)) == identity { RingFiles.close(ring.fd) }
+        }
+        return HolderState()
+    }
+}
+
+/// The kernel's long-term pin, taken the one way an unprivileged process
+/// can: by registering the memory as fixed buffers in io_urings of
+/// libphyr's own (`pin_user_pages(FOLL_WRITE | FOLL_LONGTERM)`, one
+/// reference per folio where a buffer coalesces).
+///
+/// Holder rings are made on demand with tables of 64, 128, ... slots, up to
+/// the kernel's 16384, so their number stays logarithmic in the pins held:
+/// every new huge page a buffer brings makes the kernel walk every slot of
+/// its ring (the "already charged?" check), so a small table is fast, and
+/// a table is never grown (growing it by re-registering would drop the pins
+/// for a moment).  A pin's buffers go into the first ring with room.
+///
+/// The table's lock covers only slot bookkeeping; the registering itself
+/// runs outside it (the kernel serialises a ring's table on its own).
+enum Holder {
+    private static let state = ProcessLocal(HolderState()) { $0.forChild() }
+
+    static let firstTableSize = 64
+    static let maxSlots = Int(PHYR_IORING_MAX_REG_BUFFERS)
+
+    static func warm() { state.withLock { _ in } }
+
+    /// Registers `units` in holder rings, all or nothing.  `what` names the
+    /// memory for messages.
+    static func hold(_ units: [BufferUnit], what: String) throws(PhyrError) -> [HeldBuffer] {
+        guard !units.isEmpty else { return [] }
+        let planned = try reserve(units, what: what)
+        var done: [HeldBuffer] = []
+        for group in groupsByRing(planned) {
+            let iovecs = group.map { phyr_iovec(base: $0.unit.addr, len: $0.unit.len) }
+            var failure: (Errno, HeldBuffer)?
+            var at = 0
+            for run in SlotTable.runs(group.map(\.slot)) {
+                let (n, error) = BufferTable.update(group[at].ringFd, offset: run.lowerBound,
+                                                    Array(iovecs[at..<(at + run.count)]))
+                done += group[at..<(at + n)]
+                if let error { failure = (error, group[at + n]); break }
+                at += run.count
+            }
+            if let (error, buffer) = failure {
+                empty(done)
+                give(planned)
+                throw refusal(error, buffer, what: what)
+            }
+        }
+        return planned
+    }
+
+    /// Empties the slots of buffers no range holds any more: the kernel drops
+    /// its pins (after any I/O in flight on them, and not before a clone of
+    /// them in a caller's ring is gone too).
+    static func release(_ buffers: [HeldBuffer]) {
+        guard !buffers.isEmpty else { return }
+        let kept = empty(buffers)
+        give(buffers.filter { b in !kept.contains { $0.serial == b.serial } })
+    }
+
+    /// What the holder rings hold, for the tests' and the demo's eyes.
+    static func summary() -> (rings: Int, buffers: Int) {
+        state.withLock { s in (s.rings.count, s.rings.reduce(0) { $0 + $1.slots.used }) }
+    }
+
+    // MARK: steps
+
+    /// Slots and charge for `units`, under the lock; the kernel not yet asked.
+    private static func reserve(_ units: [BufferUnit], what: String) throws(PhyrError) -> [HeldBuffer] {
+        try state.withLock { s throws(PhyrError) -> [HeldBuffer] in
+            var out: [HeldBuffer] = []
+            var taken: [(ring: Int, slots: [Int], charged: CountedIntervalMap)] = []
+            var charge: UInt64 = 0
+            var rest = units[...]
+            while !rest.isEmpty {
+                let r = try ringWithRoom(&s, for: min(rest.count, maxSlots), what: what)
+                let n = min(rest.count, s.rings[r].slots.free)
+                let chunk = Array(rest.prefix(n))
+                rest = rest.dropFirst(n)
+                guard let slots = s.rings[r].slots.lowestFree(n) else { break }
+                var charged = s.rings[r].charged
+                for (u, slot) in zip(chunk, slots) {
+                    let c = LockCharge.charge([u], ring: &charged)
+                    out.append(HeldBuffer(serial: s.nextSerial, ringFd: s.rings[r].fd, slot: slot, unit: u,
+                                          charge: c.bytes, hugeSpans: c.hugeSpans))
+                    s.nextSerial += 1
+                    charge += c.bytes
+                }
+                s.rings[r].slots.take(slots, for: 1)
+                taken.append((r, slots, charged))
+            }
+            if let refusal = IoUringCharge.reserve(charge, for: "the kernel's long-term pin of \(what)") {
+                for t in taken { s.rings[t.ring].slots.release(t.slots) }
+                throw refusal
+            }
+            for t in taken { s.rings[t.ring].charged = t.charged }
+            return out
+        }
+    }
+
+    /// Gives back slots and charges of buffers whose slots are empty (or were
+    /// never filled).
+    private static func give(_ buffers: [HeldBuffer]) {
+        state.withLock { s in
+            for b in buffers {
+                guard let r = s.rings.firstIndex(where: { $0.fd == b.ringFd }) else { continue }
+                s.rings[r].slots.release([b.slot])
+                LockCharge.release(b.hugeSpans, ring: &s.rings[r].charged)
+            }
+        }
+        IoUringCharge.give(buffers.reduce(0) { $0 + $1.charge })
+    }
+
+    /// Empties the buffers' slots; returns those the kernel would not empty
+    /// (their slots stay taken: never reused under a pin the kernel keeps).
+    @discardableResult
+    private static func empty(_ buffers: [HeldBuffer]) -> [HeldBuffer] {
+        var kept: [HeldBuffer] = []
+        for group in groupsByRing(buffers) {
+            var at = 0
+            for run in SlotTable.runs(group.map(\.slot)) {
+                let (n, error) = BufferTable.update(group[at].ringFd, offset: run.lowerBound,
+                                                    Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
+                if error != nil { kept += group[(at + n)..<(at + run.count)] }
+                at += run.count
+            }
+        }
+        return kept
+    }
+
+    /// Buffers grouped by ring, each group sorted by slot (as `SlotTable.runs`
+    /// returns runs).
+    private static func groupsByRing(_ buffers: [HeldBuffer]) -> [[HeldBuffer]] {
+        var byRing: [Int32: [HeldBuffer]] = [:]
+        for b in buffers { byRing[b.ringFd, default: []].append(b) }
+        return byRing.values.map { $0.sorted { $0.slot < $1.slot } }
+    }
+
+    /// The first ring with a free slot, or a new one sized for `count` more.
+    private static func ringWithRoom(_ s: inout HolderState, for count: Int, what: String) throws(PhyrError) -> Int {
+        if let r = s.rings.firstIndex(where: { $0.slots.free >= count }) { return r }
+        let doubling = firstTableSize << min(s.rings.count, 8)
+        let size = min(maxSlots, max(doubling, count))
+        let fd: Int32
+        do { fd = try BufferTable.makeRing() } catch {
+            throw IoUringCharge.unavailable(error, doing: "PHYR_PIN_LONGTERM of \(what): making an io_uring to hold the pin")
+        }
+        do {
+            try BufferTable.create(fd, [], size: size)
+        } catch {
+            RingFiles.close(fd)
+            throw IoUringCharge.unavailable(error, doing: "PHYR_PIN_LONGTERM of \(what): making a buffer table of "
+                                            + "\(size) slots to hold the pin")
+        }
+        s.rings.append(HolderRing(fd: fd, identity: try? RingFiles.identity(fd), slots: SlotTable(size: size)))
+        return s.rings.count - 1
+    }
+
+    private static func refusal(_ e: Errno, _ b: HeldBuffer, what: String) -> PhyrError {
+        let piece = spanText(b.unit.addr..<b.unit.end)
+        switch e.code {
+        case ENOMEM:
+            var msg = "PHYR_PIN_LONGTERM of \(what): the kernel refused to pin \(piece): out of locked memory"
+            if let limit = Locker.lockLimit() {
+                msg += " (the kernel's charge for it is \(byteCount(b.charge)), RLIMIT_MEMLOCK is \(byteCount(limit)), "
+                    + "and io_uring counts every buffer of this user's processes against it)"
+            }
+            return PhyrError(ENOMEM, msg)
+        case EOPNOTSUPP:
+            return PhyrError(EOPNOTSUPP, "PHYR_PIN_LONGTERM of \(what): this kernel cannot long-term pin \(piece) "
+                             + "(its io_uring pins only anonymous, shmem and hugetlb memory)")
+        case EPERM, ENOSYS, EACCES:
+            return IoUringCharge.unavailable(e, doing: "PHYR_PIN_LONGTERM of \(what)")
+        default:
+            return PhyrError(e.code, "PHYR_PIN_LONGTERM of \(what): the kernel refused to pin \(piece): \(e)")
+        }
+    }
+}
+
+/// The bytes of RLIMIT_MEMLOCK io_uring charges for libphyr's buffers, held
+/// and registered alike: the kernel counts them per user, apart from mlock's
+/// count, and refuses only once its own count is past the limit.  libphyr
+/// checks first, to say how much and why.
+enum IoUringCharge {
+    private static let charged = Atomic<UInt64>(0)
+
+    static var total: UInt64 { charged.load(ordering: .relaxed) }
+
+    /// Counts `bytes` more; nil, or the refusal when the limit cannot take them.
+    static func reserve(_ bytes: UInt64, for what: String) -> PhyrError? {
+        guard bytes > 0 else { return nil }
+        let limit = Locker.mayLockPastLimit ? nil : Locker.lockLimit()
+        var old = charged.load(ordering: .relaxed)
+        while true {
+            let (new, overflow) = old.addingReportingOverflow(bytes)
+            if let limit, overflow || new > limit {
+                return PhyrError(ENOMEM, "io_uring would charge \(byteCount(bytes)) of locked memory for \(what), and "
+                                 + "libphyr's buffers hold \(byteCount(old)) already; RLIMIT_MEMLOCK is "
+                                 + "\(byteCount(limit)) (CAP_IPC_LOCK lifts it)")
+            }
+            let (done, seen) = charged.compareExchange(expected: old, desired: overflow ? UInt64.max : new,
+                                                       ordering: .relaxed)
+            if done { return nil }
+            old = seen
+        }
+    }
+
+    static func give(_ bytes: UInt64) {
+        guard bytes > 0 else { return }
+        var old = charged.load(ordering: .relaxed)
+        while true {
+            let (done, seen) = charged.compareExchange(expected: old, desired: old - min(old, bytes), ordering: .relaxed)
+            if done { return }
+            old = seen
+        }
+    }
+
+    /// io_uring refused outright: say whether the sysctl or a filter did.
+    static func unavailable(_ e: Errno, doing what: String) -> PhyrError {
+        switch e.code {
+        case EPERM, ENOSYS, EACCES:
+            let disabled = readNumber("/proc/sys/kernel/io_uring_disabled") ?? 0
+            let why = disabled == 2 ? "kernel.io_uring_disabled is 2: io_uring is off for every process"
+                : disabled == 1 ? "kernel.io_uring_disabled is 1: only root and kernel.io_uring_group may use io_uring"
+                : e.code == ENOSYS ? "io_uring is not in this kernel, or a seccomp filter hides it"
+                : "a seccomp filter (or an LSM) denies io_uring"
+            return PhyrError(EOPNOTSUPP, "\(what) needs io_uring, which is unavailable (\(e)): \(why)")
+        case EMFILE, ENFILE:
+            return PhyrError(e.code, "\(what): no file descriptor left for libphyr's holder io_uring (\(e))")
+        default:
+            return PhyrError(e.code, "\(what) failed: \(e)")
+        }
+    }
+}
