@@ -76,9 +76,11 @@ for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big t
 	run "$t [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
 done
 run "test_ring_big [pre-6.13 path: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"
+run "test_longterm [long-term ranges registered directly, not cloned]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_longterm"
+run "test_longterm [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/test_longterm"
 
 nouring="io_uring_setup,io_uring_enter,io_uring_register"
-for t in test_ring test_ring_big test_ring_threads test_seccomp; do
+for t in test_ring test_ring_big test_ring_threads test_seccomp test_longterm; do
 	must_skip "$t [io_uring denied by seccomp: skips]" "$bindir/deny" $nouring 1 "$bindir/$t"
 done
 for t in test_pin test_hostile test_remap test_fork; do
@@ -106,7 +108,8 @@ as_user() { # caps name program
 		env LD_LIBRARY_PATH="$work/stage/lib" "$work/bin/$prog"
 }
 for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring \
-	"$bindir"/test_hostile "$bindir"/test_remap "$bindir"/test_fork "$bindir"/test_populate "$bindir"/test_seccomp; do
+	"$bindir"/test_hostile "$bindir"/test_remap "$bindir"/test_fork "$bindir"/test_populate "$bindir"/test_seccomp \
+	"$bindir"/test_longterm; do
 	b=$(basename "$t")
 	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
 done
