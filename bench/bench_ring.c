@@ -7,6 +7,8 @@
 #include "bench.h"
 
 #include <liburing.h>
+#include <pthread.h>
+#include <sys/wait.h>
 
 static void row(const char *what, double ours, const char *unit, const char *base_name, double base, const char *target)
 {
@@ -247,13 +249,188 @@ static void throughput(struct io_uring *ring)
 	munmap(p, len);
 }
 
+/* ---- 5: PHYR_PIN_LONGTERM against the kernel's own floor for it. */
+static void longterm(struct io_uring *ring)
+{
+	for (int huge = 1; huge >= 0; huge--) {
+		char *p = alloc(GiB, huge);
+		struct iovec iov = { p, GiB };
+		int n = huge ? 9 : 3;
+		double ours[9], plain[9];
+		for (int i = 0; i < n; i++) {
+			phyr_t *r;
+			double t = now();
+			int rc = phyr_pin(p, GiB, PHYR_PIN_LONGTERM, &r);
+			if (rc)
+				die("phyr_pin(PHYR_PIN_LONGTERM)", rc);
+			ours[i] = now() - t;
+			phyr_unpin(r);
+			t = now();
+			if ((rc = io_uring_register_buffers(ring, &iov, 1)))
+				die("io_uring_register_buffers", rc);
+			plain[i] = now() - t;
+			io_uring_unregister_buffers(ring);
+		}
+		row(huge ? "PHYR_PIN_LONGTERM, 1 GiB THP" : "PHYR_PIN_LONGTERM, 1 GiB of 4 KiB pages", median(ours, n) * 1e3,
+		    "ms", "io_uring_register_buffers, same memory", median(plain, n) * 1e3,
+		    huge ? "<= 1.3x slower" : "<= 1.2x slower");
+		munmap(p, GiB);
+	}
+}
+
+/* ---- 6: registering a long-term range: the buffers are cloned. */
+static void clones(struct io_uring *ring)
+{
+	(void)ring;
+	char *p = alloc(GiB, 1), *q = alloc(GiB, 1);
+	phyr_t *r;
+	int rc = phyr_pin(p, GiB, PHYR_PIN_LONGTERM, &r);
+	if (rc)
+		die("phyr_pin(PHYR_PIN_LONGTERM)", rc);
+	struct iovec iov = { q, GiB };
+	enum { RINGS = 8, N = 5 };
+	struct io_uring rings[RINGS];
+	for (int k = 0; k < RINGS; k++)
+		if ((rc = io_uring_queue_init(8, &rings[k], 0)))
+			die("io_uring_queue_init", rc);
+	double one[N], one_plain[N], eight[N], eight_plain[N];
+	for (int i = 0; i < N; i++) {
+		ring_reg_t *regs[RINGS];
+		double t = now();
+		if ((rc = ring_register_ranges(&rings[0], &r, 1, 0, &regs[0])))
+			die("ring_register_ranges", rc);
+		one[i] = now() - t;
+		for (int k = 1; k < RINGS; k++)
+			if ((rc = ring_register_ranges(&rings[k], &r, 1, 0, &regs[k])))
+				die("ring_register_ranges", rc);
+		eight[i] = now() - t;
+		for (int k = 0; k < RINGS; k++)
+			ring_unregister_ranges(regs[k]);
+		t = now();
+		if ((rc = io_uring_register_buffers(&rings[0], &iov, 1)))
+			die("io_uring_register_buffers", rc);
+		one_plain[i] = now() - t;
+		for (int k = 1; k < RINGS; k++)
+			if ((rc = io_uring_register_buffers(&rings[k], &iov, 1)))
+				die("io_uring_register_buffers", rc);
+		eight_plain[i] = now() - t;
+		for (int k = 0; k < RINGS; k++)
+			io_uring_unregister_buffers(&rings[k]);
+	}
+	row("ring_register_ranges, long-term 1 GiB THP", median(one, N) * 1e3, "ms",
+	    "io_uring_register_buffers, perfect THP", median(one_plain, N) * 1e3, ">= 20x faster");
+	row("the same into 8 rings", median(eight, N) * 1e3, "ms", "8 io_uring_register_buffers", median(eight_plain, N) * 1e3,
+	    ">= 10x faster");
+	for (int k = 0; k < RINGS; k++)
+		io_uring_queue_exit(&rings[k]);
+	phyr_unpin(r);
+	munmap(p, GiB);
+	munmap(q, GiB);
+}
+
+/* fork() and the child's _exit, timed in the parent until fork returns. */
+static double fork_time(void)
+{
+	double t = now();
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	double d = now() - t;
+	if (pid < 0)
+		die("fork", errno);
+	waitpid(pid, NULL, 0);
+	return d;
+}
+
+/* ---- 7: fork() while 1 GiB is pinned. */
+static void forks(struct io_uring *ring)
+{
+	char *p = alloc(GiB, 1);
+	double nothing[9], dontfork[9];
+	for (int i = 0; i < 9; i++)
+		nothing[i] = fork_time();
+	phyr_t *r;
+	int rc = phyr_pin(p, GiB, PHYR_PIN_LONGTERM | PHYR_PIN_DONTFORK, &r);
+	if (rc)
+		die("phyr_pin(PHYR_PIN_LONGTERM | PHYR_PIN_DONTFORK)", rc);
+	for (int i = 0; i < 9; i++)
+		dontfork[i] = fork_time();
+	phyr_unpin(r);
+	struct iovec iov = { p, GiB };
+	if ((rc = io_uring_register_buffers(ring, &iov, 1)))
+		die("io_uring_register_buffers", rc);
+	double plain = fork_time(); /* seconds: once is enough */
+	io_uring_unregister_buffers(ring);
+	double d = median(dontfork, 9) * 1e3;
+	row("fork(), 1 GiB LONGTERM | DONTFORK", d, "ms", "fork(), 1 GiB io_uring_register_buffers", plain * 1e3,
+	    ">= 100x faster");
+	row("", d, "ms", "fork(), nothing pinned", median(nothing, 9) * 1e3, "<= 3x slower");
+	munmap(p, GiB);
+}
+
+/* ---- 8: two threads registering into rings of their own at once. */
+struct reg_job { struct io_uring ring; phyr_t *r; ring_reg_t *reg; };
+static void *register_job(void *arg)
+{
+	struct reg_job *j = arg;
+	int rc = ring_register_ranges(&j->ring, &j->r, 1, 0, &j->reg);
+	if (rc)
+		die("ring_register_ranges", rc);
+	return NULL;
+}
+
+static void parallel(struct io_uring *ring)
+{
+	(void)ring;
+	struct reg_job jobs[2];
+	for (int k = 0; k < 2; k++) {
+		char *p = alloc(GiB, 0);
+		int rc = phyr_pin(p, GiB, PHYR_PIN_WRITE, &jobs[k].r);
+		if (rc)
+			die("phyr_pin", rc);
+		if ((rc = io_uring_queue_init(8, &jobs[k].ring, 0)))
+			die("io_uring_queue_init", rc);
+	}
+	double both[3], serial[3];
+	for (int i = 0; i < 3; i++) {
+		double t = now();
+		for (int k = 0; k < 2; k++)
+			register_job(&jobs[k]);
+		serial[i] = now() - t;
+		for (int k = 0; k < 2; k++)
+			ring_unregister_ranges(jobs[k].reg);
+		pthread_t th[2];
+		t = now();
+		for (int k = 0; k < 2; k++)
+			pthread_create(&th[k], NULL, register_job, &jobs[k]);
+		for (int k = 0; k < 2; k++)
+			pthread_join(th[k], NULL);
+		both[i] = now() - t;
+		for (int k = 0; k < 2; k++)
+			ring_unregister_ranges(jobs[k].reg);
+	}
+	double b = median(both, 3), s = median(serial, 3);
+	char target[32];
+	snprintf(target, sizeof target, "<= 0.65x (%.2fx)", b / s);
+	row("2 threads, 1 GiB of 4 KiB each, own rings", b * 1e3, "ms", "the same one after the other", s * 1e3, target);
+	for (int k = 0; k < 2; k++) {
+		void *a;
+		size_t len;
+		phyr_range(jobs[k].r, &a, &len);
+		phyr_unpin(jobs[k].r);
+		io_uring_queue_exit(&jobs[k].ring);
+		munmap(a, len);
+	}
+}
+
 /* `bench_ring [ROW]`: every row, or only the one named (registration,
- * lookups, many_ranges, throughput). */
+ * lookups, many_ranges, throughput, longterm, clones, forks, parallel). */
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*run)(struct io_uring *); } rows[] = {
 		{ "registration", registration }, { "lookups", lookups }, { "many_ranges", many_ranges },
-		{ "throughput", throughput },
+		{ "throughput", throughput }, { "longterm", longterm }, { "clones", clones }, { "forks", forks },
+		{ "parallel", parallel },
 	};
 	struct io_uring ring;
 	int rc = io_uring_queue_init(64, &ring, 0);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import Synchronization
 
 /// What libphyr knows about one ring whose buffer table it owns.
 struct RingState {
@@ -19,6 +20,20 @@ struct RingState {
     /// each once per ring), and base-page bytes.
     var hugeCharged = CountedIntervalMap()
     var chargedBytes: UInt64 = 0
+    /// Serialises the kernel work on this ring's table, and only that: two
+    /// rings register at once, and the registrar's own lock is held only to
+    /// read and write the bookkeeping, never across a system call.
+    let gate = RingGate()
+}
+
+/// A ring's own lock (see `RingState.gate`).  Whoever holds it may change
+/// the ring's table and its `RingState`; lock order: gate, then the
+/// registrar's state.
+final class RingGate: Sendable {
+    private let mutex = Mutex(())
+    func run<R: Sendable, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        try mutex.withLock { (_: inout ()) throws(E) -> R in try body() }
+    }
 }
 
 struct Registration {
@@ -71,8 +86,10 @@ struct RegistrarState {
     }
 }
 
-/// ring_register_ranges and ring_unregister_ranges.  Slow path: one lock for
-/// all rings.  The lookup path never takes it.
+/// ring_register_ranges and ring_unregister_ranges.  The registrar's state
+/// has one lock, held only for bookkeeping; each ring's kernel work runs
+/// under that ring's gate, so registrations on different rings run at once.
+/// The lookup path takes neither.
 enum Registrar {
     private static let state = ProcessLocal(RegistrarState()) { $0.forChild() }
 
@@ -139,18 +156,32 @@ enum Registrar {
 
     private static func registerUnits(_ units: [BufferUnit], sources: [HeldBuffer?], ringFd: Int32,
                                       retained: [UInt64]) throws(PhyrError) -> UInt {
-        try state.withLock { s throws(PhyrError) -> UInt in
+        let handleSlot = try state.withLock { s throws(PhyrError) -> Int in
             guard let slot = s.freeHandleSlots.popLast() else {
                 throw PhyrError(ENOMEM, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live "
                                 + "already, the most a process may hold")
             }
-            do throws(PhyrError) {
-                return try registerLocked(&s, ringFd: ringFd, units: units, sources: sources, retained: retained,
-                                          handleSlot: slot)
-            } catch {
-                s.freeHandleSlots.append(slot)
-                throw error
+            return slot
+        }
+        do throws(PhyrError) {
+            while true {
+                let (ringID, gate) = try state.withLock { s throws(PhyrError) -> (UInt64, RingGate) in
+                    let id = try ringState(&s, ringFd: ringFd)
+                    guard let gate = s.rings[id]?.gate else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
+                    return (id, gate)
+                }
+                let handle = try gate.run { () throws(PhyrError) -> UInt? in
+                    // Forgotten while this call waited (its last registration
+                    // failed): look it up again.
+                    guard let ring = state.withLock({ $0.rings[ringID] }) else { return nil }
+                    return try registerOnRing(ring, ringID: ringID, units: units, sources: sources, retained: retained,
+                                              handleSlot: handleSlot)
+                }
+                if let handle { return handle }
             }
+        } catch {
+            state.withLock { $0.freeHandleSlots.append(handleSlot) }
+            throw error
         }
     }
 
@@ -181,14 +212,27 @@ enum Registrar {
         }
     }
 
-    private static func registerLocked(_ s: inout RegistrarState, ringFd: Int32, units: [BufferUnit],
-                                       sources: [HeldBuffer?], retained: [UInt64],
-                                       handleSlot: Int) throws(PhyrError) -> UInt {
-        let (ringID, isNew) = try ringState(&s, ringFd: ringFd)
-        guard var ring = s.rings[ringID] else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
+    /// The kernel work of one registration, under the ring's gate; the
+    /// bookkeeping is written back under the state's lock whatever happens
+    /// (a grown table stays grown), and a ring left with no table and no
+    /// registration is forgotten.
+    private static func registerOnRing(_ start: RingState, ringID: UInt64, units: [BufferUnit], sources: [HeldBuffer?],
+                                       retained: [UInt64], handleSlot: Int) throws(PhyrError) -> UInt {
+        var ring = start
+        let isNew = ring.slots.size == 0
         var ok = false
         defer {
-            if !ok && isNew { forget(&s, ringID) }
+            if !ok {
+                let final = ring
+                let forgotten = state.withLock { s -> Int32? in
+                    if isNew && final.slots.size == 0 && final.registrations.isEmpty {
+                        return forget(&s, ringID)
+                    }
+                    s.rings[ringID] = final
+                    return nil
+                }
+                if let fd = forgotten { RingFiles.close(fd) }
+            }
         }
 
         let k = units.count
@@ -220,8 +264,6 @@ enum Registrar {
             } catch {
                 throw kernelRefusal(error, "registering \(k) buffers", fd: ring.fd, charge: charge, creating: true)
             }
-            ring.slots = SlotTable(size: size)
-            ring.iovecs = Array(repeating: phyr_iovec(base: 0, len: 0), count: size)
             slots = Array(0..<k)
             do throws(PhyrError) {
                 try cloneHeld(ring, slots: slots, sources: sources)
@@ -229,9 +271,10 @@ enum Registrar {
                 try? BufferTable.destroy(ring.fd)
                 throw error
             }
+            ring.slots = SlotTable(size: size)
+            ring.iovecs = Array(repeating: phyr_iovec(base: 0, len: 0), count: size)
         } else {
-            try ensureCapacity(&ring, for: k)
-            s.rings[ringID] = ring  // the kernel's table has its new size whatever happens next
+            try ensureCapacity(&ring, for: k)  // the kernel's table has its new size whatever happens next
             guard let free = ring.slots.lowestFree(k) else {
                 throw PhyrError(ENOSPC, "ring_register_ranges: no room for \(k) buffers in the ring's table")
             }
@@ -253,20 +296,23 @@ enum Registrar {
         ring.registrations.insert(handleSlot)
         ring.hugeCharged = hugeCharged
         ring.chargedBytes += charge
-        s.rings[ringID] = ring
         charged = true
-
-        let serial = s.nextSerial
-        s.nextSerial += 1
-        let handle = RegistrationHandles.handle(slot: handleSlot, serial: serial)
-        let index = s.indexPool.take(for: units.count)
-        index.fill(handle: handle, units: units, slots: slots, coalescing: KernelFeatures.shared.coalescing)
-        s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
-                                                   index: index, serial: serial,
-                                                   hugeSpans: hugeSpans, charge: charge)
-        RegistrationHandles.publish(index, slot: handleSlot)
         ok = true
-        return UInt(handle)
+        let done = ring
+        let coalescing = KernelFeatures.shared.coalescing
+        return state.withLock { s -> UInt in
+            s.rings[ringID] = done
+            let serial = s.nextSerial
+            s.nextSerial += 1
+            let handle = RegistrationHandles.handle(slot: handleSlot, serial: serial)
+            let index = s.indexPool.take(for: units.count)
+            index.fill(handle: handle, units: units, slots: slots, coalescing: coalescing)
+            s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
+                                                       index: index, serial: serial,
+                                                       hugeSpans: hugeSpans, charge: charge)
+            RegistrationHandles.publish(index, slot: handleSlot)
+            return UInt(handle)
+        }
     }
 
     /// Clones the held buffers `sources` names into their `slots` of the
@@ -292,7 +338,7 @@ enum Registrar {
     /// The state of the ring behind `ringFd`, made on first use.  A state
     /// whose ring the caller has exited stays for its own registrations, and
     /// a new ring behind the reused fd number gets a state of its own.
-    private static func ringState(_ s: inout RegistrarState, ringFd: Int32) throws(PhyrError) -> (UInt64, Bool) {
+    private static func ringState(_ s: inout RegistrarState, ringFd: Int32) throws(PhyrError) -> UInt64 {
         var identity: RingFiles.Identity?
         if RingFiles.inodesTellRingsApart(ringFd) {
             let me: RingFiles.Identity
@@ -308,12 +354,12 @@ enum Registrar {
             // Inode numbers come back after 2^32 of them; where kcmp is
             // allowed it confirms the match.
             if let id = s.ringByIdentity[me], let ring = s.rings[id], RingFiles.sameFile(ring.fd, ringFd) != false {
-                return (id, false)
+                return id
             }
         } else if let id = s.ringByFd[ringFd], let ring = s.rings[id] {
             switch RingFiles.sameFile(ring.fd, ringFd) {
             case true?:
-                return (id, false)
+                return id
             case false?:
                 s.ringByFd[ringFd] = nil
             case nil:
@@ -334,15 +380,16 @@ enum Registrar {
         s.nextRing += 1
         s.rings[id] = RingState(fd: dup, identity: identity, slots: SlotTable(size: 0), iovecs: [])
         if let identity { s.ringByIdentity[identity] = id } else { s.ringByFd[ringFd] = id }
-        return (id, true)
+        return id
     }
 
-    /// Drops ring `id`'s state and closes libphyr's duplicate of it.
-    private static func forget(_ s: inout RegistrarState, _ id: UInt64) {
-        guard let ring = s.rings.removeValue(forKey: id) else { return }
-        RingFiles.close(ring.fd)
+    /// Drops ring `id`'s state; returns libphyr's duplicate of its fd, for
+    /// the caller to close outside the state's lock.
+    private static func forget(_ s: inout RegistrarState, _ id: UInt64) -> Int32? {
+        guard let ring = s.rings.removeValue(forKey: id) else { return nil }
         if let identity = ring.identity, s.ringByIdentity[identity] == id { s.ringByIdentity[identity] = nil }
         for (fd, r) in s.ringByFd where r == id { s.ringByFd[fd] = nil }
+        return ring.fd
     }
 
     private static func ensureCapacity(_ ring: inout RingState, for k: Int) throws(PhyrError) {
@@ -440,13 +487,18 @@ enum Registrar {
     // MARK: unregister
 
     static func unregister(_ handle: UnsafeRawPointer?) throws(PhyrError) {
-        let freed: [UInt64] = try state.withLock { s throws(PhyrError) -> [UInt64] in
+        func live(_ s: RegistrarState) throws(PhyrError) -> (slot: Int, reg: Registration, ring: RingState) {
             guard let handle, let (slot, serial) = RegistrationHandles.decode(UInt(bitPattern: handle)),
-                  let reg = s.registrations[slot], reg.serial == serial,
-                  var ring = s.rings[reg.ring] else {
+                  let reg = s.registrations[slot], reg.serial == serial, let ring = s.rings[reg.ring] else {
                 throw PhyrError(EINVAL, "ring_unregister_ranges: \(describe(handle)) is not a live registration: "
                                 + s.absence(of: handle).reason)
             }
+            return (slot, reg, ring)
+        }
+        let gate = try state.withLock { s throws(PhyrError) -> RingGate in try live(s).ring.gate }
+        let freed = try gate.run { () throws(PhyrError) -> [UInt64] in
+            // Asked again under the gate: another thread may have taken it.
+            let (slot, reg, ring) = try state.withLock { s throws(PhyrError) in try live(s) }
             for run in SlotTable.runs(reg.slots) {
                 let (_, error) = BufferTable.update(ring.fd, offset: run.lowerBound,
                                                     Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
@@ -455,24 +507,30 @@ enum Registrar {
                                     + "failed: \(error)")
                 }
             }
-            RegistrationHandles.withdraw(slot: slot)
-            reg.index.retire()
-            s.indexPool.give(reg.index)
-            s.registrations[slot] = nil
-            s.freeHandleSlots.append(slot)
-
-            ring.slots.release(reg.slots)
-            for i in reg.slots { ring.iovecs[i] = phyr_iovec(base: 0, len: 0) }
-            LockCharge.release(reg.hugeSpans, ring: &ring.hugeCharged)
-            ring.chargedBytes -= min(ring.chargedBytes, reg.charge)
-            IoUringCharge.give(reg.charge)
-            ring.registrations.remove(slot)
-            s.rings[reg.ring] = ring
-            if ring.registrations.isEmpty {
-                // The table was ours and is empty: give the ring back as found.
+            let last = ring.registrations == [slot]
+            if last {
+                // The table was ours and is empty: give the ring back as
+                // found, before any other call can see the ring again.
                 try? BufferTable.destroy(ring.fd)
-                forget(&s, reg.ring)
             }
+            let closing = state.withLock { s -> Int32? in
+                RegistrationHandles.withdraw(slot: slot)
+                reg.index.retire()
+                s.indexPool.give(reg.index)
+                s.registrations[slot] = nil
+                s.freeHandleSlots.append(slot)
+                if last { return forget(&s, reg.ring) }
+                var r = ring
+                r.slots.release(reg.slots)
+                for i in reg.slots { r.iovecs[i] = phyr_iovec(base: 0, len: 0) }
+                LockCharge.release(reg.hugeSpans, ring: &r.hugeCharged)
+                r.chargedBytes -= min(r.chargedBytes, reg.charge)
+                r.registrations.remove(slot)
+                s.rings[reg.ring] = r
+                return nil
+            }
+            IoUringCharge.give(reg.charge)
+            if let fd = closing { RingFiles.close(fd) }
             return reg.retained
         }
         for id in freed { try? Pinner.unpin(id) }
