@@ -8,7 +8,10 @@
  * libphyr registers it by (which buffers coalesce, how many kernel entries
  * each costs, the lock charge), registers it, reads a generated file into it
  * through fixed buffers with the data checked, and times the registration
- * against plain io_uring_register_buffers() of the same memory.
+ * against plain io_uring_register_buffers() of the same memory.  Then pins
+ * it long-term (the kernel's own pin), registers it into 4 rings by cloning,
+ * times fork() with and without PHYR_PIN_DONTFORK, and (as root) shows that
+ * compaction moves none of its physical pages.
  *
  *   make demo            or   ./demo [size in MiB]
  */
@@ -21,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +59,57 @@ static void die(const char *what, int rc)
 {
 	fprintf(stderr, "demo: %s: %s\n  %s\n", what, strerror(rc < 0 ? -rc : rc), phyr_last_error());
 	exit(1);
+}
+
+/* VmPin of /proc/self/status: memory the kernel holds pinned, in bytes. */
+static uint64_t vmpin(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long long kb = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmPin: %llu", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb * 1024;
+}
+
+static double fork_ms(void)
+{
+	double t = now_ms();
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	double d = now_ms() - t;
+	if (pid < 0)
+		die("fork", errno);
+	waitpid(pid, NULL, 0);
+	return d;
+}
+
+/* Pages of r whose physical address pagemap now reports differently from
+ * phyr_segs (one check per page of each segment's page size). */
+static uint64_t moved_pages(phyr_t *r, uint64_t *checked)
+{
+	struct phyr_seg segs[8192];
+	int n = phyr_segs(r, segs, 8192), fd = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t moved = 0;
+	*checked = 0;
+	for (int i = 0; i < n && i < 8192 && fd >= 0; i++) {
+		uint64_t step = UINT64_C(1) << segs[i].page_shift;
+		for (uint64_t at = segs[i].addr; at < segs[i].addr + segs[i].len; at = (at & ~(step - 1)) + step) {
+			uint64_t e = 0;
+			if (pread(fd, &e, 8, (off_t)(at / 4096 * 8)) != 8)
+				break;
+			uint64_t phys = (e & ((UINT64_C(1) << 55) - 1)) * 4096 + at % 4096;
+			moved += phys != segs[i].phys + (at - segs[i].addr);
+			(*checked)++;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return moved;
 }
 
 static uint64_t word(uint64_t off) { return off * 0x9e3779b97f4a7c15ULL ^ 0x5eed; }
@@ -237,6 +293,55 @@ int main(int argc, char **argv)
 	       (unsigned long long)(iov.iov_len / 4096), ratio);
 	if (size > 1024 * MiB)
 		printf("(plain registration timed on the first GiB: the kernel takes at most 1 GiB per buffer)\n");
+
+	/* ---- the kernel's own pin: PHYR_PIN_LONGTERM, shared by 4 rings */
+	int phys = geteuid() == 0;
+	uint64_t pin0 = vmpin();
+	t = now_ms();
+	if ((rc = phyr_pin(buf, size, PHYR_PIN_LONGTERM | PHYR_PIN_DONTFORK | (phys ? PHYR_PIN_PHYS : 0), &r)))
+		die("phyr_pin(PHYR_PIN_LONGTERM)", rc);
+	double lt_ms = now_ms() - t;
+	uint64_t held = vmpin() - pin0;
+	printf("\nPHYR_PIN_LONGTERM | PHYR_PIN_DONTFORK: %.2f ms; the kernel holds %s pinned (VmPin), nothing mlocked\n",
+	       lt_ms, size_text(held, a, sizeof a));
+	struct io_uring rings[4];
+	ring_reg_t *regs[4];
+	double per_ring[4];
+	for (int i = 0; i < 4; i++) {
+		if ((rc = io_uring_queue_init(8, &rings[i], 0)))
+			die("io_uring_queue_init", rc);
+		t = now_ms();
+		if ((rc = ring_register_ranges(&rings[i], &r, 1, 0, &regs[i])))
+			die("ring_register_ranges", rc);
+		per_ring[i] = now_ms() - t;
+	}
+	printf("registered into 4 rings: %.3f, %.3f, %.3f, %.3f ms (io_uring_register_buffers: %.2f ms per ring); "
+	       "VmPin %s %s\n", per_ring[0], per_ring[1], per_ring[2], per_ring[3], plain_ms,
+	       vmpin() - pin0 <= held + 64 * 1024 ? "unchanged:" : "grew (this kernel re-pins):",
+	       size_text(vmpin() - pin0, a, sizeof a));
+	double dontfork_ms = fork_ms();
+	if (phys) {
+		uint64_t checked, before = moved_pages(r, &checked);
+		int cfd = open("/proc/sys/vm/compact_memory", O_WRONLY);
+		if (cfd >= 0 && write(cfd, "1\n", 2) == 2) {
+			uint64_t moved = moved_pages(r, &checked);
+			printf("echo 1 > /proc/sys/vm/compact_memory: %llu of %llu pinned pages moved (%llu before)\n",
+			       (unsigned long long)moved, (unsigned long long)checked, (unsigned long long)before);
+		}
+		if (cfd >= 0)
+			close(cfd);
+	}
+	for (int i = 0; i < 4; i++) {
+		ring_unregister_ranges(regs[i]);
+		io_uring_queue_exit(&rings[i]);
+	}
+	phyr_unpin(r);
+	if ((rc = phyr_pin(buf, size, PHYR_PIN_LONGTERM, &r)))
+		die("phyr_pin(PHYR_PIN_LONGTERM)", rc);
+	double copy_ms = fork_ms();
+	phyr_unpin(r);
+	printf("fork() while it is pinned: %.2f ms with PHYR_PIN_DONTFORK, %.1f ms without (the kernel copies "
+	       "pinned pages for the child)\n", dontfork_ms, copy_ms);
 
 	io_uring_queue_exit(&ring);
 	close(fd);

@@ -195,7 +195,7 @@ enum Holder {
             return PhyrError(ENOMEM, msg)
         case EOPNOTSUPP:
             return PhyrError(EOPNOTSUPP, "PHYR_PIN_LONGTERM of \(what): this kernel cannot long-term pin \(piece) "
-                             + "(its io_uring pins only anonymous, shmem and hugetlb memory)")
+                             + "(its io_uring pins only anonymous, shmem and hugetlb memory, no other file-backed memory)")
         case EPERM, ENOSYS, EACCES:
             return IoUringCharge.unavailable(e, doing: "PHYR_PIN_LONGTERM of \(what)")
         default:
