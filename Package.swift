@@ -13,10 +13,14 @@ let package = Package(
         // Plain C: the public header (a link to include/phyr.h), the kernel UAPI
         // Bookworm's headers lack, thread-local storage.
         .target(name: "CPhyr"),
+        // The pure core: no system call, no C, no Glibc -- the planner, the
+        // counted interval map, the pin table, the reading of kernel answers.
+        // A target of its own, so its purity is the compiler's to enforce.
+        .target(name: "PhyrCore"),
         .target(
             name: "Phyr",
-            dependencies: ["CPhyr"]
+            dependencies: ["CPhyr", "PhyrCore"]
         ),
-        .testTarget(name: "PhyrTests", dependencies: ["Phyr"]),
+        .testTarget(name: "PhyrTests", dependencies: ["Phyr", "PhyrCore"]),
     ]
 )

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 @Suite struct BackingTests {
     static let M: UInt64 = 1 << 20

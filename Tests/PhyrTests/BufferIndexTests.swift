@@ -3,6 +3,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 /// The lookup index's seqlock, alone: one writer rewrites a block as fast as
 /// it can while readers read it whole.  Every answer a reader gets must be

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 /// The counted interval map against a per-unit array of counts.
 @Suite struct CountedIntervalMapTests {

@@ -3,6 +3,7 @@ import CPhyr
 import Glibc
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 /// The kernel edges against the real kernel: each modern interface and its
 /// fallback must describe the same memory the same way.
@@ -193,7 +194,7 @@ import Testing
             #expect(run.phys != physUnknown)
             let first = Int((run.start - base) / 4096)
             let pages = Int((run.end - run.start) / 4096)
-            let pfns = entries[first..<(first + pages)].map { ($0 & PageScanner.entryPFNMask) << 12 }
+            let pfns = entries[first..<(first + pages)].map { ($0 & Pagemap.pfnMask) << 12 }
             #expect(pfns == (0..<pages).map { run.phys + UInt64($0) * 4096 })
         }
     }

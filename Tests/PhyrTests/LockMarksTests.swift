@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 /// Reading libphyr's lock mark out of smaps VmFlags lines, as kernels print them.
 @Suite struct LockMarksTests {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 /// Long-term ranges in the pin table: held buffers shared by references and
 /// split halves, released exactly when the last range holding one goes; and

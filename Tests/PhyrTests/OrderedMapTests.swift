@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 @Suite struct OrderedMapTests {
     @Test(arguments: 0..<20)

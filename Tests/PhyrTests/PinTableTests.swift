@@ -3,6 +3,7 @@ import CPhyr
 import Glibc
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 /// The pin table's lock instructions, replayed on a model of the kernel's
 /// lock state: every lock must land on unlocked memory, every unlock on

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import Testing
 @testable import Phyr
+@testable import PhyrCore
 
 /// The planner on synthetic layouts, against the rules as the design states
 /// them and against a brute-force minimum.

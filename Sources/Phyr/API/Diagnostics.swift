@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 /// Built once from the header's macros, so the two cannot disagree; never
 /// written after, so sharing it between threads is safe.

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
+import PhyrCore
 
 // Every entry point runs inside the fork guard (Sources/CPhyr/fork.c), whole:
 // a fork() waits for calls in flight and lets none start, so a child never

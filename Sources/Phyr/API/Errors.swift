@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 /// Records `error` as this thread's last error and returns its -errno.
 func fail(_ error: PhyrError) -> Int32 {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 // The C entry points for pins: validate, convert, call, map errors.  Their C
 // signatures live in include/phyr.h; @implementation makes the compiler check

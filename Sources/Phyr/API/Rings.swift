@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 // The C entry points for io_uring buffers: validate, convert, call, map errors.
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 /// A ring's fixed-buffer table, one io_uring_register(2) call per operation.
 /// Every call goes through libphyr's own duplicate of the ring's fd, so the

@@ -2,6 +2,7 @@
 import CPhyr
 import Glibc
 import Synchronization
+import PhyrCore
 
 /// Which kernel interfaces to use, one switch per interface, each probed
 /// once: the ioctls start on and are turned off for good by the kernel's own

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 /// mlock/munlock, the lock probe and populating, over page-aligned ranges.
 enum Locker {

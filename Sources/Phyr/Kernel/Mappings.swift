@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 /// The VMAs under a span of addresses: PROCMAP_QUERY, one ioctl per VMA and
 /// independent of how many mappings the process has; before 6.11, a parse of

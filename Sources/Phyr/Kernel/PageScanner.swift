@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 /// What backs each page of a span: PAGEMAP_SCAN (one ioctl returns merged
 /// regions, no privilege needed), or on older kernels /proc/self/pagemap read
@@ -58,27 +59,14 @@ enum PageScanner {
         return out
     }
 
-    // /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst)
-    static let entryPresent: UInt64 = 1 << 63
-    static let entryFile: UInt64 = 1 << 61
-    static let entryPFNMask: UInt64 = (1 << 55) - 1
-
     /// The fallback: one pagemap entry per page.  Huge pages are not marked in
     /// pagemap, so a fully present 2 MiB-aligned block counts as one when smaps
     /// says the VMA has PMD-mapped memory and, where PFNs are visible, the block
-    /// is physically contiguous and aligned.  Without PFNs it is a best guess;
-    /// locking still rounds to whole blocks, so no huge mapping is split.
+    /// is physically contiguous and aligned (`Pagemap.regions`).  Without PFNs
+    /// it is a best guess; locking still rounds to whole blocks, so no huge
+    /// mapping is split.
     static func pagemapEntries(_ span: Range<UInt64>, mappings: [Mapping]) throws(Errno) -> [ScanRegion] {
         var out: [ScanRegion] = []
-        func append(_ r: ScanRegion) {
-            if var last = out.last, last.end == r.start, last.present == r.present, last.huge == r.huge,
-               last.file == r.file, last.zeroPage == r.zeroPage {
-                last.end = r.end
-                out[out.count - 1] = last
-            } else {
-                out.append(r)
-            }
-        }
         let hugeSize: UInt64 = 1 << UInt64(pmdPageShift)
         for m in mappings where !m.noFolio {
             let lo = max(m.start, span.lowerBound), hi = min(m.end, span.upperBound)
@@ -88,42 +76,9 @@ enum PageScanner {
             let thp = !m.isHugetlb && m.pmdMappedBytes > 0
             let from = thp ? max(m.start, alignDown(lo, hugeSize)) : lo
             let to = thp ? min(m.end, alignUp(hi, hugeSize)) : hi
-            let entries = try readEntries(from..<to)
-            func entry(_ a: UInt64) -> UInt64 { entries[Int((a - from) / basePageSize)] }
-            var a = lo
-            while a < hi {
-                let block = alignDown(a, hugeSize)
-                let blockEnd = min(block + hugeSize, hi)
-                if thp, block >= m.start, block + hugeSize <= m.end {
-                    let first = Int((block - from) / basePageSize)
-                    if looksLikeHugePage(entries[first..<(first + Int(hugeSize / basePageSize))]) {
-                        append(ScanRegion(start: a, end: blockEnd, present: true, huge: true,
-                                          file: entry(a) & entryFile != 0, zeroPage: false))
-                        a = blockEnd
-                        continue
-                    }
-                }
-                // Page by page to the block's end, one region per change.
-                while a < blockEnd {
-                    let e = entry(a)
-                    let present = e & entryPresent != 0
-                    append(ScanRegion(start: a, end: a + basePageSize, present: present,
-                                      huge: m.isHugetlb && present, file: e & entryFile != 0, zeroPage: false))
-                    a += basePageSize
-                }
-            }
+            Pagemap.regions(try readEntries(from..<to), from: from, lo, hi, in: m, thp: thp, into: &out)
         }
         return out
-    }
-
-    private static func looksLikeHugePage(_ e: ArraySlice<UInt64>) -> Bool {
-        guard let first = e.first, e.allSatisfy({ $0 & entryPresent != 0 }) else { return false }
-        let pfn0 = first & entryPFNMask
-        if pfn0 == 0 { return true }  // PFNs hidden: trust smaps' total
-        let pagesPerBlock = UInt64(e.count)
-        guard pfn0 % pagesPerBlock == 0 else { return false }
-        for (i, x) in e.enumerated() where x & entryPFNMask != pfn0 + UInt64(i) { return false }
-        return true
     }
 
     /// The pagemap entry of the page at `address`, through pagemap's `fd`.
@@ -163,7 +118,7 @@ enum PhysicalAddresses {
         var probe: UInt64 = 0
         let here = withUnsafeMutablePointer(to: &probe) { UInt64(UInt(bitPattern: $0)) }
         let fd = try ProcFiles.shared.descriptor(.pagemap)
-        return try PageScanner.readEntry(here, fd: fd) & PageScanner.entryPFNMask != 0
+        return try PageScanner.readEntry(here, fd: fd) & Pagemap.pfnMask != 0
     }
 
     /// Splits runs where physical contiguity breaks and fills in `phys`.
@@ -178,35 +133,17 @@ enum PhysicalAddresses {
             if size == basePageSize {
                 let entries = try PageScanner.readEntries(page..<alignUp(run.end, size))
                 for e in entries {
-                    emit(run, page, size, e, into: &out)
+                    Pagemap.appendPhysical(run, page: page, size: size, entry: e, into: &out)
                     page += size
                 }
             } else {
                 while page < run.end {
-                    emit(run, page, size, try PageScanner.readEntry(page, fd: fd), into: &out)
+                    Pagemap.appendPhysical(run, page: page, size: size, entry: try PageScanner.readEntry(page, fd: fd),
+                                           into: &out)
                     page += size
                 }
             }
         }
         return out
-    }
-
-    private static func emit(_ run: BackingRun, _ page: UInt64, _ size: UInt64, _ entry: UInt64,
-                             into out: inout [BackingRun]) {
-        let lo = max(page, run.start), hi = min(page + size, run.end)
-        let pfn = entry & PageScanner.entryPFNMask
-        let phys = (entry & PageScanner.entryPresent != 0 && pfn != 0)
-            ? (pfn << UInt64(basePageShift)) + (lo - page) : physUnknown
-        if var last = out.last, last.end == lo, last.pageShift == run.pageShift, last.flags == run.flags,
-           last.phys != physUnknown, phys != physUnknown, last.phys + (last.end - last.start) == phys {
-            last.end = hi
-            out[out.count - 1] = last
-        } else {
-            var piece = run
-            piece.start = lo
-            piece.end = hi
-            piece.phys = phys
-            out.append(piece)
-        }
     }
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 import Glibc
+import PhyrCore
 
 /// Descriptors for /proc/self/maps and /proc/self/pagemap, opened once.
 /// They describe the mm of the process that opened them, so a forked child

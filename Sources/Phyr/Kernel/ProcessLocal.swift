@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Synchronization
+import PhyrCore
 
 /// State that every thread of this process shares and that a forked child
 /// must not inherit: the pin table, the registrations, the descriptors.

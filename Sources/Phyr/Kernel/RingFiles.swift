@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrCore
 
 /// The io_uring files libphyr holds: its own duplicate of each ring it has
 /// buffers in, and how to tell whether a caller's descriptor still names

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 import Glibc
+import PhyrCore
 
 /// An errno value, as the kernel edge reports failure to the rest of the code.
 struct Errno: Error, Equatable, Sendable {

@@ -2,6 +2,7 @@
 import CPhyr
 import Glibc
 import Synchronization
+import PhyrCore
 
 /// One of libphyr's holder rings: an io_uring of its own whose buffer table
 /// is nothing but long-term pins.

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 import Glibc
+import PhyrCore
 
 /// Pin flags, as `phyr.h` defines them (checked by the tests).
 enum PinFlag {

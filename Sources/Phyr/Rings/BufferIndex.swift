@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Synchronization
+import PhyrCore
 
 /// The buffers of one registration, laid out for `ring_reg_lookup`: sorted
 /// starts, ends, slot numbers, page shifts and flags in one raw block, so a

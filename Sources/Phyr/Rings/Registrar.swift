@@ -2,6 +2,7 @@
 import CPhyr
 import Glibc
 import Synchronization
+import PhyrCore
 
 /// What libphyr knows about one ring whose buffer table it owns.
 struct RingState {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /// Why a handle a caller passed is not live.
-enum Absence: Error, Equatable, Sendable {
+package enum Absence: Error, Equatable, Sendable {
     /// Made by this process and released since.
     case released
     /// Made before this process was forked, by its parent: handles do not
@@ -10,7 +10,7 @@ enum Absence: Error, Equatable, Sendable {
     case foreign
 
     /// The end of a sentence "X is not a live range: ...".
-    var reason: String {
+    package var reason: String {
         switch self {
         case .released: "it was released already"
         case .parents: "it belongs to the parent process (a child of fork() starts with none of its "

@@ -5,12 +5,12 @@
 /// ring's table for a buffer that already holds its head.  Buffers cloned
 /// from another ring are charged nothing, but they are in the table, so a
 /// huge page they hold counts as charged for the ring's later buffers.
-enum LockCharge {
+package enum LockCharge {
     /// The charge for putting `units` into a ring whose charged huge pages are
     /// `charged`; `cloned(i)` says whether unit `i` is cloned.  Returns the
     /// bytes and the huge spans added to `charged`, which releasing the
     /// buffers removes again.
-    static func charge(_ units: [BufferUnit], cloned: (Int) -> Bool = { _ in false },
+    package static func charge(_ units: [BufferUnit], cloned: (Int) -> Bool = { _ in false },
                        ring charged: inout CountedIntervalMap) -> (bytes: UInt64, hugeSpans: [Range<UInt64>]) {
         var bytes: UInt64 = 0
         var spans: [Range<UInt64>] = []
@@ -28,7 +28,7 @@ enum LockCharge {
     }
 
     /// Gives back the huge spans `charge` added.
-    static func release(_ spans: [Range<UInt64>], ring charged: inout CountedIntervalMap) {
+    package static func release(_ spans: [Range<UInt64>], ring charged: inout CountedIntervalMap) {
         for s in spans { _ = charged.remove(s) }
     }
 }

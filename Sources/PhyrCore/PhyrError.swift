@@ -1,23 +1,23 @@
 // SPDX-License-Identifier: MIT
 /// A failure as the C caller sees it: an errno and a sentence for
 /// `phyr_last_error()` that names the address, mapping or limit at fault.
-struct PhyrError: Error, Sendable {
-    var code: Int32
-    var message: String
+package struct PhyrError: Error, Sendable {
+    package var code: Int32
+    package var message: String
 
-    init(_ code: Int32, _ message: String) {
+    package init(_ code: Int32, _ message: String) {
         self.code = code
         self.message = message
     }
 }
 
 /// `0x7f12_3456_7000` style, as /proc/self/maps prints addresses.
-func hex(_ x: UInt64) -> String { "0x" + String(x, radix: 16) }
+package func hex(_ x: UInt64) -> String { "0x" + String(x, radix: 16) }
 
-func spanText(_ r: Range<UInt64>) -> String { "[\(hex(r.lowerBound)), \(hex(r.upperBound)))" }
+package func spanText(_ r: Range<UInt64>) -> String { "[\(hex(r.lowerBound)), \(hex(r.upperBound)))" }
 
 /// Bytes in the largest binary unit that keeps a whole part: "8 MiB", "4.5 KiB".
-func byteCount(_ n: UInt64) -> String {
+package func byteCount(_ n: UInt64) -> String {
     let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
     var unit = 0
     var scale: UInt64 = 1

@@ -5,13 +5,13 @@
 ///
 /// The standard library has no ordered map, and the pin table needs one whose
 /// cost grows with the number of live ranges, never with bytes.
-struct OrderedMap {
+package struct OrderedMap {
     private struct Node {
-        var key: UInt64
-        var value: Int64
-        var priority: UInt64
-        var left: Int32
-        var right: Int32
+        package var key: UInt64
+        package var value: Int64
+        package var priority: UInt64
+        package var left: Int32
+        package var right: Int32
     }
 
     private static let none: Int32 = -1
@@ -19,13 +19,13 @@ struct OrderedMap {
     private var freeSlots: [Int32] = []
     private var root: Int32 = OrderedMap.none
     private var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init() {}
+    package init() {}
 
     // MARK: queries
 
-    subscript(key: UInt64) -> Int64? {
+    package subscript(key: UInt64) -> Int64? {
         var t = root
         while t != Self.none {
             let n = nodes[Int(t)]
@@ -36,7 +36,7 @@ struct OrderedMap {
     }
 
     /// The entry with the greatest key `<= key`.
-    func floor(_ key: UInt64) -> (key: UInt64, value: Int64)? {
+    package func floor(_ key: UInt64) -> (key: UInt64, value: Int64)? {
         var best: (key: UInt64, value: Int64)?
         var t = root
         while t != Self.none {
@@ -48,7 +48,7 @@ struct OrderedMap {
     }
 
     /// The entry with the greatest key `< key`.
-    func lower(_ key: UInt64) -> (key: UInt64, value: Int64)? {
+    package func lower(_ key: UInt64) -> (key: UInt64, value: Int64)? {
         var best: (key: UInt64, value: Int64)?
         var t = root
         while t != Self.none {
@@ -59,7 +59,7 @@ struct OrderedMap {
     }
 
     /// The entry with the least key `> key`.
-    func higher(_ key: UInt64) -> (key: UInt64, value: Int64)? {
+    package func higher(_ key: UInt64) -> (key: UInt64, value: Int64)? {
         var best: (key: UInt64, value: Int64)?
         var t = root
         while t != Self.none {
@@ -70,7 +70,7 @@ struct OrderedMap {
     }
 
     /// All entries in key order (for tests and diagnostics).
-    var entries: [(key: UInt64, value: Int64)] {
+    package var entries: [(key: UInt64, value: Int64)] {
         var out: [(key: UInt64, value: Int64)] = []
         out.reserveCapacity(count)
         var stack: [Int32] = []
@@ -87,7 +87,7 @@ struct OrderedMap {
     // MARK: updates
 
     /// Sets the value of `key`, inserting it if absent.
-    mutating func set(_ key: UInt64, _ value: Int64) {
+    package mutating func set(_ key: UInt64, _ value: Int64) {
         var t = root
         while t != Self.none {
             if nodes[Int(t)].key == key { nodes[Int(t)].value = value; return }
@@ -101,7 +101,7 @@ struct OrderedMap {
 
     /// Removes `key`; returns whether it was present.
     @discardableResult
-    mutating func remove(_ key: UInt64) -> Bool {
+    package mutating func remove(_ key: UInt64) -> Bool {
         guard self[key] != nil else { return false }
         root = erase(root, key)
         count -= 1

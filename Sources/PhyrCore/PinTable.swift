@@ -1,46 +1,73 @@
 // SPDX-License-Identifier: MIT
 /// One live pinned range.
-struct PinnedRange: Sendable {
-    var range: Range<UInt64>
+package struct PinnedRange: Sendable {
+    package var range: Range<UInt64>
     /// Whole folios covering `range`: what this pin holds locked.
-    var lockInterval: Range<UInt64>
+    package var lockInterval: Range<UInt64>
     /// The parts of `lockInterval` mlock applies to (see `Backing.lockablePieces`).
-    var lockable: [Range<UInt64>]
-    var segments: ContiguousArray<Segment>
-    var pinFlags: UInt32
+    package var lockable: [Range<UInt64>]
+    package var segments: ContiguousArray<Segment>
+    package var pinFlags: UInt32
     /// Where the lock ends when that is also where its mapping ended, with
     /// nothing mapped after it, at pin time: the one place mremap(2) can grow
     /// the locked mapping in place (and the kernel locks the growth).
-    var growableEnd: UInt64? = nil
+    package var growableEnd: UInt64? = nil
     /// What the memory was at pin time: anonymous, and which files.  A
     /// release that finds its lock gone looks for it only among these.
-    var anonymous: Bool = true
-    var files: Set<FileKey> = []
+    package var anonymous: Bool = true
+    package var files: Set<FileKey> = []
     /// PHYR_PIN_LONGTERM: the buffers of libphyr's holder rings whose kernel
     /// pins hold the range's folios, in address order.  Shared by the
     /// range's references (a registration's, the halves of a split), each
     /// emptied when the last range holding it goes.
-    var held: [HeldBuffer] = []
+    package var held: [HeldBuffer] = []
     /// PHYR_PIN_DONTFORK: the folio extents MADV_DONTFORK covers for it.
-    var dontfork: [Range<UInt64>] = []
+    package var dontfork: [Range<UInt64>] = []
 
     /// PHYR_PIN_LONGTERM: held, not locked.
-    var isLongterm: Bool = false
+    package var isLongterm: Bool = false
+
+    package init(range: Range<UInt64>, lockInterval: Range<UInt64>, lockable: [Range<UInt64>],
+                 segments: ContiguousArray<Segment>, pinFlags: UInt32, growableEnd: UInt64? = nil,
+                 anonymous: Bool = true, files: Set<FileKey> = [], held: [HeldBuffer] = [],
+                 dontfork: [Range<UInt64>] = [], isLongterm: Bool = false) {
+        self.range = range
+        self.lockInterval = lockInterval
+        self.lockable = lockable
+        self.segments = segments
+        self.pinFlags = pinFlags
+        self.growableEnd = growableEnd
+        self.anonymous = anonymous
+        self.files = files
+        self.held = held
+        self.dontfork = dontfork
+        self.isLongterm = isLongterm
+    }
 }
 
 /// A fixed buffer in one of libphyr's holder rings: the kernel's long-term
 /// pin (FOLL_PIN | FOLL_LONGTERM) of the unit's memory, one reference per
 /// folio where the unit coalesces.
-struct HeldBuffer: Equatable, Sendable {
+package struct HeldBuffer: Equatable, Sendable {
     /// Unique in the process, never reused.
-    var serial: UInt64
-    var ringFd: Int32
-    var slot: Int
-    var unit: BufferUnit
+    package var serial: UInt64
+    package var ringFd: Int32
+    package var slot: Int
+    package var unit: BufferUnit
     /// What the kernel charged for it, and the huge spans that charge counts
     /// in its ring (see `LockCharge`).
-    var charge: UInt64
-    var hugeSpans: [Range<UInt64>]
+    package var charge: UInt64
+    package var hugeSpans: [Range<UInt64>]
+
+    package init(serial: UInt64, ringFd: Int32, slot: Int, unit: BufferUnit, charge: UInt64,
+                 hugeSpans: [Range<UInt64>]) {
+        self.serial = serial
+        self.ringFd = ringFd
+        self.slot = slot
+        self.unit = unit
+        self.charge = charge
+        self.hugeSpans = hugeSpans
+    }
 }
 
 /// The library's registry of live ranges and the lock counts behind them.
@@ -48,10 +75,10 @@ struct HeldBuffer: Equatable, Sendable {
 /// Pure bookkeeping: it says which memory to lock or unlock and the caller
 /// makes the syscalls, so every counting rule is testable without a kernel.
 /// Handles are never reused: a released or foreign handle is always caught.
-struct PinTable {
+package struct PinTable {
     /// Handles are ids tagged into non-canonical x86-64/arm64 addresses, so no
     /// real pointer a caller might pass by mistake can ever match one.
-    static let handleTag: UInt64 = 0x8000_0000_0000_0000
+    package static let handleTag: UInt64 = 0x8000_0000_0000_0000
 
     private var live: [UInt64: PinnedRange] = [:]
     private var coverage = CountedIntervalMap()
@@ -64,12 +91,12 @@ struct PinTable {
     /// are its parent's, never live here.
     private var inheritedBelow: UInt64 = 0
 
-    init() {}
+    package init() {}
 
     /// The table a forked child starts with: no ranges (mlock is not
     /// inherited), and ids that go on from the parent's, so the child tells
     /// the parent's handles from its own.
-    func forChild() -> PinTable {
+    package func forChild() -> PinTable {
         var child = PinTable()
         child.nextID = nextID
         child.inheritedBelow = nextID
@@ -77,33 +104,33 @@ struct PinTable {
     }
 
     /// Why `id` is not live; nil when it is.
-    func absence(of id: UInt64) -> Absence? {
+    package func absence(of id: UInt64) -> Absence? {
         if live[id] != nil { return nil }
         if id >= nextID || id == 0 { return .foreign }
         return id < inheritedBelow ? .parents : .released
     }
 
     /// How many live ranges hold `address` locked.
-    func coverage(at address: UInt64) -> Int64 { coverage.coverage(at: address) }
+    package func coverage(at address: UInt64) -> Int64 { coverage.coverage(at: address) }
 
-    var count: Int { live.count }
-    var lockBoundaries: Int { coverage.boundaryCount }
-    var coveredRuns: [(range: Range<UInt64>, count: Int64)] { coverage.coveredRuns }
+    package var count: Int { live.count }
+    package var lockBoundaries: Int { coverage.boundaryCount }
+    package var coveredRuns: [(range: Range<UInt64>, count: Int64)] { coverage.coveredRuns }
 
-    static func handle(for id: UInt64) -> UInt { UInt(handleTag | id) }
+    package static func handle(for id: UInt64) -> UInt { UInt(handleTag | id) }
 
-    static func id(forHandle handle: UInt) -> UInt64? {
+    package static func id(forHandle handle: UInt) -> UInt64? {
         let raw = UInt64(handle)
         guard raw & handleTag != 0, raw & 0x7FFF_0000_0000_0000 == 0 else { return nil }
         return raw & ~handleTag
     }
 
-    func range(_ id: UInt64) -> PinnedRange? { live[id] }
+    package func range(_ id: UInt64) -> PinnedRange? { live[id] }
 
     /// Adds a range; returns its id, the memory that must now be locked, and
     /// the extents that must now be MADV_DONTFORK.  A long-term range locks
     /// nothing: its held buffers pin it.
-    mutating func insert(_ pin: PinnedRange) -> (id: UInt64, lock: [Range<UInt64>], dontfork: [Range<UInt64>]) {
+    package mutating func insert(_ pin: PinnedRange) -> (id: UInt64, lock: [Range<UInt64>], dontfork: [Range<UInt64>]) {
         let id = nextID
         nextID += 1
         live[id] = pin
@@ -115,19 +142,19 @@ struct PinTable {
     }
 
     /// How many live ranges share held buffer `serial`.
-    func references(toHeld serial: UInt64) -> Int { heldRefs[serial] ?? 0 }
+    package func references(toHeld serial: UInt64) -> Int { heldRefs[serial] ?? 0 }
 
     /// How many live PHYR_PIN_DONTFORK ranges cover `address`.
-    func dontforkCoverage(at address: UInt64) -> Int64 { dontforkCoverage.coverage(at: address) }
+    package func dontforkCoverage(at address: UInt64) -> Int64 { dontforkCoverage.coverage(at: address) }
 
     /// Replaces the description of live range `id` (with physical addresses).
-    mutating func describe(_ id: UInt64, segments: ContiguousArray<Segment>) {
+    package mutating func describe(_ id: UInt64, segments: ContiguousArray<Segment>) {
         live[id]?.segments = segments
     }
 
     /// Another reference to live range `id`: a new id over the same memory
     /// that keeps it locked on its own.  Nil when `id` is not live.
-    mutating func retain(_ id: UInt64) -> UInt64? {
+    package mutating func retain(_ id: UInt64) -> UInt64? {
         guard let pin = live[id] else { return nil }
         let (copy, lock, dontfork) = insert(pin)
         assert(lock.isEmpty && dontfork.isEmpty, "a live range's memory is already locked and marked")
@@ -136,23 +163,23 @@ struct PinTable {
 
     /// Removes a range; returns the memory that must now be unlocked, or nil
     /// when `id` is not live.
-    mutating func remove(_ id: UInt64) -> [Range<UInt64>]? {
+    package mutating func remove(_ id: UInt64) -> [Range<UInt64>]? {
         removeRange(id)?.freed
     }
 
     /// What removing a range leaves to undo in the kernel.
-    struct Removal {
-        var range: PinnedRange
+    package struct Removal {
+        package var range: PinnedRange
         /// Memory no live range locks any more.
-        var freed: [Range<UInt64>]
+        package var freed: [Range<UInt64>]
         /// Extents no live PHYR_PIN_DONTFORK range covers any more.
-        var doFork: [Range<UInt64>]
+        package var doFork: [Range<UInt64>]
         /// Held buffers no live range shares any more: empty their slots.
-        var unheld: [HeldBuffer]
+        package var unheld: [HeldBuffer]
     }
 
     /// Removes a range; nil when `id` is not live.
-    mutating func removeRange(_ id: UInt64) -> Removal? {
+    package mutating func removeRange(_ id: UInt64) -> Removal? {
         guard let pin = live.removeValue(forKey: id) else { return nil }
         // The pin's own intervals are covered while it is live, so these cannot fail.
         let freed = pin.isLongterm ? [] : coverage.remove(pin.lockInterval) ?? []
@@ -172,7 +199,7 @@ struct PinTable {
         return gone
     }
 
-    enum SplitError: Error, Equatable {
+    package enum SplitError: Error, Equatable {
         case notLive(Absence), offsetOutside(length: UInt64)
         /// The buffers given for a long-term split are not the ones the range
         /// needs now (another thread split it meanwhile).
@@ -184,7 +211,7 @@ struct PinTable {
     /// both hold the folio at the cut -- nil where a half can share the
     /// buffer itself (the folio runs to the buffer's end, or from its start).
     /// Nil when the cut falls between buffers (on a folio boundary).
-    static func heldCut(_ pin: PinnedRange, at cut: UInt64) -> (index: Int, head: BufferUnit?, tail: BufferUnit?)? {
+    package static func heldCut(_ pin: PinnedRange, at cut: UInt64) -> (index: Int, head: BufferUnit?, tail: BufferUnit?)? {
         guard let i = pin.held.firstIndex(where: { $0.unit.addr < cut && cut < $0.unit.end }) else { return nil }
         let u = pin.held[i].unit
         let folio = Backing.folio(at: cut, in: pin.segments)
@@ -203,7 +230,7 @@ struct PinTable {
     /// one the cut lies inside: `heldHead` and `heldTail` replace it there,
     /// as `heldCut` asked for them (both nil when it asked for none).
     /// Returns the tail's id and the held buffers no range shares any more.
-    mutating func split(_ id: UInt64, at offset: UInt64, heldHead: HeldBuffer? = nil,
+    package mutating func split(_ id: UInt64, at offset: UInt64, heldHead: HeldBuffer? = nil,
                         heldTail: HeldBuffer? = nil) throws(SplitError) -> (tail: UInt64, unheld: [HeldBuffer]) {
         guard let pin = live[id] else { throw .notLive(absence(of: id) ?? .foreign) }
         let length = UInt64(pin.range.count)
@@ -256,7 +283,7 @@ struct PinTable {
         return (tailID, unheld)
     }
 
-    static func clip(_ segs: ContiguousArray<Segment>, to r: Range<UInt64>) -> ContiguousArray<Segment> {
+    package static func clip(_ segs: ContiguousArray<Segment>, to r: Range<UInt64>) -> ContiguousArray<Segment> {
         var out = ContiguousArray<Segment>()
         for s in segs {
             let lo = max(s.addr, r.lowerBound), hi = min(s.end, r.upperBound)
@@ -268,12 +295,12 @@ struct PinTable {
     }
 
     /// The parts of `spans` (sorted, disjoint) that no live range covers.
-    func uncovered(_ spans: [Range<UInt64>]) -> [Range<UInt64>] {
+    package func uncovered(_ spans: [Range<UInt64>]) -> [Range<UInt64>] {
         Self.subtract(spans, coverage.coveredRuns.map(\.range))
     }
 
     /// `a` minus `b`, both sorted lists of disjoint intervals.
-    static func subtract(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
+    package static func subtract(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
         var out: [Range<UInt64>] = []
         var j = 0
         for r in a {
@@ -294,7 +321,7 @@ struct PinTable {
     }
 
     /// The intersection of two sorted lists of disjoint intervals.
-    static func intersect(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
+    package static func intersect(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
         var out: [Range<UInt64>] = []
         var i = 0, j = 0
         while i < a.count && j < b.count {

@@ -7,24 +7,24 @@
 /// (lock them), `remove` the pieces that went from 1 to 0 (unlock them).
 /// The map keeps no boundary whose count equals its predecessor's, so its size
 /// is at most two boundaries per live interval, whatever the bytes covered.
-struct CountedIntervalMap {
+package struct CountedIntervalMap {
     private var steps = OrderedMap()
 
-    init() {}
+    package init() {}
 
     /// Number of boundaries held (at most twice the number of live intervals).
-    var boundaryCount: Int { steps.count }
+    package var boundaryCount: Int { steps.count }
 
     /// True when nothing is covered.
-    var isEmpty: Bool { steps.count == 0 }
+    package var isEmpty: Bool { steps.count == 0 }
 
     /// How many intervals cover `address`.
-    func coverage(at address: UInt64) -> Int64 {
+    package func coverage(at address: UInt64) -> Int64 {
         steps.floor(address)?.value ?? 0
     }
 
     /// The covered pieces with their counts, in address order.
-    var coveredRuns: [(range: Range<UInt64>, count: Int64)] {
+    package var coveredRuns: [(range: Range<UInt64>, count: Int64)] {
         let e = steps.entries
         var out: [(range: Range<UInt64>, count: Int64)] = []
         for i in e.indices.dropLast() where e[i].value != 0 {
@@ -34,14 +34,14 @@ struct CountedIntervalMap {
     }
 
     /// Covers `interval` once more; returns the pieces that were uncovered.
-    mutating func add(_ interval: Range<UInt64>) -> [Range<UInt64>] {
+    package mutating func add(_ interval: Range<UInt64>) -> [Range<UInt64>] {
         adjust(interval, by: 1, reporting: 0)
     }
 
     /// Uncovers `interval` once; returns the pieces no longer covered.
     /// Returns nil and changes nothing when part of `interval` is not covered:
     /// a caller removing what it never added is a bug, never a negative count.
-    mutating func remove(_ interval: Range<UInt64>) -> [Range<UInt64>]? {
+    package mutating func remove(_ interval: Range<UInt64>) -> [Range<UInt64>]? {
         guard !interval.isEmpty else { return [] }
         if coverage(at: interval.lowerBound) < 1 { return nil }
         var k = interval.lowerBound

@@ -3,63 +3,86 @@
 /// segments and lock extents come out.  No syscalls here.
 
 /// `PHYR_SEG_*`, checked against the header by the tests.
-struct SegmentFlags: OptionSet, Hashable, Sendable {
-    let rawValue: UInt32
-    static let huge = SegmentFlags(rawValue: 0x1)
-    static let hugetlb = SegmentFlags(rawValue: 0x2)
-    static let shared = SegmentFlags(rawValue: 0x4)
-    static let noFolio = SegmentFlags(rawValue: 0x8)
+package struct SegmentFlags: OptionSet, Hashable, Sendable {
+    package let rawValue: UInt32
+    package init(rawValue: UInt32) { self.rawValue = rawValue }
+    package static let huge = SegmentFlags(rawValue: 0x1)
+    package static let hugetlb = SegmentFlags(rawValue: 0x2)
+    package static let shared = SegmentFlags(rawValue: 0x4)
+    package static let noFolio = SegmentFlags(rawValue: 0x8)
 }
 
-let basePageShift: UInt32 = 12
-let basePageSize: UInt64 = 1 << 12
+package let basePageShift: UInt32 = 12
+package let basePageSize: UInt64 = 1 << 12
 /// A PMD-mapped transparent huge page on x86-64 and arm64 with 4 KiB pages.
-let pmdPageShift: UInt32 = 21
-let physUnknown = UInt64.max
+package let pmdPageShift: UInt32 = 21
+package let physUnknown = UInt64.max
 
-@inline(__always) func alignDown(_ x: UInt64, _ size: UInt64) -> UInt64 { x & ~(size &- 1) }
+@inline(__always) package func alignDown(_ x: UInt64, _ size: UInt64) -> UInt64 { x & ~(size &- 1) }
 /// Rounds up; the caller guarantees `x + size - 1` does not overflow.
-@inline(__always) func alignUp(_ x: UInt64, _ size: UInt64) -> UInt64 { (x &+ size &- 1) & ~(size &- 1) }
+@inline(__always) package func alignUp(_ x: UInt64, _ size: UInt64) -> UInt64 { (x &+ size &- 1) & ~(size &- 1) }
 
 /// The file behind a mapping, as the kernel names it: the same memory
 /// wherever it is mapped (shmem and shared anonymous memory have one too).
-struct FileKey: Hashable, Sendable {
-    var major: UInt32
-    var minor: UInt32
-    var inode: UInt64
+package struct FileKey: Hashable, Sendable {
+    package var major: UInt32
+    package var minor: UInt32
+    package var inode: UInt64
+
+    package init(major: UInt32, minor: UInt32, inode: UInt64) {
+        self.major = major
+        self.minor = minor
+        self.inode = inode
+    }
 }
 
 /// One VMA, as far as pinning cares.
-struct Mapping: Equatable, Sendable {
-    var start: UInt64
-    var end: UInt64
-    var readable: Bool
-    var writable: Bool
-    var shared: Bool
+package struct Mapping: Equatable, Sendable {
+    package var start: UInt64
+    package var end: UInt64
+    package var readable: Bool
+    package var writable: Bool
+    package var shared: Bool
     /// The file behind it (page cache, shmem, hugetlbfs); nil for private
     /// anonymous memory.
-    var file: FileKey? = nil
-    var fileBacked: Bool { file != nil }
+    package var file: FileKey? = nil
+    package var fileBacked: Bool { file != nil }
     /// The VMA's kernel page size: 4 KiB, or the hugetlb page size.
-    var pageSize: UInt64
+    package var pageSize: UInt64
     /// The mapping has no folios (VM_PFNMAP / VM_IO), when the source says so.
-    var noFolio: Bool
+    package var noFolio: Bool
     /// Bytes of PMD-mapped huge pages in the VMA, when only smaps can tell
     /// where huge pages are (the fallback scanner); 0 otherwise.
-    var pmdMappedBytes: UInt64
-    var name: String
+    package var pmdMappedBytes: UInt64
+    package var name: String
     /// The VMA's MADV_HUGEPAGE / MADV_NOHUGEPAGE, when the source says
     /// (smaps' VmFlags `hg` / `nh`); nil when it does not.
-    var hugepageAdvice: HugepageAdvice? = nil
+    package var hugepageAdvice: HugepageAdvice? = nil
 
-    var isHugetlb: Bool { pageSize > basePageSize }
+    package var isHugetlb: Bool { pageSize > basePageSize }
+
+    package init(start: UInt64, end: UInt64, readable: Bool, writable: Bool, shared: Bool, file: FileKey? = nil,
+                 pageSize: UInt64, noFolio: Bool, pmdMappedBytes: UInt64, name: String,
+                 hugepageAdvice: HugepageAdvice? = nil) {
+        self.start = start
+        self.end = end
+        self.readable = readable
+        self.writable = writable
+        self.shared = shared
+        self.file = file
+        self.pageSize = pageSize
+        self.noFolio = noFolio
+        self.pmdMappedBytes = pmdMappedBytes
+        self.name = name
+        self.hugepageAdvice = hugepageAdvice
+    }
 }
 
-enum HugepageAdvice: Equatable, Sendable { case none, hugepage, noHugepage }
+package enum HugepageAdvice: Equatable, Sendable { case none, hugepage, noHugepage }
 
 /// How transparent huge pages are enabled for anonymous memory
 /// (/sys/kernel/mm/transparent_hugepage/enabled, and PR_SET_THP_DISABLE).
-enum THPMode: Equatable, Sendable { case always, madvise, never }
+package enum THPMode: Equatable, Sendable { case always, madvise, never }
 
 extension Mapping {
     /// Whether faulting in part `piece` of this mapping can map huge pages:
@@ -67,7 +90,7 @@ extension Mapping {
     /// extent inside the mapping that meets the piece.  Unknown advice, or
     /// file memory (shmem and page-cache THP follow other settings), answers
     /// yes.
-    func faultingMayMapHugePages(_ piece: Range<UInt64>, mode: THPMode) -> Bool {
+    package func faultingMayMapHugePages(_ piece: Range<UInt64>, mode: THPMode) -> Bool {
         if isHugetlb || noFolio { return false }
         guard !fileBacked, let advice = hugepageAdvice else { return true }
         switch (mode, advice) {
@@ -82,44 +105,72 @@ extension Mapping {
 }
 
 /// One region PAGEMAP_SCAN reported (or the fallback reconstructed).
-struct ScanRegion: Equatable, Sendable {
-    var start: UInt64
-    var end: UInt64
-    var present: Bool
-    var huge: Bool
-    var file: Bool
-    var zeroPage: Bool
+package struct ScanRegion: Equatable, Sendable {
+    package var start: UInt64
+    package var end: UInt64
+    package var present: Bool
+    package var huge: Bool
+    package var file: Bool
+    package var zeroPage: Bool
+
+    package init(start: UInt64, end: UInt64, present: Bool, huge: Bool, file: Bool, zeroPage: Bool) {
+        self.start = start
+        self.end = end
+        self.present = present
+        self.huge = huge
+        self.file = file
+        self.zeroPage = zeroPage
+    }
 }
 
 /// A run of uniformly backed memory; `phys` is the physical address of `start`
 /// and the run is physically contiguous, or `phys == physUnknown`.
-struct BackingRun: Equatable, Sendable {
-    var start: UInt64
-    var end: UInt64
-    var pageShift: UInt32
-    var flags: SegmentFlags
-    var phys: UInt64 = physUnknown
-    var present: Bool = true
-    var zeroPage: Bool = false
+package struct BackingRun: Equatable, Sendable {
+    package var start: UInt64
+    package var end: UInt64
+    package var pageShift: UInt32
+    package var flags: SegmentFlags
+    package var phys: UInt64 = physUnknown
+    package var present: Bool = true
+    package var zeroPage: Bool = false
 
-    var pageSize: UInt64 { 1 << UInt64(pageShift) }
+    package var pageSize: UInt64 { 1 << UInt64(pageShift) }
+
+    package init(start: UInt64, end: UInt64, pageShift: UInt32, flags: SegmentFlags, phys: UInt64 = physUnknown,
+                 present: Bool = true, zeroPage: Bool = false) {
+        self.start = start
+        self.end = end
+        self.pageShift = pageShift
+        self.flags = flags
+        self.phys = phys
+        self.present = present
+        self.zeroPage = zeroPage
+    }
 }
 
 /// `struct phyr_seg` as a Swift value.
-struct Segment: Equatable, Sendable {
-    var addr: UInt64
-    var len: UInt64
-    var phys: UInt64
-    var pageShift: UInt32
-    var flags: SegmentFlags
-    var end: UInt64 { addr + len }
+package struct Segment: Equatable, Sendable {
+    package var addr: UInt64
+    package var len: UInt64
+    package var phys: UInt64
+    package var pageShift: UInt32
+    package var flags: SegmentFlags
+    package var end: UInt64 { addr + len }
+
+    package init(addr: UInt64, len: UInt64, phys: UInt64, pageShift: UInt32, flags: SegmentFlags) {
+        self.addr = addr
+        self.len = len
+        self.phys = phys
+        self.pageShift = pageShift
+        self.flags = flags
+    }
 }
 
-enum Backing {
+package enum Backing {
     /// Turns scan regions over `span` into runs.  Addresses the scan did not
     /// report lie in VMAs it skips (VM_PFNMAP): memory with no folio.
     /// `mappings` must tile `span` in order.
-    static func classify(_ regions: [ScanRegion], span: Range<UInt64>,
+    package static func classify(_ regions: [ScanRegion], span: Range<UInt64>,
                          mappings: [Mapping]) -> [BackingRun] {
         var runs: [BackingRun] = []
         var mi = 0
@@ -183,7 +234,7 @@ enum Backing {
 
     /// The interval a pin of `range` must lock: whole folios at both ends, so
     /// that locking never cuts a huge mapping.  `runs` cover `range`.
-    static func lockInterval(_ runs: [BackingRun], range: Range<UInt64>) -> Range<UInt64> {
+    package static func lockInterval(_ runs: [BackingRun], range: Range<UInt64>) -> Range<UInt64> {
         guard let first = runs.first, let last = runs.last else { return range }
         let lo = alignDown(range.lowerBound, first.flags.contains(.noFolio) ? basePageSize : first.pageSize)
         let hi = alignUp(range.upperBound, last.flags.contains(.noFolio) ? basePageSize : last.pageSize)
@@ -193,7 +244,7 @@ enum Backing {
     /// The parts of `interval` that mlock must cover: everything with a folio
     /// except hugetlb memory, which is never swapped and which mlock ignores.
     /// With `hugetlb`, hugetlb memory too: the folio extents of a pin.
-    static func lockablePieces(_ runs: [BackingRun], interval: Range<UInt64>, hugetlb: Bool = false) -> [Range<UInt64>] {
+    package static func lockablePieces(_ runs: [BackingRun], interval: Range<UInt64>, hugetlb: Bool = false) -> [Range<UInt64>] {
         var out: [Range<UInt64>] = []
         for (i, r) in runs.enumerated() where !r.flags.contains(.noFolio) && (hugetlb || !r.flags.contains(.hugetlb)) {
             let lo = i == 0 ? interval.lowerBound : r.start
@@ -210,7 +261,7 @@ enum Backing {
     /// Maximal segments of `runs` clipped to `range`: adjacent runs merge when
     /// page size and flags agree and, where physical addresses are known, they
     /// continue each other physically.
-    static func segments(_ runs: [BackingRun], range: Range<UInt64>) -> ContiguousArray<Segment> {
+    package static func segments(_ runs: [BackingRun], range: Range<UInt64>) -> ContiguousArray<Segment> {
         var out = ContiguousArray<Segment>()
         for r in runs {
             let lo = max(r.start, range.lowerBound), hi = min(r.end, range.upperBound)
@@ -229,7 +280,7 @@ enum Backing {
     }
 
     /// The folio holding `address`, from the segments of a pinned range.
-    static func folio(at address: UInt64, in segments: ContiguousArray<Segment>) -> Range<UInt64> {
+    package static func folio(at address: UInt64, in segments: ContiguousArray<Segment>) -> Range<UInt64> {
         var lo = 0, hi = segments.count
         while lo < hi {
             let mid = (lo + hi) / 2

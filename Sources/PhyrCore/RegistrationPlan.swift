@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// What the running kernel's io_uring coalesces (io_uring/rsrc.c), as libphyr
 /// found by trying (`IoUringProbes.coalescing`).
-enum Coalescing: UInt8, Sendable {
+package enum Coalescing: UInt8, Sendable {
     /// Every 4 KiB page of a buffer is an entry of its own (Linux 6.2 and
     /// before; Debian 12's 6.1).
     case perPage = 1
@@ -13,20 +13,20 @@ enum Coalescing: UInt8, Sendable {
 }
 
 /// One fixed buffer the planner asks the kernel for.
-struct BufferUnit: Equatable, Sendable {
-    var addr: UInt64
-    var len: UInt64
-    var pageShift: UInt32
+package struct BufferUnit: Equatable, Sendable {
+    package var addr: UInt64
+    package var len: UInt64
+    package var pageShift: UInt32
 
-    var end: UInt64 { addr + len }
-    var pageSize: UInt64 { 1 << UInt64(pageShift) }
-    var isHuge: Bool { pageShift > basePageShift }
+    package var end: UInt64 { addr + len }
+    package var pageSize: UInt64 { 1 << UInt64(pageShift) }
+    package var isHuge: Bool { pageShift > basePageShift }
 
     /// The kernel holds the buffer as one entry per huge page.  Every huge
     /// unit the planner emits meets 6.11's rules (unless a folio is larger
     /// than a buffer may be); before, only a unit within one folio coalesces,
     /// and before 6.3 none does.
-    func coalesces(on kernel: Coalescing) -> Bool {
+    package func coalesces(on kernel: Coalescing) -> Bool {
         guard isHuge, len > 0 else { return false }
         switch kernel {
         case .perPage: return false
@@ -37,7 +37,7 @@ struct BufferUnit: Equatable, Sendable {
 
     /// What the kernel keeps for it: one bio_vec and one pin per folio when it
     /// coalesces, per 4 KiB page when it does not.
-    func kernelEntries(on kernel: Coalescing) -> UInt64 {
+    package func kernelEntries(on kernel: Coalescing) -> UInt64 {
         let size = coalesces(on: kernel) ? pageSize : basePageSize
         return (alignUp(end, size) - alignDown(addr, size)) / size
     }
@@ -45,14 +45,20 @@ struct BufferUnit: Equatable, Sendable {
     /// The memory RLIMIT_MEMLOCK is charged for: whole huge pages (charged
     /// once per ring, whether the buffer coalesces or not: io_uring accounts
     /// compound pages by their head), base pages one by one.
-    var chargeSpan: Range<UInt64> {
+    package var chargeSpan: Range<UInt64> {
         let size = isHuge ? pageSize : basePageSize
         return alignDown(addr, size)..<alignUp(end, size)
     }
 
     /// Bytes the kernel charges for it, before it notices huge pages it
     /// already charged in this ring.
-    var lockCharge: UInt64 { UInt64(chargeSpan.count) }
+    package var lockCharge: UInt64 { UInt64(chargeSpan.count) }
+
+    package init(addr: UInt64, len: UInt64, pageShift: UInt32) {
+        self.addr = addr
+        self.len = len
+        self.pageShift = pageShift
+    }
 }
 
 /// Segments in, buffer units out: the layout that lets the kernel hold every
@@ -65,18 +71,18 @@ struct BufferUnit: Equatable, Sendable {
 /// coalesce.  Overlapping and adjacent ranges of one page size merge, so no
 /// slot is spent twice.  Units come out in address order, which keeps the
 /// kernel's per-huge-page "already charged?" scan short.
-struct RegistrationPlan: Sendable {
+package struct RegistrationPlan: Sendable {
     /// The kernel's limit on one fixed buffer (io_validate_user_buf_range).
-    static let maxBufferLength: UInt64 = 1 << 30
+    package static let maxBufferLength: UInt64 = 1 << 30
 
-    enum Refusal: Error, Equatable {
+    package enum Refusal: Error, Equatable {
         /// Memory with no folio (VM_PFNMAP / VM_IO) cannot be a fixed buffer.
         case noFolio(Segment)
     }
 
-    private(set) var units: [BufferUnit] = []
+    package private(set) var units: [BufferUnit] = []
 
-    init(segments: [Segment], maxUnit: UInt64 = RegistrationPlan.maxBufferLength) throws(Refusal) {
+    package init(segments: [Segment], maxUnit: UInt64 = RegistrationPlan.maxBufferLength) throws(Refusal) {
         if let bad = segments.first(where: { $0.flags.contains(.noFolio) }) { throw .noFolio(bad) }
         for run in Self.uniformRuns(segments) {
             cut(run, maxUnit: maxUnit)
@@ -84,7 +90,7 @@ struct RegistrationPlan: Sendable {
     }
 
     /// Total of `kernelEntries` over all units.
-    func kernelEntries(on kernel: Coalescing) -> UInt64 { units.reduce(0) { $0 + $1.kernelEntries(on: kernel) } }
+    package func kernelEntries(on kernel: Coalescing) -> UInt64 { units.reduce(0) { $0 + $1.kernelEntries(on: kernel) } }
 
     private mutating func cut(_ run: (lo: UInt64, hi: UInt64, shift: UInt32), maxUnit: UInt64) {
         let folio: UInt64 = 1 << UInt64(run.shift)
@@ -105,7 +111,7 @@ struct RegistrationPlan: Sendable {
     /// Maximal runs of one page size covering the union of `segments`.  Where
     /// two descriptions of the same memory disagree, the smaller page size
     /// wins: a buffer planned as huge over base pages would not coalesce.
-    static func uniformRuns(_ segments: [Segment]) -> [(lo: UInt64, hi: UInt64, shift: UInt32)] {
+    package static func uniformRuns(_ segments: [Segment]) -> [(lo: UInt64, hi: UInt64, shift: UInt32)] {
         var events: [(at: UInt64, delta: Int, shift: UInt32)] = []
         events.reserveCapacity(segments.count * 2)
         for s in segments where s.len > 0 {
@@ -138,25 +144,25 @@ struct RegistrationPlan: Sendable {
 
 /// Which slots of a ring's buffer table hold what.  Slots are handed out
 /// lowest first, so units registered in address order get ascending indices.
-struct SlotTable: Sendable {
-    private(set) var size: Int
+package struct SlotTable: Sendable {
+    package private(set) var size: Int
     private var occupant: [UInt64?]  // registration id per slot
-    private(set) var used = 0
+    package private(set) var used = 0
     /// No slot below this is free: registering one buffer at a time into a
     /// full-ish table stays linear overall, not quadratic.
     private var firstFree = 0
 
-    init(size: Int) {
+    package init(size: Int) {
         self.size = size
         occupant = Array(repeating: nil, count: size)
     }
 
-    var free: Int { size - used }
+    package var free: Int { size - used }
 
-    func isFree(_ slot: Int) -> Bool { slot < size && occupant[slot] == nil }
+    package func isFree(_ slot: Int) -> Bool { slot < size && occupant[slot] == nil }
 
     /// The lowest `count` free slots, or nil when there are not that many.
-    func lowestFree(_ count: Int) -> [Int]? {
+    package func lowestFree(_ count: Int) -> [Int]? {
         guard count <= free else { return nil }
         var out: [Int] = []
         out.reserveCapacity(count)
@@ -167,7 +173,7 @@ struct SlotTable: Sendable {
         return out
     }
 
-    mutating func take(_ slots: [Int], for registration: UInt64) {
+    package mutating func take(_ slots: [Int], for registration: UInt64) {
         for s in slots where occupant[s] == nil {
             occupant[s] = registration
             used += 1
@@ -175,7 +181,7 @@ struct SlotTable: Sendable {
         while firstFree < size && occupant[firstFree] != nil { firstFree += 1 }
     }
 
-    mutating func release(_ slots: [Int]) {
+    package mutating func release(_ slots: [Int]) {
         for s in slots where s < size && occupant[s] != nil {
             occupant[s] = nil
             used -= 1
@@ -183,14 +189,14 @@ struct SlotTable: Sendable {
         }
     }
 
-    mutating func grow(to newSize: Int) {
+    package mutating func grow(to newSize: Int) {
         guard newSize > size else { return }
         occupant.append(contentsOf: repeatElement(nil, count: newSize - size))
         size = newSize
     }
 
     /// Consecutive runs of slot numbers, for batching kernel updates.
-    static func runs(_ slots: [Int]) -> [Range<Int>] {
+    package static func runs(_ slots: [Int]) -> [Range<Int>] {
         var out: [Range<Int>] = []
         for s in slots.sorted() {
             if let last = out.last, last.upperBound == s {
