@@ -101,7 +101,7 @@ enum IoUringProbes {
     /// What IORING_REGISTER_CLONE_BUFFERS can do here.
     enum CloneSupport: UInt8, Sendable {
         /// Whole tables at most (6.12), or nothing (before 6.12).
-        case none = 1
+        case unsupported = 1
         /// Offsets and IORING_REGISTER_DST_REPLACE (6.13), but the kernel
         /// drops the destination's buffers after the cloned slots (fixed in
         /// 6.19 and 6.18.3): good for growing a table, not for cloning into
@@ -134,12 +134,13 @@ enum IoUringProbes {
         let real = (try? BufferTable.create(src, [buffer], size: 2)) != nil && (try? BufferTable.create(dst, [empty, buffer], size: 2)) != nil
         if !real {
             _ = try? BufferTable.destroy(src); _ = try? BufferTable.destroy(dst)
-            guard (try? BufferTable.create(src, [], size: 2)) != nil, (try? BufferTable.create(dst, [], size: 2)) != nil else { return .none }
+            guard (try? BufferTable.create(src, [], size: 2)) != nil,
+                  (try? BufferTable.create(dst, [], size: 2)) != nil else { return nil }
         }
         do throws(Errno) {
             try BufferTable.clone(into: dst, at: 0, from: src, at: 0, count: 1)
         } catch {
-            return .none
+            return .unsupported
         }
         let kept = real ? RingFiles.bufferSlots(dst).map { $0.contains(1) } : nil
         // Unpinned now: a closed ring drops its buffers later, in a worker,

@@ -57,7 +57,7 @@ final class KernelFeatures: Sendable {
             "/proc/self/pagemap", UInt(PHYR_PAGEMAP_SCAN), size: MemoryLayout<phyr_pm_scan_arg>.size)
         procmapQuery = Atomic(procmap)
         pagemapScan = Atomic(pagemap)
-        cloneState = Atomic(forced.contains("clone") ? IoUringProbes.CloneSupport.none.rawValue : 0)
+        cloneState = Atomic(forced.contains("clone") ? IoUringProbes.CloneSupport.unsupported.rawValue : 0)
         coalescingByReleaseOnly = forced.contains("coalescing")
         basePage = sysconf(Int32(_SC_PAGESIZE))
         populateAdvice = basePage == Int(basePageSize) && !forced.contains("populate") && Self.kernelHasPopulateAdvice()
@@ -89,10 +89,10 @@ final class KernelFeatures: Sendable {
     /// What IORING_REGISTER_CLONE_BUFFERS can do (probed at first need).
     private var cloneSupport: IoUringProbes.CloneSupport {
         if let known = IoUringProbes.CloneSupport(rawValue: cloneState.load(ordering: .relaxed)) { return known }
-        guard let found = IoUringProbes.cloneWithOffsets() else { return .none }  // asked again next time
+        guard let found = IoUringProbes.cloneWithOffsets() else { return .unsupported }  // asked again next time
         cloneState.store(found.rawValue, ordering: .relaxed)
         switch found {
-        case .none: report("IORING_REGISTER_CLONE_BUFFERS with offsets no: tables grow by re-registering, "
+        case .unsupported: report("IORING_REGISTER_CLONE_BUFFERS with offsets no: tables grow by re-registering, "
                            + "long-term ranges are registered directly")
         case .losesFollowing: report("IORING_REGISTER_CLONE_BUFFERS with offsets yes, but it drops the slots after "
                                      + "a clone: tables grow by cloning, long-term ranges are registered directly")
@@ -103,14 +103,14 @@ final class KernelFeatures: Sendable {
     }
 
     /// Whether tables grow by cloning.
-    var cloneBuffers: Bool { cloneSupport != .none }
+    var cloneBuffers: Bool { cloneSupport != .unsupported }
 
     /// Whether a held buffer can be cloned into any slot of a ring's table.
     var cloneIntoSlots: Bool { cloneSupport == .offsets }
 
     /// Cloning failed where the probe said it works (a seccomp filter now
     /// denying the scratch ring, say): re-register from now on.
-    func stopCloning() { cloneState.store(IoUringProbes.CloneSupport.none.rawValue, ordering: .relaxed) }
+    func stopCloning() { cloneState.store(IoUringProbes.CloneSupport.unsupported.rawValue, ordering: .relaxed) }
 
     /// What the running kernel coalesces (probed at the first registration;
     /// by its release when the probe cannot run).  `PHYR_FORCE_FALLBACK=
