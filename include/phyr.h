@@ -172,6 +172,10 @@ struct ring_buf {
  * mappings (0.2 ms for a fork holding 1 GiB long-term pinned, instead of
  * seconds); a child that touches it gets SIGSEGV.  The extents end on folio
  * boundaries, so VMAs are split only where the pin's own lock splits them.
+ * Whole folios: a small range in a huge page marks the whole huge page.  As
+ * with locks, libphyr owns the DONTFORK state of memory it pins: the last
+ * such range covering an extent gives it back to fork (MADV_DOFORK), also
+ * if the caller had marked it by hand.
  */
 #define PHYR_PIN_DONTFORK 0x8u
 
@@ -238,7 +242,9 @@ PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
  * kernel's pins on the folios only it covered.  When the split point lies
  * inside one of the range's buffers, that buffer's two halves are pinned
  * anew (each up to the folio at the split point; pages already pinned do
- * not move) and the old one is released: a split then costs about as much
+ * not move) and the old one is released -- for a PHYR_PIN_PHYS range only
+ * once pagemap shows the halves hold the very pages pinned before (-EFAULT,
+ * the range left whole and held, where memory was replaced under the pin): a split then costs about as much
  * as pinning that buffer (at most 1 GiB), and can fail as phyr_pin can
  * (-ENOMEM for RLIMIT_MEMLOCK: the kernel charges the new halves' 4 KiB
  * pages before the old buffer's are given back).

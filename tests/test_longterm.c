@@ -379,6 +379,68 @@ static void split_inside_a_folio(void)
 	munmap(p, len);
 }
 
+/* A split of a PHYR_PIN_PHYS range whose memory was replaced under the pin
+ * must not drop the pins on the pages a device was told about. */
+static void split_refuses_replaced_memory(void)
+{
+	if (!has_cap(T_CAP_SYS_ADMIN)) {
+		fprintf(stderr, "SKIP part: physical addresses need CAP_SYS_ADMIN\n");
+		return;
+	}
+	size_t len = 64 * PAGE;
+	char *p = base_alloc(len);
+	uint64_t pin0 = vmpin_bytes();
+	phyr_t *r, *t;
+	CHECK_RC(phyr_pin(p, len, PHYR_PIN_LONGTERM | PHYR_PIN_PHYS, &r), 0);
+	CHECK(madvise(p + 20 * PAGE, PAGE, MADV_DONTNEED) == 0, "MADV_DONTNEED");
+	p[20 * PAGE] = 1; /* a new page there; the pinned one is still held */
+	CHECK_RC(phyr_split(r, 10 * PAGE + 5, &t), -EFAULT);
+	CHECK(strstr(phyr_last_error(), "no longer the page pinned"), "message: %s", phyr_last_error());
+	void *a;
+	size_t l;
+	CHECK_RC(phyr_range(r, &a, &l), 0);
+	CHECK(a == p && l == len, "a refused split changed the range");
+	check_held_exactly("after the refused split", U(p), U(p) + len, U(p), U(p) + len);
+	CHECK(vmpin_bytes() - pin0 == len, "VmPin grew by %" PRIu64 " after the refused split", vmpin_bytes() - pin0);
+	CHECK_RC(phyr_unpin(r), 0);
+	CHECK(vmpin_bytes() == pin0, "VmPin %" PRIu64 " after the unpin", vmpin_bytes());
+	munmap(p, len);
+}
+
+static int io_uring_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char link[64] = "", path[300];
+		snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+		n += readlink(path, link, sizeof link - 1) > 0 && strcmp(link, "anon_inode:[io_uring]") == 0;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void child_counts_rings(void *arg)
+{
+	(void)arg;
+	CHECK(io_uring_fds() == 0, "the child inherited %d of the parent's holder rings", io_uring_fds());
+}
+
+/* A child closes its copies of the holder rings at fork, so the parent's
+ * pins never outlive the parent in a child that never calls libphyr. */
+static void child_closes_holders(void)
+{
+	char *p = base_alloc(16 * PAGE);
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, 16 * PAGE, PHYR_PIN_LONGTERM, &r), 0);
+	CHECK(io_uring_fds() > 0, "no holder ring in the parent");
+	CHECK_CHILD(child_counts_rings, NULL);
+	CHECK_RC(phyr_unpin(r), 0);
+	munmap(p, 16 * PAGE);
+}
+
 static void registered_in_four_rings(void)
 {
 	size_t len = 16 * MiB;
@@ -609,6 +671,8 @@ int main(int argc, char **argv)
 	RUN(phys_stays_true);
 	RUN(unmapped_stays_held);
 	RUN(split_inside_a_folio);
+	RUN(split_refuses_replaced_memory);
+	RUN(child_closes_holders);
 	RUN(registered_in_four_rings);
 	RUN(dontfork);
 	RUN(errors);

@@ -113,6 +113,30 @@ static void note_inherited_rings(void)
 	closedir(d);
 }
 
+/* libphyr's holder rings (Holder.swift): a child closes its copies at once,
+ * so the parent's long-term pins never outlive the parent in a child that
+ * never calls libphyr.  Changed only inside the fork guard. */
+static int phyr_holder_fds[PHYR_HOLDERS_MAX];
+static int phyr_holder_count;
+
+void phyr_shim_holder_opened(int fd)
+{
+	if (phyr_holder_count < PHYR_HOLDERS_MAX)
+		phyr_holder_fds[phyr_holder_count++] = fd;
+}
+
+void phyr_shim_holders_forgotten(void)
+{
+	phyr_holder_count = 0;
+}
+
+static void close_inherited_holders(void)
+{
+	for (int i = 0; i < phyr_holder_count; i++)
+		close(phyr_holder_fds[i]);
+	phyr_holder_count = 0;
+}
+
 static void after_fork_in_child(void)
 {
 	/* glibc's rwlock remembers the writer's thread id, which the child's
@@ -125,6 +149,7 @@ static void after_fork_in_child(void)
 	else
 		guard_depth = 0;
 	guard_skipped = 0;
+	close_inherited_holders();
 	note_inherited_rings();
 	__atomic_add_fetch(&phyr_fork_epoch_counter, 1, __ATOMIC_RELEASE);
 }

@@ -164,6 +164,12 @@ static inline void phyr_shim_publish(unsigned slot, uintptr_t index)
 	__atomic_store_n(&phyr_published_index[slot], index, __ATOMIC_RELEASE);
 }
 
+/* The descriptors of libphyr's holder rings, closed in a child by the
+ * atfork handler (fork.c); kept by Holder.swift under its lock. */
+#define PHYR_HOLDERS_MAX 64
+void phyr_shim_holder_opened(int fd);
+void phyr_shim_holders_forgotten(void);
+
 /* ioctl(2) with a pointer argument (Swift cannot call C variadics); the
  * result or -errno. */
 int phyr_shim_ioctl(int fd, unsigned long request, void *arg);

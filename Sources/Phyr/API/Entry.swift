@@ -36,6 +36,7 @@ private func makeGlobals() {
     ProcFiles.shared.warm()
     Pinner.warm()
     Holder.warm()
+    IoUringCharge.warm()
     Registrar.warm()
     _ = versionString
     phyr_shim_set_globals_warm()

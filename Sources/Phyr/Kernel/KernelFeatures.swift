@@ -110,6 +110,10 @@ final class KernelFeatures: Sendable {
 
     /// Cloning failed where the probe said it works (a seccomp filter now
     /// denying the scratch ring, say): re-register from now on.
+    func stopCloningIntoSlots() {
+        if cloneSupport == .offsets { cloneState.store(IoUringProbes.CloneSupport.losesFollowing.rawValue, ordering: .relaxed) }
+    }
+
     func stopCloning() { cloneState.store(IoUringProbes.CloneSupport.unsupported.rawValue, ordering: .relaxed) }
 
     /// What the running kernel coalesces (probed at the first registration;

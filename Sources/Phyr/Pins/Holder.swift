@@ -22,9 +22,12 @@ struct HolderState: Sendable {
     /// pins stay the parent's), and the child closes its copies of them --
     /// those that still name the same ring.
     func forChild() -> HolderState {
+        // The atfork handler closed them already; a child made without the
+        // handlers closes those that still name the same ring.
         for ring in rings {
             if let identity = ring.identity, (try? RingFiles.identity(ring.fd)) == identity { RingFiles.close(ring.fd) }
         }
+        phyr_shim_holders_forgotten()
         return HolderState()
     }
 }
@@ -69,8 +72,8 @@ enum Holder {
                 at += run.count
             }
             if let (error, buffer) = failure {
-                empty(done)
-                give(planned)
+                let kept = empty(done)
+                give(planned.filter { p in !kept.contains { $0.serial == p.serial } })
                 throw refusal(error, buffer, what: what)
             }
         }
@@ -101,7 +104,11 @@ enum Holder {
             var charge: UInt64 = 0
             var rest = units[...]
             while !rest.isEmpty {
-                let r = try ringWithRoom(&s, for: min(rest.count, maxSlots), what: what)
+                let r: Int
+                do throws(PhyrError) { r = try ringWithRoom(&s, for: min(rest.count, maxSlots), what: what) } catch {
+                    for t in taken { s.rings[t.ring].slots.release(t.slots) }
+                    throw error
+                }
                 let n = min(rest.count, s.rings[r].slots.free)
                 let chunk = Array(rest.prefix(n))
                 rest = rest.dropFirst(n)
@@ -180,7 +187,10 @@ enum Holder {
             throw IoUringCharge.unavailable(error, doing: "PHYR_PIN_LONGTERM of \(what): making a buffer table of "
                                             + "\(size) slots to hold the pin")
         }
-        s.rings.append(HolderRing(fd: fd, identity: try? RingFiles.identity(fd), slots: SlotTable(size: size)))
+        // A ring is told apart by its inode only where each has its own (5.12+).
+        let identity = RingFiles.inodesTellRingsApart(fd) ? try? RingFiles.identity(fd) : nil
+        s.rings.append(HolderRing(fd: fd, identity: identity, slots: SlotTable(size: size)))
+        phyr_shim_holder_opened(fd)
         return s.rings.count - 1
     }
 
@@ -210,37 +220,30 @@ enum Holder {
 /// count, and refuses only once its own count is past the limit.  libphyr
 /// checks first, to say how much and why.
 enum IoUringCharge {
-    private static let charged = Atomic<UInt64>(0)
+    /// A forked child's buffers are none of its parent's: it starts at 0.
+    private static let charged = ProcessLocal(UInt64(0)) { _ in 0 }
 
-    static var total: UInt64 { charged.load(ordering: .relaxed) }
+    static func warm() { charged.withLock { _ in } }
 
     /// Counts `bytes` more; nil, or the refusal when the limit cannot take them.
     static func reserve(_ bytes: UInt64, for what: String) -> PhyrError? {
         guard bytes > 0 else { return nil }
         let limit = Locker.mayLockPastLimit ? nil : Locker.lockLimit()
-        var old = charged.load(ordering: .relaxed)
-        while true {
-            let (new, overflow) = old.addingReportingOverflow(bytes)
+        return charged.withLock { total -> PhyrError? in
+            let (new, overflow) = total.addingReportingOverflow(bytes)
             if let limit, overflow || new > limit {
                 return PhyrError(ENOMEM, "io_uring would charge \(byteCount(bytes)) of locked memory for \(what), and "
-                                 + "libphyr's buffers hold \(byteCount(old)) already; RLIMIT_MEMLOCK is "
+                                 + "libphyr's buffers hold \(byteCount(total)) already; RLIMIT_MEMLOCK is "
                                  + "\(byteCount(limit)) (CAP_IPC_LOCK lifts it)")
             }
-            let (done, seen) = charged.compareExchange(expected: old, desired: overflow ? UInt64.max : new,
-                                                       ordering: .relaxed)
-            if done { return nil }
-            old = seen
+            total = overflow ? .max : new
+            return nil
         }
     }
 
     static func give(_ bytes: UInt64) {
         guard bytes > 0 else { return }
-        var old = charged.load(ordering: .relaxed)
-        while true {
-            let (done, seen) = charged.compareExchange(expected: old, desired: old - min(old, bytes), ordering: .relaxed)
-            if done { return }
-            old = seen
-        }
+        charged.withLock { $0 -= min($0, bytes) }
     }
 
     /// io_uring refused outright: say whether the sysctl or a filter did.

@@ -105,8 +105,10 @@ enum Pinner {
         var committed = false
         defer { if !committed { Holder.release(pinned.held) } }
         if longterm && flags & PinFlag.phys != 0 {
-            // Held by the kernel now: these addresses stay true.
-            pinned.segments = try physicalSegments(runs, range: range)
+            // Held by the kernel now, and read again: the pin may have
+            // migrated pages (out of CMA or ZONE_MOVABLE), and these addresses
+            // stay true from here on.
+            pinned.segments = try physicalSegments(try scanBacking(span, layout.mappings), range: range)
         }
 
         let id = try table.withLock { table throws(PhyrError) -> UInt64 in
@@ -147,9 +149,15 @@ enum Pinner {
             for e in pinned.dontfork {
                 do throws(Errno) { try Locker.dontFork(e, true) } catch {
                     _ = rollBack(id, in: &table)
-                    throw PhyrError(error.code == ENOMEM ? EFAULT : error.code,
-                                    "PHYR_PIN_DONTFORK: madvise(MADV_DONTFORK) of \(spanText(e)) failed pinning "
-                                    + "\(spanText(range)): \(error)" + (error.code == ENOMEM ? " (unmapped meanwhile?)" : ""))
+                    let doing = "PHYR_PIN_DONTFORK: madvise(MADV_DONTFORK) of \(spanText(e)) pinning \(spanText(range))"
+                    if error.code == ENOMEM, let budget = Locker.mappingBudget(), budget.count + 8 >= budget.limit {
+                        throw PhyrError(ENOMEM, "\(doing) failed: the process has \(budget.count) mappings and "
+                                        + "vm.max_map_count is \(budget.limit) (marking part of a mapping splits it)")
+                    }
+                    if error.code == ENOMEM {
+                        throw PhyrError(EFAULT, "\(doing) failed: part of it was unmapped while it was being pinned")
+                    }
+                    throw PhyrError(error.code, "\(doing) failed: \(error)")
                 }
             }
             _ = dontfork
@@ -178,6 +186,12 @@ enum Pinner {
         }
     }
 
+    /// shmem, memfd, shared anonymous and SysV memory: files the kernel can
+    /// long-term pin (no writeback), told apart from regular files by name.
+    private static func isShmem(_ m: Mapping) -> Bool {
+        ["/memfd:", "/dev/zero", "/SYSV", "/dev/shm/"].contains { m.name.hasPrefix($0) }
+    }
+
     /// The kernel's long-term pin of the range: its memory registered in
     /// holder rings, planned as a registration would plan it, so that a
     /// later `ring_register_ranges` of the range can clone the buffers.
@@ -191,7 +205,7 @@ enum Pinner {
         } catch where error.code == EFAULT {
             // FOLL_LONGTERM refuses file mappings whose pages the kernel must
             // track for writeback.
-            if let m = mappings.first(where: { $0.shared && $0.fileBacked && !$0.isHugetlb }) {
+            if let m = mappings.first(where: { $0.shared && $0.fileBacked && !$0.isHugetlb && !isShmem($0) }) {
                 throw PhyrError(EOPNOTSUPP, "PHYR_PIN_LONGTERM: the kernel cannot long-term pin \(Mappings.describe(m)): "
                                 + "a shared file mapping whose writeback needs dirty tracking (shmem, memfd and "
                                 + "hugetlbfs can be pinned)")
@@ -224,18 +238,29 @@ enum Pinner {
     /// range shares it.  Tries again if another thread split it meanwhile.
     static func split(_ id: UInt64, at offset: UInt64) throws(SplitFailure) -> UInt64 {
         while true {
-            let need = try wrap { () throws(PinTable.SplitError) in
-                try table.withLock { t throws(PinTable.SplitError) -> (BufferUnit?, BufferUnit?)? in
+            let (need, pin) = try wrap { () throws(PinTable.SplitError) in
+                try table.withLock { t throws(PinTable.SplitError) -> ((BufferUnit?, BufferUnit?)?, PinnedRange) in
                     guard let pin = t.range(id) else { throw .notLive(t.absence(of: id) ?? .foreign) }
                     let length = UInt64(pin.range.count)
                     guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
-                    return PinTable.heldCut(pin, at: pin.range.lowerBound + offset).map { ($0.head, $0.tail) }
+                    return (PinTable.heldCut(pin, at: pin.range.lowerBound + offset).map { ($0.head, $0.tail) }, pin)
                 }
             }
             var fresh: [HeldBuffer] = []
             if let (head, tail) = need {
                 let units = [head, tail].compactMap { $0 }
                 do { fresh = try Holder.hold(units, what: "a half of a split range") } catch { throw .kernel(error) }
+                // The halves pin what is mapped now.  Where the caller was given
+                // physical addresses, they must be the pages held all along:
+                // memory replaced under the pin (MADV_DONTNEED, a new mapping)
+                // must not lose the kernel's pin on the pages a device may
+                // still be writing to.
+                if pin.pinFlags & PinFlag.phys != 0, let moved = replacedPage(pin, within: units) {
+                    Holder.release(fresh)
+                    throw .kernel(PhyrError(EFAULT, "phyr_split: the memory at \(hex(moved)) is no longer the page pinned "
+                                            + "there (unmapped or replaced under the pin): the range is left whole, "
+                                            + "and its pages stay held"))
+                }
             }
             let heldHead = need?.0 == nil ? nil : fresh.first
             let heldTail = need?.1 == nil ? nil : fresh.last
@@ -251,6 +276,21 @@ enum Pinner {
                 throw .table(error)
             }
         }
+    }
+
+    /// The first address in `units` where pagemap no longer shows the physical
+    /// address `pin` recorded; nil when every page is still the one pinned.
+    private static func replacedPage(_ pin: PinnedRange, within units: [BufferUnit]) -> UInt64? {
+        for s in pin.segments where !s.flags.contains(.noFolio) && s.phys != physUnknown {
+            for u in units {
+                let lo = max(s.addr, u.addr), hi = min(s.end, u.end)
+                guard lo < hi else { continue }
+                let run = BackingRun(start: lo, end: hi, pageShift: s.pageShift, flags: s.flags)
+                guard let now = try? PhysicalAddresses.attach([run]) else { return lo }
+                for piece in now where piece.phys != s.phys + (piece.start - s.addr) { return piece.start }
+            }
+        }
+        return nil
     }
 
     private static func wrap<T>(_ body: () throws(PinTable.SplitError) -> T) throws(SplitFailure) -> T {

@@ -21,6 +21,10 @@ struct RingState {
     /// each once per ring), and base-page bytes.
     var hugeCharged = CountedIntervalMap()
     var chargedBytes: UInt64 = 0
+    /// Slots holding buffers cloned from holder rings: re-registering the
+    /// table would pin and charge them anew, so such a table only grows by
+    /// cloning.
+    var clonedSlots = 0
     /// Serialises the kernel work on this ring's table, and only that: two
     /// rings register at once, and the registrar's own lock is held only to
     /// read and write the bookkeeping, never across a system call.
@@ -46,6 +50,7 @@ struct Registration {
     var serial: UInt64
     var hugeSpans: [Range<UInt64>]
     var charge: UInt64
+    var cloned: Int
 }
 
 struct RegistrarState {
@@ -164,8 +169,10 @@ enum Registrar {
             }
             return slot
         }
-        do throws(PhyrError) {
-            while true {
+        var cloning = sources.contains { $0 != nil }
+        let none = [HeldBuffer?](repeating: nil, count: sources.count)
+        while true {
+            do throws(PhyrError) {
                 let (ringID, gate) = try state.withLock { s throws(PhyrError) -> (UInt64, RingGate) in
                     let id = try ringState(&s, ringFd: ringFd)
                     guard let gate = s.rings[id]?.gate else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
@@ -175,16 +182,24 @@ enum Registrar {
                     // Forgotten while this call waited (its last registration
                     // failed): look it up again.
                     guard let ring = state.withLock({ $0.rings[ringID] }) else { return nil }
-                    return try registerOnRing(ring, ringID: ringID, units: units, sources: sources, retained: retained,
-                                              handleSlot: handleSlot)
+                    return try registerOnRing(ring, ringID: ringID, units: units, sources: cloning ? sources : none,
+                                              retained: retained, handleSlot: handleSlot)
                 }
                 if let handle { return handle }
+            } catch where error.code == cloneRefused {
+                // Registered directly instead, charged as the kernel will.
+                KernelFeatures.shared.stopCloningIntoSlots()
+                cloning = false
+            } catch {
+                state.withLock { $0.freeHandleSlots.append(handleSlot) }
+                throw error
             }
-        } catch {
-            state.withLock { $0.freeHandleSlots.append(handleSlot) }
-            throw error
         }
     }
+
+    /// Internal: the kernel refused a clone the probe said it does (a filter
+    /// since?); the registration is undone and made again directly.
+    private static let cloneRefused: Int32 = -1
 
     /// Why the kernel answered EFAULT, where the mappings say: io_uring pins
     /// with FOLL_WRITE, so a range made read-only (or unmapped) since it was
@@ -297,6 +312,8 @@ enum Registrar {
         ring.registrations.insert(handleSlot)
         ring.hugeCharged = hugeCharged
         ring.chargedBytes += charge
+        let cloned = sources.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
+        ring.clonedSlots += cloned
         charged = true
         ok = true
         let done = ring
@@ -310,15 +327,16 @@ enum Registrar {
             index.fill(handle: handle, units: units, slots: slots, coalescing: coalescing)
             s.registrations[handleSlot] = Registration(ring: ringID, units: units, slots: slots, retained: retained,
                                                        index: index, serial: serial,
-                                                       hugeSpans: hugeSpans, charge: charge)
+                                                       hugeSpans: hugeSpans, charge: charge, cloned: cloned)
             RegistrationHandles.publish(index, slot: handleSlot)
             return UInt(handle)
         }
     }
 
     /// Clones the held buffers `sources` names into their `slots` of the
-    /// ring, one call per run of consecutive slots of one holder ring.  If
-    /// the clone is refused, the units are registered directly instead.
+    /// ring, one call per run of consecutive slots of one holder ring.  A
+    /// refused clone empties what this call put in and throws `cloneRefused`:
+    /// the registration is made again, directly and charged.
     private static func cloneHeld(_ ring: RingState, slots: [Int], sources: [HeldBuffer?]) throws(PhyrError) {
         var i = 0
         while i < slots.count {
@@ -329,8 +347,7 @@ enum Registrar {
             do throws(Errno) {
                 try BufferTable.clone(into: ring.fd, at: slots[i], from: first.ringFd, at: first.slot, count: n)
             } catch {
-                let iovecs = (i..<(i + n)).compactMap { sources[$0].map { phyr_iovec(base: $0.unit.addr, len: $0.unit.len) } }
-                try fill(ring, slots: Array(slots[i..<(i + n)]), iovecs: iovecs, charge: 0)
+                throw PhyrError(cloneRefused, "ring_register_ranges: cloning a held buffer was refused: \(error)")
             }
             i += n
         }
@@ -412,6 +429,11 @@ enum Registrar {
                 throw PhyrError(error.code, "ring_register_ranges: growing the ring's table from \(size) to \(newSize) slots "
                                 + "failed: \(error)")
             }
+        }
+        guard ring.clonedSlots == 0 else {
+            throw PhyrError(ENOSPC, "ring_register_ranges: the ring's table of \(size) slots is full, and it holds "
+                            + "\(ring.clonedSlots) buffers cloned from long-term ranges, which re-registering the table "
+                            + "to grow it would pin and charge anew (growing by cloning was refused here)")
         }
         // Re-registration pins every buffer again; the old table's buffers stay
         // pinned by the kernel until in-flight I/O on them completes.
@@ -526,6 +548,7 @@ enum Registrar {
                 for i in reg.slots { r.iovecs[i] = phyr_iovec(base: 0, len: 0) }
                 LockCharge.release(reg.hugeSpans, ring: &r.hugeCharged)
                 r.chargedBytes -= min(r.chargedBytes, reg.charge)
+                r.clonedSlots -= min(r.clonedSlots, reg.cloned)
                 r.registrations.remove(slot)
                 s.rings[reg.ring] = r
                 return nil
