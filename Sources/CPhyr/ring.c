@@ -25,12 +25,10 @@ int phyr_shim_ring_fd(const struct io_uring *ring)
 	return ring->ring_fd;
 }
 
+/* Both answer -errno; the Swift side retries EINTR (shimRetrying). */
 int phyr_shim_io_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args)
 {
-	long ret;
-	do {
-		ret = syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
-	} while (ret < 0 && errno == EINTR);
+	long ret = syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
 	return ret < 0 ? -errno : (int)ret;
 }
 
@@ -38,10 +36,7 @@ int phyr_shim_io_uring_setup(unsigned entries)
 {
 	struct io_uring_params p;
 	memset(&p, 0, sizeof p);
-	long ret;
-	do
-		ret = syscall(__NR_io_uring_setup, entries, &p);
-	while (ret < 0 && errno == EINTR);
+	long ret = syscall(__NR_io_uring_setup, entries, &p);
 	return ret < 0 ? -errno : (int)ret;
 }
 

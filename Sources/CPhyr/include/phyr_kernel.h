@@ -223,7 +223,7 @@ struct io_uring;
 /* The ring's file descriptor, read out of liburing's struct io_uring. */
 int phyr_shim_ring_fd(const struct io_uring *ring);
 
-/* io_uring_register(2); returns the result or -errno (EINTR retried). */
+/* io_uring_register(2); returns the result or -errno (the caller retries EINTR). */
 int phyr_shim_io_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args);
 
 /* A minimal io_uring (no mappings), for cloning buffer tables; fd or -errno. */

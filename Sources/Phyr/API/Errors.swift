@@ -17,11 +17,11 @@ func fail(_ error: PhyrError) -> Int32 {
 
 /// The id a range handle encodes, or why it cannot be one.  Whether it is
 /// live is asked once, under the table's lock, by the operation itself.
-func pinID(_ handle: OpaquePointer?, _ function: String) -> Result<UInt64, PhyrError> {
+func pinID(_ handle: OpaquePointer?, _ function: String) throws(PhyrError) -> UInt64 {
     guard let handle, let id = PinTable.id(forHandle: UInt(bitPattern: handle)) else {
-        return .failure(notLive(function, handle, "range", .foreign))
+        throw notLive(function, handle, "range", .foreign)
     }
-    return .success(id)
+    return id
 }
 
 /// The error for a NULL, released, foreign or inherited handle.

@@ -41,10 +41,7 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
     guard let tail else { return fail(PhyrError(EINVAL, "phyr_split: tail is NULL")) }
     let cut = UInt64(UInt(bitPattern: offset))
     let id: UInt64
-    switch pinID(r, "phyr_split") {
-    case .success(let v): id = v
-    case .failure(let e): return fail(e)
-    }
+    do { id = try pinID(r, "phyr_split") } catch { return fail(error) }
     do throws(Pinner.SplitFailure) {
         let tailID = try Pinner.split(id, at: cut)
         tail.pointee = OpaquePointer(bitPattern: PinTable.handle(for: tailID))
@@ -67,16 +64,13 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
 public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
     enterLibrary()
     defer { leaveLibrary() }
-    switch pinID(r, "phyr_unpin") {
-    case .failure(let e):
-        return fail(e)
-    case .success(let id):
-        do throws(Absence) {
-            try Pinner.unpin(id)
-            return 0
-        } catch {
-            return fail(notLive("phyr_unpin", r, "range", error))
-        }
+    let id: UInt64
+    do { id = try pinID(r, "phyr_unpin") } catch { return fail(error) }
+    do throws(Absence) {
+        try Pinner.unpin(id)
+        return 0
+    } catch {
+        return fail(notLive("phyr_unpin", r, "range", error))
     }
 }
 
@@ -85,15 +79,12 @@ public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeM
                        _ len: UnsafeMutablePointer<Int>?) -> Int32 {
     enterLibrary()
     defer { leaveLibrary() }
-    let span: Range<UInt64>
-    switch pinID(r, "phyr_range") {
-    case .failure(let e): return fail(e)
-    case .success(let id):
-        do throws(Absence) {
-            span = try Pinner.withRange(id) { $0.range }
-        } catch {
-            return fail(notLive("phyr_range", r, "range", error))
-        }
+    let id: UInt64, span: Range<UInt64>
+    do { id = try pinID(r, "phyr_range") } catch { return fail(error) }
+    do throws(Absence) {
+        span = try Pinner.withRange(id) { $0.range }
+    } catch {
+        return fail(notLive("phyr_range", r, "range", error))
     }
     addr?.pointee = UnsafeMutableRawPointer(bitPattern: UInt(span.lowerBound))
     len?.pointee = Int(span.upperBound - span.lowerBound)
@@ -106,10 +97,7 @@ public func phyr_segs(_ r: OpaquePointer?, _ segs: UnsafeMutablePointer<phyr_seg
     defer { leaveLibrary() }
     if segs == nil && nr > 0 { return fail(PhyrError(EINVAL, "phyr_segs: segs is NULL but nr is \(nr)")) }
     let id: UInt64
-    switch pinID(r, "phyr_segs") {
-    case .failure(let e): return fail(e)
-    case .success(let v): id = v
-    }
+    do { id = try pinID(r, "phyr_segs") } catch { return fail(error) }
     do throws(Absence) {
         let count = try Pinner.withRange(id) { p -> Int in
             if let segs {

@@ -17,10 +17,7 @@ public func ring_register_ranges(_ ring: OpaquePointer?, _ ranges: UnsafePointer
     var ids: [UInt64] = []
     ids.reserveCapacity(Int(nr))
     for i in 0..<Int(nr) {
-        switch pinID(ranges[i], "ring_register_ranges: ranges[\(i)]") {
-        case .success(let id): ids.append(id)
-        case .failure(let e): return fail(e)
-        }
+        do { ids.append(try pinID(ranges[i], "ring_register_ranges: ranges[\(i)]")) } catch { return fail(error) }
     }
     do throws(PhyrError) {
         let handle = try Registrar.register(ring: ring, ranges: ids)

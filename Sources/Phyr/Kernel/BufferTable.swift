@@ -7,15 +7,24 @@ import PhyrCore
 /// Every call goes through libphyr's own duplicate of the ring's fd, so the
 /// ring outlives the caller's io_uring_queue_exit() until libphyr lets go.
 enum BufferTable {
+    /// io_uring_register(2), the one way libphyr calls it: the shim answers
+    /// -errno, `shimRetrying` retries EINTR.
+    @discardableResult
+    static func register(_ fd: Int32, _ opcode: UInt32, _ arg: UnsafeMutableRawPointer?,
+                         _ nrArgs: UInt32) throws(Errno) -> Int32 {
+        try shimRetrying { phyr_shim_io_uring_register(fd, opcode, arg, nrArgs) }
+    }
+
     /// Creates the table: `iovecs` in slots 0..., empty slots up to `size`.
     /// On failure the kernel has already dropped the whole table.
     static func create(_ fd: Int32, _ iovecs: [phyr_iovec], size: Int) throws(Errno) {
         var all = iovecs
         all.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: max(0, size - iovecs.count)))
-        let rc = all.withUnsafeMutableBufferPointer {
-            phyr_shim_io_uring_register(fd, PHYR_IORING_REGISTER_BUFFERS, $0.baseAddress, UInt32($0.count))
+        try typed {
+            try all.withUnsafeMutableBufferPointer { b throws(Errno) in
+                try register(fd, PHYR_IORING_REGISTER_BUFFERS, b.baseAddress, UInt32(b.count))
+            }
         }
-        if rc < 0 { throw Errno(code: -rc) }
     }
 
     /// Replaces slots `offset..<offset+iovecs.count`; `{0, 0}` empties a slot.
@@ -23,16 +32,22 @@ enum BufferTable {
     static func update(_ fd: Int32, offset: Int, _ iovecs: [phyr_iovec]) -> (done: Int, error: Errno?) {
         var done = 0
         while done < iovecs.count {
-            let rc = iovecs.withUnsafeBufferPointer { buf -> Int32 in
-                guard let base = buf.baseAddress else { return -EINVAL }
-                var up = phyr_rsrc_update2()
-                up.offset = UInt32(offset + done)
-                up.data = UInt64(UInt(bitPattern: base + done))
-                up.nr = UInt32(iovecs.count - done)
-                return phyr_shim_io_uring_register(fd, PHYR_IORING_REGISTER_BUFFERS_UPDATE, &up,
-                                                   UInt32(MemoryLayout<phyr_rsrc_update2>.size))
+            let rc: Int32
+            do throws(Errno) {
+                rc = try typed {
+                    try iovecs.withUnsafeBufferPointer { buf throws(Errno) -> Int32 in
+                        guard let base = buf.baseAddress else { throw Errno(code: EINVAL) }
+                        var up = phyr_rsrc_update2()
+                        up.offset = UInt32(offset + done)
+                        up.data = UInt64(UInt(bitPattern: base + done))
+                        up.nr = UInt32(iovecs.count - done)
+                        return try register(fd, PHYR_IORING_REGISTER_BUFFERS_UPDATE, &up,
+                                            UInt32(MemoryLayout<phyr_rsrc_update2>.size))
+                    }
+                }
+            } catch {
+                return (done, error)
             }
-            if rc < 0 { return (done, Errno(code: -rc)) }
             if rc == 0 { return (done, Errno(code: EIO)) }
             done += Int(rc)
         }
@@ -59,13 +74,11 @@ enum BufferTable {
         arg.src_off = UInt32(clamping: srcSlot)
         arg.dst_off = UInt32(clamping: dstSlot)
         arg.nr = UInt32(clamping: count)
-        let rc = phyr_shim_io_uring_register(dst, PHYR_IORING_REGISTER_CLONE_BUFFERS, &arg, 1)
-        if rc < 0 { throw Errno(code: -rc) }
+        try register(dst, PHYR_IORING_REGISTER_CLONE_BUFFERS, &arg, 1)
     }
 
     static func destroy(_ fd: Int32) throws(Errno) {
-        let rc = phyr_shim_io_uring_register(fd, PHYR_IORING_UNREGISTER_BUFFERS, nil, 0)
-        if rc < 0 { throw Errno(code: -rc) }
+        try register(fd, PHYR_IORING_UNREGISTER_BUFFERS, nil, 0)
     }
 
     /// Grows the table from `size` to `newSize` slots without re-pinning
@@ -78,20 +91,16 @@ enum BufferTable {
         var sparse = phyr_rsrc_register()
         sparse.nr = UInt32(newSize)
         sparse.flags = PHYR_IORING_RSRC_REGISTER_SPARSE
-        var rc = phyr_shim_io_uring_register(scratch, PHYR_IORING_REGISTER_BUFFERS2, &sparse,
-                                             UInt32(MemoryLayout<phyr_rsrc_register>.size))
-        if rc < 0 { throw Errno(code: -rc) }
+        try register(scratch, PHYR_IORING_REGISTER_BUFFERS2, &sparse, UInt32(MemoryLayout<phyr_rsrc_register>.size))
         var into = phyr_clone_buffers()
         into.src_fd = UInt32(bitPattern: fd)
         into.flags = PHYR_IORING_REGISTER_DST_REPLACE
         into.nr = UInt32(size)
-        rc = phyr_shim_io_uring_register(scratch, PHYR_IORING_REGISTER_CLONE_BUFFERS, &into, 1)
-        if rc < 0 { throw Errno(code: -rc) }
+        try register(scratch, PHYR_IORING_REGISTER_CLONE_BUFFERS, &into, 1)
         var back = phyr_clone_buffers()
         back.src_fd = UInt32(bitPattern: scratch)
         back.flags = PHYR_IORING_REGISTER_DST_REPLACE
-        rc = phyr_shim_io_uring_register(fd, PHYR_IORING_REGISTER_CLONE_BUFFERS, &back, 1)
-        if rc < 0 { throw Errno(code: -rc) }
+        try register(fd, PHYR_IORING_REGISTER_CLONE_BUFFERS, &back, 1)
     }
 }
 
@@ -208,10 +217,10 @@ enum IoUringProbes {
             var iov = phyr_iovec(base: base, len: len)
             var t0 = timespec(), t1 = timespec()
             clock_gettime(CLOCK_MONOTONIC, &t0)
-            let rc = phyr_shim_io_uring_register(ring, PHYR_IORING_REGISTER_BUFFERS, &iov, 1)
+            let ok = (try? BufferTable.register(ring, PHYR_IORING_REGISTER_BUFFERS, &iov, 1)) != nil
             clock_gettime(CLOCK_MONOTONIC, &t1)
-            guard rc == 0 else { return nil }
-            _ = phyr_shim_io_uring_register(ring, PHYR_IORING_UNREGISTER_BUFFERS, nil, 0)
+            guard ok else { return nil }
+            _ = try? BufferTable.destroy(ring)
             return Double(t1.tv_sec - t0.tv_sec) * 1e9 + Double(t1.tv_nsec - t0.tv_nsec)
         }
         var best = [Double](repeating: .infinity, count: 4)
