@@ -86,6 +86,8 @@ package struct PinTable {
     private var heldRefs: [UInt64: Int] = [:]
     /// How many live PHYR_PIN_DONTFORK ranges cover each folio extent.
     private var dontforkCoverage = CountedIntervalMap()
+    /// Ranges inserted but not yet published (see `publish`).
+    private var pending = Set<UInt64>()
     private var nextID: UInt64 = 1
     /// Ids below this were handed out before this process was forked: they
     /// are its parent's, never live here.
@@ -105,6 +107,7 @@ package struct PinTable {
 
     /// Why `id` is not live; nil when it is.
     package func absence(of id: UInt64) -> Absence? {
+        if pending.contains(id) { return .foreign }
         if live[id] != nil { return nil }
         if id >= nextID || id == 0 { return .foreign }
         return id < inheritedBelow ? .parents : .released
@@ -125,15 +128,23 @@ package struct PinTable {
         return raw & ~handleTag
     }
 
-    package func range(_ id: UInt64) -> PinnedRange? { live[id] }
+    package func range(_ id: UInt64) -> PinnedRange? { pending.contains(id) ? nil : live[id] }
+
+    /// A range inserted `pending` is counted but not yet anyone's: no call
+    /// reads, splits or retains it until its pin has done its kernel work and
+    /// publishes it.
+    package mutating func publish(_ id: UInt64) { pending.remove(id) }
 
     /// Adds a range; returns its id, the memory that must now be locked, and
     /// the extents that must now be MADV_DONTFORK.  A long-term range locks
     /// nothing: its held buffers pin it.
-    package mutating func insert(_ pin: PinnedRange) -> (id: UInt64, lock: [Range<UInt64>], dontfork: [Range<UInt64>]) {
+    package mutating func insert(_ pin: PinnedRange,
+                                 pending isPending: Bool = false) -> (id: UInt64, lock: [Range<UInt64>],
+                                                                      dontfork: [Range<UInt64>]) {
         let id = nextID
         nextID += 1
         live[id] = pin
+        if isPending { pending.insert(id) }
         let fresh = pin.isLongterm ? [] : coverage.add(pin.lockInterval)
         for h in pin.held { heldRefs[h.serial, default: 0] += 1 }
         var dontfork: [Range<UInt64>] = []
@@ -155,7 +166,7 @@ package struct PinTable {
     /// Another reference to live range `id`: a new id over the same memory
     /// that keeps it locked on its own.  Nil when `id` is not live.
     package mutating func retain(_ id: UInt64) -> UInt64? {
-        guard let pin = live[id] else { return nil }
+        guard let pin = range(id) else { return nil }
         let (copy, lock, dontfork) = insert(pin)
         assert(lock.isEmpty && dontfork.isEmpty, "a live range's memory is already locked and marked")
         return copy
@@ -181,6 +192,7 @@ package struct PinTable {
     /// Removes a range; nil when `id` is not live.
     package mutating func removeRange(_ id: UInt64) -> Removal? {
         guard let pin = live.removeValue(forKey: id) else { return nil }
+        pending.remove(id)
         // The pin's own intervals are covered while it is live, so these cannot fail.
         let freed = pin.isLongterm ? [] : coverage.remove(pin.lockInterval) ?? []
         var doFork: [Range<UInt64>] = []
@@ -232,7 +244,7 @@ package struct PinTable {
     /// Returns the tail's id and the held buffers no range shares any more.
     package mutating func split(_ id: UInt64, at offset: UInt64, heldHead: HeldBuffer? = nil,
                         heldTail: HeldBuffer? = nil) throws(SplitError) -> (tail: UInt64, unheld: [HeldBuffer]) {
-        guard let pin = live[id] else { throw .notLive(absence(of: id) ?? .foreign) }
+        guard let pin = range(id) else { throw .notLive(absence(of: id) ?? .foreign) }
         let length = UInt64(pin.range.count)
         guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
         let cut = pin.range.lowerBound + offset

@@ -20,7 +20,7 @@ enum BufferTable {
     static func create(_ fd: Int32, _ iovecs: [phyr_iovec], size: Int) throws(Errno) {
         var all = iovecs
         all.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: max(0, size - iovecs.count)))
-        try typed {
+        _ = try typed {
             try all.withUnsafeMutableBufferPointer { b throws(Errno) in
                 try register(fd, PHYR_IORING_REGISTER_BUFFERS, b.baseAddress, UInt32(b.count))
             }

@@ -24,9 +24,17 @@ enum PinFlag {
 /// was locked there, and goes looking for it when it is not.
 enum Pinner {
     private static let table = ProcessLocal(PinTable()) { $0.forChild() }
+    /// Held across every change of kernel lock state together with the count
+    /// it follows (pins, releases): counts and the kernel's locks and
+    /// MADV_DONTFORK marks agree whenever it is free.  Reading, splitting and
+    /// retaining ranges take only the table's lock.
+    private static let lockCalls = ProcessLocal(()) { _ in () }
 
     /// Makes the table and its lock's machinery (see `enterLibrary`).
-    static func warm() { table.withLock { _ in } }
+    static func warm() {
+        table.withLock { _ in }
+        lockCalls.withLock { _ in }
+    }
 
     /// Addresses past this cannot be user memory on any 64-bit Linux (x86-64
     /// 5-level paging stops at 2^56); bounding here keeps the page rounding
@@ -111,8 +119,11 @@ enum Pinner {
             pinned.segments = try physicalSegments(try scanBacking(span, layout.mappings), range: range)
         }
 
-        let id = try table.withLock { table throws(PhyrError) -> UInt64 in
-            let (id, fresh, dontfork) = table.insert(pinned)
+        // The lock calls run under `lockCalls`, not the table's lock: reading,
+        // splitting or registering ranges never waits for an mlock.  The range
+        // is counted from here but nobody's until it is published.
+        let id = try lockCalls.withLock { _ throws(PhyrError) -> UInt64 in
+            let (id, fresh, _) = table.withLock { $0.insert(pinned, pending: true) }
             // Pieces the count says are locked already are asserted again: the
             // kernel's lock may be gone with the memory it was on.
             let counted = PinTable.subtract(pinned.lockable, fresh)
@@ -132,7 +143,7 @@ enum Pinner {
                     }
                 }
             } catch {
-                _ = rollBack(id, in: &table)
+                rollBack(id)
                 let also = fresh.contains(piece) ? [] : [piece]
                 throw lockFailure(error, piece: piece, newlyLocked: fresh + also, range: range)
             }
@@ -141,14 +152,14 @@ enum Pinner {
             // looks just like one: ask whether it is still mapped.
             if runs.contains(where: { $0.flags.contains(.noFolio) }),
                (try? Mappings.mappedParts(span)) != [span] {
-                _ = rollBack(id, in: &table)
+                rollBack(id)
                 throw PhyrError(EFAULT, "\(spanText(span)) was unmapped while it was being pinned")
             }
             // MADV_DONTFORK where no other range has it yet, also over memory
             // counted as marked (it may be new memory at the same address).
             for e in pinned.dontfork {
                 do throws(Errno) { try Locker.dontFork(e, true) } catch {
-                    _ = rollBack(id, in: &table)
+                    rollBack(id)
                     let doing = "PHYR_PIN_DONTFORK: madvise(MADV_DONTFORK) of \(spanText(e)) pinning \(spanText(range))"
                     if error.code == ENOMEM, let budget = Locker.mappingBudget(), budget.count + 8 >= budget.limit {
                         throw PhyrError(ENOMEM, "\(doing) failed: the process has \(budget.count) mappings and "
@@ -160,18 +171,18 @@ enum Pinner {
                     throw PhyrError(error.code, "\(doing) failed: \(error)")
                 }
             }
-            _ = dontfork
             // Physical addresses after locking: mlock's own write faults may
-            // have replaced copy-on-write pages.  Read under the table's lock
-            // so no split sees the range half described.
+            // have replaced copy-on-write pages.
             if !longterm && flags & PinFlag.phys != 0 {
                 do throws(PhyrError) {
-                    table.describe(id, segments: try physicalSegments(runs, range: range))
+                    let segments = try physicalSegments(runs, range: range)
+                    table.withLock { $0.describe(id, segments: segments) }
                 } catch {
-                    _ = rollBack(id, in: &table)
+                    rollBack(id)
                     throw error
                 }
             }
+            table.withLock { $0.publish(id) }
             return id
         }
         committed = true
@@ -219,11 +230,15 @@ enum Pinner {
     }
 
     static func unpin(_ id: UInt64) throws(Absence) {
-        let unheld = try table.withLock { t throws(Absence) -> [HeldBuffer] in
-            if let why = t.absence(of: id) { throw why }
-            return release(id, in: &t) ?? []
+        let unheld = try lockCalls.withLock { _ throws(Absence) -> [HeldBuffer] in
+            let removal = try table.withLock { t throws(Absence) -> PinTable.Removal in
+                if let why = t.absence(of: id) { throw why }
+                guard let removal = t.removeRange(id) else { throw .foreign }
+                return removal
+            }
+            return undo(removal)
         }
-        // Outside the table's lock: emptying a slot waits for the kernel.
+        // Outside every lock: emptying a slot waits for the kernel.
         Holder.release(unheld)
     }
 
@@ -321,9 +336,9 @@ enum Pinner {
             for (i, id) in ids.enumerated() {
                 guard let copy = t.retain(id), let pin = t.range(copy) else {
                     let why = t.absence(of: id) ?? .foreign
-                    // Dropping references just taken leaves every held
-                    // buffer with the reference of the range retained.
-                    for c in out { _ = release(c.id, in: &t) }
+                    // Dropping references just taken frees nothing: the
+                    // ranges retained still hold every lock, mark and buffer.
+                    for c in out { _ = t.removeRange(c.id) }
                     throw RetainFailure(index: i, absence: why)
                 }
                 out.append((copy, pin))
@@ -334,18 +349,17 @@ enum Pinner {
 
     // MARK: releasing
 
-    /// Removes range `id`, unlocks what no other live range covers and lets
-    /// fork copy what no PHYR_PIN_DONTFORK range covers, with the table's
-    /// lock held; returns the held buffers no range shares any more (for
-    /// `Holder.release`, outside the lock), nil when `id` is not live.
-    private static func release(_ id: UInt64, in table: inout PinTable) -> [HeldBuffer]? {
-        guard let removal = table.removeRange(id) else { return nil }
+    /// The lock calls a removal leaves to make: unlock what no other live
+    /// range covers and let fork copy what no PHYR_PIN_DONTFORK range covers,
+    /// under `lockCalls`; returns the held buffers no range shares any more
+    /// (for `Holder.release`, outside the locks).
+    private static func undo(_ removal: PinTable.Removal) -> [HeldBuffer] {
         var missing = false
         for piece in removal.freed {
             if !unlockChecked(piece) { missing = true }
-            if piece.upperBound == removal.range.growableEnd { unlockGrowth(after: piece.upperBound, table) }
+            if piece.upperBound == removal.range.growableEnd { unlockGrowth(after: piece.upperBound) }
         }
-        if missing { unlockMoved(removal.range, table) }
+        if missing { unlockMoved(removal.range) }
         doFork(removal.doFork)
         return removal.unheld
     }
@@ -359,18 +373,17 @@ enum Pinner {
         }
     }
 
-    /// Undoes a pin that failed part way: what it newly locked is unlocked,
-    /// with none of a release's checks (it may never have been locked).  Its
-    /// held buffers are the caller's to release.
-    private static func rollBack(_ id: UInt64, in table: inout PinTable) -> [HeldBuffer] {
-        guard let removal = table.removeRange(id) else { return [] }
+    /// Undoes a pin that failed part way, under `lockCalls`: what it newly
+    /// locked is unlocked, with none of a release's checks (it may never have
+    /// been locked).  Its held buffers are the caller's to release.
+    private static func rollBack(_ id: UInt64) {
+        guard let removal = table.withLock({ $0.removeRange(id) }) else { return }
         for piece in removal.freed {
             do throws(Errno) { try Locker.unlock(piece) } catch {
                 for part in (try? Mappings.mappedParts(piece)) ?? [] { try? Locker.unlock(part) }
             }
         }
         doFork(removal.doFork)
-        return removal.unheld
     }
 
     /// Unlocks `piece`, all of it that is still mapped; false when part of the
@@ -399,11 +412,11 @@ enum Pinner {
     /// The lock ended where its mapping did, with room after it: mremap(2)
     /// may have grown the mapping in place, and the kernel locked the growth.
     /// A locked VMA starting right there that no live range holds is it.
-    private static func unlockGrowth(after end: UInt64, _ table: PinTable) {
-        guard end < userSpaceEnd, table.coverage(at: end) == 0,
+    private static func unlockGrowth(after end: UInt64) {
+        guard end < userSpaceEnd, table.withLock({ $0.coverage(at: end) }) == 0,
               Locker.probe(end..<(end + basePageSize)) == .someLocked,
               let vma = try? Mappings.vma(atOrAfter: end), vma.lowerBound == end else { return }
-        for part in table.uncovered([vma]) { try? Locker.unlock(part) }
+        for part in table.withLock({ $0.uncovered([vma]) }) { try? Locker.unlock(part) }
     }
 
     /// Part of `range`'s lock was gone from its addresses.  If mremap(2) moved
@@ -412,10 +425,10 @@ enum Pinner {
     /// or the same file), are unlocked.  Reads all of smaps: rare by design.
     /// Under mlockall(MCL_FUTURE) the caller locks all new memory anyway, and
     /// moved memory is left as the caller's policy has it.
-    private static func unlockMoved(_ range: PinnedRange, _ table: PinTable) {
+    private static func unlockMoved(_ range: PinnedRange) {
         guard !Locker.everyNewMappingLocked(), let marked = try? Mappings.markedLocks() else { return }
         let same = marked.filter { m in m.file.map { range.files.contains($0) } ?? range.anonymous }
-        for orphan in table.uncovered(same.map(\.span)) { try? Locker.unlock(orphan) }
+        for orphan in table.withLock({ $0.uncovered(same.map(\.span)) }) { try? Locker.unlock(orphan) }
     }
 
     /// See `PinnedRange.growableEnd`.
