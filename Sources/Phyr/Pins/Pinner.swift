@@ -12,10 +12,14 @@ enum PinFlag {
 }
 
 /// The pinning operations: ask the kernel edges what backs the memory, let
-/// the pin table decide what to lock, make the lock calls.  The table's lock
-/// is held across mlock/munlock so lock counts and kernel lock state never
-/// disagree, and only there: describing and faulting in memory happen
-/// outside it.
+/// the pin table decide what to lock, make the lock calls.  Every change of
+/// kernel lock state (mlock, munlock, MADV_DONTFORK / DOFORK) runs under
+/// `lockCalls` together with the count change it follows, so counts and the
+/// kernel never disagree once it is free; the table's own lock is held only
+/// to read or change counts, and without `lockCalls` only to add counts
+/// inside ranges already covered (a split, a registration's retain).
+/// Describing and faulting in memory, and long-term pins' io_uring calls,
+/// happen outside both.
 ///
 /// Lock counts are keyed by address, but the memory at an address can change
 /// under a live range (munmap, a new mapping, mremap, a forked child): so a
@@ -272,7 +276,7 @@ enum Pinner {
                 // still be writing to.
                 if pin.pinFlags & PinFlag.phys != 0, let moved = replacedPage(pin, within: units) {
                     Holder.release(fresh)
-                    throw .kernel(PhyrError(EFAULT, "phyr_split: the memory at \(hex(moved)) is no longer the page pinned "
+                    throw .kernel(PhyrError(EFAULT, "the memory at \(hex(moved)) is no longer the page pinned "
                                             + "there (unmapped or replaced under the pin): the range is left whole, "
                                             + "and its pages stay held"))
                 }
