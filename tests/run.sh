@@ -72,7 +72,7 @@ if [ $only_kernel = 0 ]; then
 for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap; do
 	run "$t [6.7-6.10 path: no PROCMAP_QUERY]" env PHYR_FORCE_FALLBACK=procmap "$bindir/$t"
 done
-for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_fork test_populate; do
+for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_fork test_populate test_threads; do
 	run "$t [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
 done
 run "test_ring_big [pre-6.13 path: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"

@@ -239,9 +239,14 @@ enum Mappings {
     private static func tiling(_ all: ArraySlice<Mapping>, _ span: Range<UInt64>) throws(Failure) -> [Mapping] {
         var out: [Mapping] = []
         var addr = span.lowerBound
-        for m in all where m.end > addr {
+        for var m in all where m.end > addr {
             guard addr < span.upperBound else { break }
             if m.start > addr { throw .unmapped(addr..<min(m.start, span.upperBound)) }
+            // A text read in pieces (maps, smaps) while other threads split
+            // and merge VMAs can show one again, grown back over what was
+            // printed before it: keep what is new of it, so the mappings
+            // tile the span without overlapping.
+            if let last = out.last, m.start < last.end { m.start = last.end }
             out.append(m)
             addr = m.end
         }
