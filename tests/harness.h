@@ -325,18 +325,41 @@ static inline int locked_spans(const void *lo_, uint64_t len, struct span *out, 
 	      n_, s_[0].lo, s_[0].hi); \
 } while (0)
 
-/* VmLck of /proc/self/status, in bytes. */
-static inline uint64_t vmlck_bytes(void)
+/* A "Key:  N kB" line of /proc/self/status, in bytes (0 when absent). */
+static inline uint64_t status_bytes(const char *key)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
 	uint64_t kb = 0;
+	size_t n = strlen(key);
 	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "VmLck: %" SCNu64, &kb) == 1)
+		if (strncmp(line, key, n) == 0 && sscanf(line + n, " %" SCNu64, &kb) == 1)
 			break;
 	if (f)
 		fclose(f);
 	return kb * 1024;
+}
+
+/* VmLck: memory mlock()ed. */
+static inline uint64_t vmlck_bytes(void) { return status_bytes("VmLck:"); }
+
+/* VmPin: memory the kernel holds pinned (io_uring buffers, libphyr's
+ * long-term pins); pins are taken synchronously. */
+static inline uint64_t vmpin_bytes(void) { return status_bytes("VmPin:"); }
+
+/*
+ * VmPin once it has come down to `want`, or after 20 s: the kernel drops
+ * released buffers' pins asynchronously (an exited ring in a worker; on 6.1
+ * an emptied slot in delayed work).  Waits only for that, asserts nothing.
+ */
+static inline uint64_t vmpin_reaches(uint64_t want)
+{
+	uint64_t v = vmpin_bytes();
+	for (int i = 0; i < 800 && v != want; i++) {
+		usleep(25000);
+		v = vmpin_bytes();
+	}
+	return v;
 }
 
 /* ---------------------------------------------------------- privilege */

@@ -7,31 +7,6 @@
 
 #include <sys/resource.h>
 
-static uint64_t vmpin(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	uint64_t kb = 0;
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "VmPin: %" SCNu64, &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb * 1024;
-}
-
-/* VmPin once it has come down to `want` (the kernel may drop released pins
- * a moment later: 6.1 does it in delayed work), or after 20 s. */
-static uint64_t vmpin_reaches(uint64_t want)
-{
-	uint64_t v = vmpin();
-	for (int i = 0; i < 800 && v != want; i++) {
-		usleep(25000);
-		v = vmpin();
-	}
-	return v;
-}
-
 int main(void)
 {
 	if (has_cap(T_CAP_IPC_LOCK))
@@ -47,15 +22,15 @@ int main(void)
 	CHECK(setrlimit(RLIMIT_MEMLOCK, &eight) == 0, "setrlimit: %s", strerror(errno));
 
 	char *p = base_alloc(16 * MiB);
-	uint64_t pin0 = vmpin();
+	uint64_t pin0 = vmpin_bytes();
 	phyr_t *r, *big;
 	CHECK_RC(phyr_pin(p, 12 * MiB, PHYR_PIN_LONGTERM, &big), -ENOMEM);
 	CHECK(strstr(phyr_last_error(), "12 MiB") && strstr(phyr_last_error(), "RLIMIT_MEMLOCK is 8 MiB"),
 	      "message: %s", phyr_last_error());
-	CHECK(vmpin_reaches(pin0) == pin0, "a refused pin left VmPin at %" PRIu64, vmpin());
+	CHECK(vmpin_reaches(pin0) == pin0, "a refused pin left VmPin at %" PRIu64, vmpin_bytes());
 
 	CHECK_RC(phyr_pin(p, 6 * MiB, PHYR_PIN_LONGTERM, &r), 0);
-	CHECK(vmpin() - pin0 == 6 * MiB, "VmPin grew by %" PRIu64, vmpin() - pin0);
+	CHECK(vmpin_bytes() - pin0 == 6 * MiB, "VmPin grew by %" PRIu64, vmpin_bytes() - pin0);
 	CHECK_RC(phyr_pin(p + 8 * MiB, 4 * MiB, PHYR_PIN_LONGTERM, &big), -ENOMEM);
 	CHECK(strstr(phyr_last_error(), "6 MiB already"), "message: %s", phyr_last_error());
 	/* A split pins the straddling buffer's halves before the old one goes:
@@ -67,14 +42,14 @@ int main(void)
 	CHECK_RC(phyr_range(r, &a, &l), 0);
 	CHECK(a == p && l == 6 * MiB, "a failed split changed the range");
 	CHECK_RC(phyr_unpin(r), 0);
-	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after the unpin", vmpin());
+	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after the unpin", vmpin_bytes());
 
 	/* Within the limit, split and release. */
 	CHECK_RC(phyr_pin(p, 2 * MiB, PHYR_PIN_LONGTERM, &r), 0);
 	CHECK_RC(phyr_split(r, MiB + 10, &tail), 0);
 	CHECK_RC(phyr_unpin(tail), 0);
 	CHECK_RC(phyr_unpin(r), 0);
-	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after the split halves' unpins", vmpin());
+	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after the split halves' unpins", vmpin_bytes());
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
 	munmap(p, 16 * MiB);
 	return 0;

@@ -137,16 +137,16 @@ static inline void ring_or_skip(struct io_uring *ring, unsigned entries)
 /*
  * The buffers the kernel holds for a ring, as /proc/self/fdinfo lists them
  * ("UserBufs:\tN" slots, then "i: 0xaddr/len" per buffer; an empty slot is
- * "<none>", or "0xffffffffffffffff/1" on 6.1).  Returns how many slots hold
- * a buffer and stores the table's size (0: no table) in *slots if asked.
+ * "<none>", or "0xffffffffffffffff/1" on 6.1): calls fn for each buffer and
+ * returns the table's size (0: no table).
  */
-static inline int fdinfo_bufs(int ring_fd, int *slots)
+static inline int fdinfo_each_buf(int ring_fd, void (*fn)(uint64_t addr, uint64_t len, void *arg), void *arg)
 {
 	char path[64], line[256];
 	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ring_fd);
 	FILE *f = fopen(path, "r");
 	CHECK(f != NULL, "open %s: %s", path, strerror(errno));
-	int nslots = 0, held = 0, in_bufs = 0;
+	int nslots = 0, in_bufs = 0;
 	while (fgets(line, sizeof line, f)) {
 		unsigned idx, len;
 		unsigned long long addr;
@@ -155,15 +155,30 @@ static inline int fdinfo_bufs(int ring_fd, int *slots)
 			continue;
 		}
 		if (in_bufs && sscanf(line, " %u: 0x%llx/%u", &idx, &addr, &len) == 3) {
-			held += len > 0 && addr != ~0ULL;
+			if (len > 0 && addr != ~0ULL)
+				fn(addr, len, arg);
 			continue;
 		}
 		if (in_bufs && !strstr(line, "<none>"))
 			in_bufs = 0;
 	}
 	fclose(f);
+	return nslots;
+}
+
+static inline void count_buf(uint64_t addr, uint64_t len, void *arg)
+{
+	(void)addr, (void)len;
+	++*(int *)arg;
+}
+
+/* How many slots of the ring's table hold a buffer; the table's size in
+ * *slots if asked. */
+static inline int fdinfo_bufs(int ring_fd, int *slots)
+{
+	int held = 0, n = fdinfo_each_buf(ring_fd, count_buf, &held);
 	if (slots)
-		*slots = nslots;
+		*slots = n;
 	return held;
 }
 

@@ -17,44 +17,27 @@
 #define MAP_HUGE_SHIFT 26
 #endif
 
-/* VmPin of /proc/self/status, in bytes. */
-static uint64_t vmpin_now(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	uint64_t kb = 0;
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "VmPin: %" SCNu64, &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb * 1024;
-}
-
-/* VmPin, read at once: pins are taken synchronously. */
-static uint64_t vmpin_bytes(void)
-{
-	return vmpin_now();
-}
-
-/*
- * VmPin once it has come down to `want`, or after 20 s: the kernel drops
- * released buffers' pins asynchronously (an exited ring in a worker; on 6.1
- * an emptied slot in delayed work).  Waits only for that, asserts nothing.
- * Each case starts from vmpin_reaches(0): this program pins nothing else.
- */
-static uint64_t vmpin_reaches(uint64_t want)
-{
-	uint64_t v = vmpin_now();
-	for (int i = 0; i < 800 && v != want; i++) {
-		usleep(25000);
-		v = vmpin_now();
-	}
-	return v;
-}
-
 #define MAX_HELD 256
 struct held { uint64_t lo, hi; int fd; };
+
+struct held_query { uint64_t lo, hi; int fd, n; struct held *out; };
+
+static void keep_held(uint64_t addr, uint64_t len, void *arg)
+{
+	struct held_query *q = arg;
+	if (addr < q->hi && addr + len > q->lo) {
+		CHECK(q->n < MAX_HELD, "too many held buffers");
+		q->out[q->n++] = (struct held){ addr, addr + len, q->fd };
+	}
+}
+
+/* Whether fd (an entry of /proc/self/fd) is an io_uring. */
+static int is_io_uring(const char *name)
+{
+	char link[64] = "", path[300];
+	snprintf(path, sizeof path, "/proc/self/fd/%s", name);
+	return readlink(path, link, sizeof link - 1) > 0 && strcmp(link, "anon_inode:[io_uring]") == 0;
+}
 
 /*
  * Every buffer held by an io_uring of this process other than `mine` (-1:
@@ -65,40 +48,17 @@ static int held_buffers(uint64_t lo, uint64_t hi, int mine, struct held *out)
 {
 	DIR *d = opendir("/proc/self/fd");
 	CHECK(d != NULL, "opendir /proc/self/fd");
-	int n = 0;
+	struct held_query q = { lo, hi, -1, 0, out };
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		int fd = atoi(e->d_name);
-		if (e->d_name[0] == '.' || fd == mine || fd == dirfd(d))
+		if (e->d_name[0] == '.' || fd == mine || fd == dirfd(d) || !is_io_uring(e->d_name))
 			continue;
-		char link[64] = "", path[64], line[256];
-		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-		if (readlink(path, link, sizeof link - 1) <= 0 || strcmp(link, "anon_inode:[io_uring]") != 0)
-			continue;
-		snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-		FILE *f = fopen(path, "r");
-		int in_bufs = 0;
-		while (f && fgets(line, sizeof line, f)) {
-			unsigned idx, len;
-			unsigned long long addr;
-			if (strncmp(line, "UserBufs:", 9) == 0) {
-				in_bufs = 1;
-				continue;
-			}
-			if (in_bufs && sscanf(line, " %u: 0x%llx/%u", &idx, &addr, &len) == 3) {
-				if (len > 0 && addr != ~0ULL && addr < hi && addr + len > lo) {
-					CHECK(n < MAX_HELD, "too many held buffers");
-					out[n++] = (struct held){ addr, addr + len, fd };
-				}
-				continue;
-			}
-			if (in_bufs && !strstr(line, "<none>"))
-				in_bufs = 0;
-		}
-		if (f)
-			fclose(f);
+		q.fd = fd;
+		fdinfo_each_buf(fd, keep_held, &q);
 	}
 	closedir(d);
+	int n = q.n;
 	for (int i = 1; i < n; i++)
 		for (int j = i; j > 0 && out[j].lo < out[j - 1].lo; j--) {
 			struct held t = out[j];
@@ -197,7 +157,7 @@ static void pin_base_pages(void)
 {
 	size_t len = 4 * MiB;
 	char *p = base_alloc(len);
-	uint64_t pin0 = vmpin_reaches(0); /* earlier cases' pins may still be going */
+	uint64_t pin0 = vmpin_reaches(0); /* earlier cases' pins may still be going: this program pins nothing else */
 	phyr_t *r;
 	CHECK_RC(phyr_pin(p + 5, len - 5, PHYR_PIN_LONGTERM | PHYR_PIN_WRITE, &r), 0);
 	CHECK(vmpin_bytes() - pin0 == len, "VmPin grew by %" PRIu64 ", wanted %zu", vmpin_bytes() - pin0, len);
@@ -406,7 +366,7 @@ static void split_refuses_replaced_memory(void)
 	CHECK(a == p && l == len, "a refused split changed the range");
 	check_held_exactly("after the refused split", U(p), U(p) + len, U(p), U(p) + len);
 	CHECK(vmpin_reaches(pin0 + len) - pin0 == len, "VmPin grew by %" PRIu64 " after the refused split",
-	      vmpin_now() - pin0);
+	      vmpin_bytes() - pin0);
 	CHECK_RC(phyr_unpin(r), 0);
 	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after the unpin", vmpin_bytes());
 	munmap(p, len);
@@ -417,11 +377,8 @@ static int io_uring_fds(void)
 	DIR *d = opendir("/proc/self/fd");
 	int n = 0;
 	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char link[64] = "", path[300];
-		snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-		n += readlink(path, link, sizeof link - 1) > 0 && strcmp(link, "anon_inode:[io_uring]") == 0;
-	}
+	while (d && (e = readdir(d)))
+		n += e->d_name[0] != '.' && is_io_uring(e->d_name);
 	if (d)
 		closedir(d);
 	return n;

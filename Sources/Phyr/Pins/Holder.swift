@@ -89,11 +89,6 @@ enum Holder {
         give(buffers.filter { b in !kept.contains { $0.serial == b.serial } })
     }
 
-    /// What the holder rings hold, for the tests' and the demo's eyes.
-    static func summary() -> (rings: Int, buffers: Int) {
-        state.withLock { s in (s.rings.count, s.rings.reduce(0) { $0 + $1.slots.used }) }
-    }
-
     // MARK: steps
 
     /// Slots and charge for `units`, under the lock; the kernel not yet asked.
