@@ -278,6 +278,90 @@ static void longterm(struct io_uring *ring)
 	}
 }
 
+/* ---- 5b: PHYR_PIN_HUGE.  The cost: pinning 1 GiB of THP with three stray
+ * 4 KiB extents (khugepaged left to them: still eligible) against a plain pin
+ * of the same; the gain: registering what each pin got.  Then the whole GiB
+ * written before MADV_HUGEPAGE, once. */
+static void eligible_strays(char *p)
+{
+	for (uint64_t at = 100 * MiB; at < GiB; at += 300 * MiB) {
+		madvise(p + at, PAGE, MADV_DONTNEED);
+		p[at] = 1;
+	}
+}
+
+static double timed_pin(char *p, size_t len, unsigned flags, phyr_t **r)
+{
+	double t = now();
+	int rc = phyr_pin(p, len, flags, r);
+	if (rc)
+		die("phyr_pin", rc);
+	return now() - t;
+}
+
+/* Registers r, times it, and counts the kernel entries the buffers cost
+ * (one per folio where a buffer coalesces, one per 4 KiB page elsewhere). */
+static double timed_register(struct io_uring *ring, phyr_t *r, uint64_t *entries, int *bufs)
+{
+	ring_reg_t *reg;
+	double t = now();
+	int rc = ring_register_ranges(ring, &r, 1, 0, &reg);
+	if (rc)
+		die("ring_register_ranges", rc);
+	t = now() - t;
+	struct ring_buf b[64];
+	int n = ring_reg_bufs(reg, b, 64);
+	*entries = 0;
+	for (int i = 0; i < n && i < 64; i++)
+		*entries += b[i].flags & RING_BUF_COALESCED ? b[i].len >> b[i].page_shift : b[i].len / PAGE;
+	*bufs = n;
+	ring_unregister_ranges(reg);
+	return t;
+}
+
+static void huge(struct io_uring *ring)
+{
+	char *p = alloc(GiB, 1);
+	double pin_huge[5], pin_plain[5], reg_huge[5], reg_plain[5];
+	uint64_t e_huge = 0, e_plain = 0;
+	int b_huge = 0, b_plain = 0;
+	char what[64], base[64];
+	for (int i = 0; i < 5; i++) {
+		phyr_t *r;
+		eligible_strays(p);
+		pin_plain[i] = timed_pin(p, GiB, PHYR_PIN_WRITE, &r);
+		reg_plain[i] = timed_register(ring, r, &e_plain, &b_plain);
+		phyr_unpin(r);
+		eligible_strays(p);
+		pin_huge[i] = timed_pin(p, GiB, PHYR_PIN_WRITE | PHYR_PIN_HUGE, &r);
+		reg_huge[i] = timed_register(ring, r, &e_huge, &b_huge);
+		phyr_unpin(r);
+	}
+	row("pin PHYR_PIN_HUGE, 1 GiB THP + 3 stray", median(pin_huge, 5) * 1e3, "ms", "phyr_pin, same memory",
+	    median(pin_plain, 5) * 1e3, "~1 ms more");
+	snprintf(what, sizeof what, "  registered: %d bufs, %" PRIu64 " entries", b_huge, e_huge);
+	snprintf(base, sizeof base, "plain pin registered: %d bufs, %" PRIu64 " entries", b_plain, e_plain);
+	row(what, median(reg_huge, 5) * 1e3, "ms", base, median(reg_plain, 5) * 1e3, "");
+	munmap(p, GiB);
+
+	/* A GiB written before it was made eligible: all 4 KiB pages. */
+	char *q = alloc(GiB, 0);
+	madvise(q, GiB, MADV_HUGEPAGE);
+	phyr_t *r;
+	double plain = timed_pin(q, GiB, PHYR_PIN_WRITE, &r);
+	double reg_small = timed_register(ring, r, &e_plain, &b_plain);
+	phyr_unpin(r);
+	double collapse = timed_pin(q, GiB, PHYR_PIN_WRITE | PHYR_PIN_HUGE, &r);
+	double reg_collapsed = timed_register(ring, r, &e_huge, &b_huge);
+	phyr_unpin(r);
+	row("pin PHYR_PIN_HUGE, 1 GiB of 4 KiB pages", collapse * 1e3, "ms", "phyr_pin, same memory", plain * 1e3,
+	    "~2.1 s");
+	snprintf(what, sizeof what, "  registered: %d bufs, %" PRIu64 " entries", b_huge, e_huge);
+	snprintf(base, sizeof base, "plain pin registered: %d bufs, %" PRIu64 " entries", b_plain, e_plain);
+	row(what, reg_collapsed * 1e3, "ms", base, reg_small * 1e3, "");
+	munmap(q, GiB);
+}
+
 /* ---- 6: registering a long-term range: the buffers are cloned. */
 static void clones(struct io_uring *ring)
 {
@@ -424,12 +508,12 @@ static void parallel(struct io_uring *ring)
 }
 
 /* `bench_ring [ROW]`: every row, or only the one named (registration,
- * lookups, many_ranges, throughput, longterm, clones, forks, parallel). */
+ * lookups, many_ranges, throughput, longterm, huge, clones, forks, parallel). */
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*run)(struct io_uring *); } rows[] = {
 		{ "registration", registration }, { "lookups", lookups }, { "many_ranges", many_ranges },
-		{ "throughput", throughput }, { "longterm", longterm }, { "clones", clones }, { "forks", forks },
+		{ "throughput", throughput }, { "longterm", longterm }, { "huge", huge }, { "clones", clones }, { "forks", forks },
 		{ "parallel", parallel },
 	};
 	struct io_uring ring;

@@ -58,7 +58,7 @@ extern "C" {
 
 #define PHYR_VERSION_MAJOR 0
 #define PHYR_VERSION_MINOR 3
-#define PHYR_VERSION_PATCH 0
+#define PHYR_VERSION_PATCH 1
 
 /* ---------------------------------------------------------------- types */
 
@@ -178,6 +178,32 @@ struct ring_buf {
  * if the caller had marked it by hand.
  */
 #define PHYR_PIN_DONTFORK 0x8u
+
+/*
+ * Make the memory huge before pinning it: every 2 MiB-aligned extent the
+ * range meets that lies wholly in a mapping that can hold transparent huge
+ * pages and is not huge-mapped now is collapsed into a huge page
+ * (MADV_COLLAPSE, Linux 6.1+), its contents copied byte for byte, after the
+ * range is faulted in and before anything is locked or held -- so the pin,
+ * its PHYR_PIN_PHYS addresses and its registrations are of the huge pages.
+ * An extent the range only partly covers is still collapsed whole (the
+ * kernel knows no smaller huge page); hugetlb memory is huge already.
+ *
+ * What cannot be collapsed is pinned as it is, and that is not an error:
+ * MADV_NOHUGEPAGE mappings, a process with PR_SET_THP_DISABLE, mappings too
+ * small or misaligned to hold an aligned extent, extents with no memory yet,
+ * pages pinned by someone else, memory short, a kernel before 6.1.
+ * phyr_segs() shows the result and phyr_last_error() stays untouched.
+ * MADV_COLLAPSE does not depend on transparent_hugepage/enabled (the
+ * kernel's admin guide): madvise mode without MADV_HUGEPAGE collapses too.
+ *
+ * Costs, measured here: three stray 4 KiB extents in 1 GiB of THP add about
+ * 1 ms to the pin, after which the range registers as one coalesced buffer
+ * (512 kernel entries instead of 2045 in 7 buffers); a whole GiB of 4 KiB
+ * pages takes about 0.9 s to collapse (2.1 s on a busier machine), then
+ * registers in 2.7 ms instead of 26 ms.
+ */
+#define PHYR_PIN_HUGE 0x10u
 
 /* -------------------------------------------------------- segment flags */
 

@@ -69,10 +69,10 @@ for t in test_pin test_populate; do
 	run "$t [faulting by hand]" env PHYR_FORCE_FALLBACK=populate "$bindir/$t"
 done
 if [ $only_kernel = 0 ]; then
-for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap; do
+for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_huge; do
 	run "$t [6.7-6.10 path: no PROCMAP_QUERY]" env PHYR_FORCE_FALLBACK=procmap "$bindir/$t"
 done
-for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_fork test_populate test_threads; do
+for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_fork test_populate test_threads test_huge; do
 	run "$t [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
 done
 run "test_ring_big [pre-6.13 path: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"
@@ -109,7 +109,7 @@ as_user() { # caps name program
 }
 for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring \
 	"$bindir"/test_hostile "$bindir"/test_remap "$bindir"/test_fork "$bindir"/test_populate "$bindir"/test_seccomp \
-	"$bindir"/test_longterm; do
+	"$bindir"/test_longterm "$bindir"/test_huge; do
 	b=$(basename "$t")
 	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
 done

@@ -232,6 +232,44 @@ package enum Backing {
         return runs
     }
 
+    /// The 2 MiB extents MADV_COLLAPSE may make huge for a pin of `range`
+    /// (PHYR_PIN_HUGE), merged where adjacent in one mapping: every aligned
+    /// extent that `range` meets, lies wholly in one mapping that can hold
+    /// transparent huge pages (not hugetlb, not PFN-mapped, not
+    /// MADV_NOHUGEPAGE where the source says), and is not huge-mapped now.
+    /// An extent `range` only partly covers is still one extent of its
+    /// mapping: the kernel collapses whole extents or nothing.  `runs` cover
+    /// the page-aligned span of `range`; a PMD maps all of its extent, so a
+    /// huge run anywhere in the extent means the whole of it is huge.
+    package static func collapsible(_ runs: [BackingRun], mappings: [Mapping], range: Range<UInt64>) -> [Range<UInt64>] {
+        let huge: UInt64 = 1 << UInt64(pmdPageShift)
+        var out: [Range<UInt64>] = []
+        for m in mappings where !m.isHugetlb && !m.noFolio && m.hugepageAdvice != .noHugepage {
+            let lo = max(alignDown(max(range.lowerBound, m.start), huge), alignUp(m.start, huge))
+            let hi = min(alignUp(min(range.upperBound, m.end), huge), alignDown(m.end, huge))
+            var e = lo
+            var r = 0  // runs and extents are both in address order
+            while e < hi {
+                let extent = e..<(e + huge)
+                e += huge
+                while r < runs.count && runs[r].end <= extent.lowerBound { r += 1 }
+                var isHuge = false, noFolio = false
+                var i = r
+                while i < runs.count && runs[i].start < extent.upperBound {
+                    if runs[i].flags.contains(.noFolio) { noFolio = true } else if runs[i].pageShift >= pmdPageShift { isHuge = true }
+                    i += 1
+                }
+                guard !isHuge, !noFolio else { continue }
+                if let last = out.last, last.upperBound == extent.lowerBound, extent.lowerBound > m.start {
+                    out[out.count - 1] = last.lowerBound..<extent.upperBound
+                } else {
+                    out.append(extent)
+                }
+            }
+        }
+        return out
+    }
+
     /// The interval a pin of `range` must lock: whole folios at both ends, so
     /// that locking never cuts a huge mapping.  `runs` cover `range`.
     package static func lockInterval(_ runs: [BackingRun], range: Range<UInt64>) -> Range<UInt64> {

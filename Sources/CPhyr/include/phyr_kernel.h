@@ -76,6 +76,8 @@ struct phyr_procmap_query {
 /* madvise(2) advice, Linux 5.14 */
 #define PHYR_MADV_POPULATE_READ  22
 #define PHYR_MADV_POPULATE_WRITE 23
+/* Linux 6.1 */
+#define PHYR_MADV_COLLAPSE 25
 
 /* The calling thread's last-error buffer (PHYR_ERR_MAX bytes, NUL-ended). */
 #define PHYR_ERR_MAX 512

@@ -42,6 +42,22 @@ enum Locker {
         }
     }
 
+    /// madvise(MADV_COLLAPSE) of 2 MiB-aligned `r`: transparent huge pages
+    /// made synchronously, the small pages' contents copied in (6.1+).
+    /// EAGAIN (a page briefly locked or isolated elsewhere) is tried again
+    /// twice; every other failure is the caller's to ignore or report.
+    static func collapse(_ r: Range<UInt64>) throws(Errno) {
+        var tries = 0
+        while true {
+            do throws(Errno) {
+                _ = try syscallRetrying { madvise(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound), PHYR_MADV_COLLAPSE) }
+                return
+            } catch where error.code == EAGAIN && tries < 2 {
+                tries += 1
+            }
+        }
+    }
+
     enum LockState: Equatable { case someLocked, noneLocked, noneLockedWithHoles }
 
     /// Whether any page of `r` is locked, without changing anything:

@@ -8,7 +8,8 @@ enum PinFlag {
     static let phys: UInt32 = 0x2
     static let longterm: UInt32 = 0x4
     static let dontfork: UInt32 = 0x8
-    static let all: UInt32 = write | phys | longterm | dontfork
+    static let huge: UInt32 = 0x10
+    static let all: UInt32 = write | phys | longterm | dontfork | huge
 }
 
 /// The pinning operations: ask the kernel edges what backs the memory, let
@@ -95,6 +96,12 @@ enum Pinner {
                 reread = layout.mappings.contains { $0.faultingMayMapHugePages(span, mode: mode) }
             }
             if reread {
+                layout = try mappingsChecked(span, range: range, write: wantWrite, flagName: flagName)
+            }
+            runs = try scanBacking(span, layout.mappings)
+        }
+        if flags & PinFlag.huge != 0, collapse(runs, layout.mappings, range: range) {
+            if layout.source == .smaps {
                 layout = try mappingsChecked(span, range: range, write: wantWrite, flagName: flagName)
             }
             runs = try scanBacking(span, layout.mappings)
@@ -496,6 +503,30 @@ enum Pinner {
         } catch {
             throw PhyrError(error.code, "cannot read /proc/self/pagemap for \(spanText(span)): \(error)")
         }
+    }
+
+    /// PHYR_PIN_HUGE: collapses the extents that could be huge and are not,
+    /// after faulting in (MADV_COLLAPSE copies present pages; it makes
+    /// nothing of an empty extent) and before anything is locked or held
+    /// (the pin then takes the huge pages).  Returns whether any extent was
+    /// collapsed.  What the kernel will not collapse -- MADV_NOHUGEPAGE, a
+    /// prctl-disabled process, a file it keeps small, a kernel before 6.1
+    /// (EINVAL), memory short (ENOMEM), pages pinned elsewhere (EBUSY,
+    /// EAGAIN) -- is pinned as it is: not an error, and phyr_last_error()
+    /// untouched.  Memory unmapped meanwhile is the pin's own checks' to see.
+    private static func collapse(_ runs: [BackingRun], _ mappings: [Mapping], range: Range<UInt64>) -> Bool {
+        var changed = false
+        for extent in Backing.collapsible(runs, mappings: mappings, range: range) {
+            do throws(Errno) {
+                try Locker.collapse(extent)
+                changed = true
+            } catch {
+                // A call over several extents fails for one and may have
+                // collapsed the others.
+                changed = changed || extent.count > 1 << pmdPageShift
+            }
+        }
+        return changed
     }
 
     /// Faults in what is missing; returns whether anything was.  Private
