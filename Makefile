@@ -1,19 +1,21 @@
 # SPDX-License-Identifier: MIT
 # libphyr: build, install, test, demo, bench.
 #
-#   make            the release libphyr.so (Swift runtime linked in)
+#   make            the release libphyr.so (Swift runtime linked in) and
+#                   phyr-inspect (a static executable)
 #   make install    PREFIX=/usr/local [DESTDIR=...]
 #   make check      every test: Swift unit tests, C ABI and kernel tests,
 #                   the unprivileged and lock-limit tests
 #   make check-kernels  the kernel tests again on Linux 6.1 and 6.12 (qemu, root)
 #   make demo       pins a THP buffer with a stray base page, prints segments
-#   make bench      ratios against raw mlock, per-page pagemap reads and plain
-#                   liburing, measured in one run
+#   make bench      ratios against raw mlock, per-page pagemap reads, plain
+#                   liburing and the kernel's own /proc text, measured in one run
 
 VERSION  := $(shell sed -n 's/^\#define PHYR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' include/phyr.h | paste -sd.)
 SONAME   := libphyr.so.0
 PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
+BINDIR   ?= $(PREFIX)/bin
 INCDIR   ?= $(PREFIX)/include
 MANDIR   ?= $(PREFIX)/share/man
 SWIFT    ?= swift
@@ -22,6 +24,9 @@ CXX      ?= c++
 
 BUILD    := build
 RELEASE  := .build/release
+# phyr-inspect builds in a folder of its own: its -static-executable would
+# otherwise make every build of the library recompile everything.
+TOOL     := .build-tool/release/phyr-inspect
 STAGE    := $(CURDIR)/$(BUILD)/stage
 # Tests and examples build exactly as a user does: against the staged
 # install, through pkg-config.
@@ -39,24 +44,33 @@ SOURCES  := $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h') 
 TESTS_C  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*.c))
 TEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread
 
-.PHONY: all lib install stage deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
+.PHONY: all lib tool install stage deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
 
-all: lib
+all: lib tool
 
 lib: $(RELEASE)/libphyr.so
+
+tool: $(TOOL)
 
 $(RELEASE)/libphyr.so: $(SOURCES)
 	$(SWIFT) build -c release --product phyr $(SWIFT_LINK)
 
+# Fully static (glibc included), like the library's Swift runtime: it runs
+# on any x86-64 Linux, inspecting processes that have no libphyr at all.
+$(TOOL): $(SOURCES)
+	$(SWIFT) build -c release --product phyr-inspect --scratch-path .build-tool -Xswiftc -static-executable
+
 # DESTDIR-aware install: the real file, the soname and dev links, the
-# header, the pkg-config file and the man pages.
-install: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+# header, the pkg-config file, phyr-inspect and the man pages.
+install: lib tool
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR)
+	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/phyr-inspect
 	install -m 755 $(RELEASE)/libphyr.so $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
 	ln -sf libphyr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphyr.so
 	install -m 644 include/phyr.h $(DESTDIR)$(INCDIR)/phyr.h
-	install -d $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 	install -d $(DESTDIR)$(PREFIX)/share/doc/libphyr
@@ -64,7 +78,7 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' pkgconfig/phyr.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/phyr.pc
 
-stage: lib
+stage: lib tool
 	$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR= >/dev/null
 
 # Installs the Debian packages the shell variable "missing" names when we are root, and
@@ -83,6 +97,7 @@ deps:
 	@missing=""; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	[ -f /usr/include/liburing.h ] || missing="$$missing liburing-dev"; \
+	[ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	$(call install_missing,libphyr)
 
 # hugetlb pages for the hugetlb tests (root only; the tests skip loudly
@@ -141,9 +156,12 @@ bench: deps stage
 	@mkdir -p $(BUILD)
 	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_pin.c -o $(BUILD)/bench_pin $(PHYR_LIBS)
 	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_ring.c -o $(BUILD)/bench_ring $(PHYR_LIBS) -luring
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_inspect.c -o $(BUILD)/bench_inspect $(PHYR_LIBS) -luring
 	./$(BUILD)/bench_pin
 	@echo
 	./$(BUILD)/bench_ring
+	@echo
+	./$(BUILD)/bench_inspect $(STAGE)/bin/phyr-inspect
 
 clean:
-	rm -rf $(BUILD) .build .build-tsan .build-asan
+	rm -rf $(BUILD) .build .build-tsan .build-asan .build-tool

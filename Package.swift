@@ -8,6 +8,9 @@ let package = Package(
         // libphyr.so: the C library.  The Makefile adds the soname, the version
         // script, -z nodelete and the static Swift runtime at link time.
         .library(name: "phyr", type: .dynamic, targets: ["Phyr"]),
+        // phyr-inspect: any process's backing and io_uring buffers, read
+        // through the library's own kernel readers.
+        .executable(name: "phyr-inspect", targets: ["PhyrInspect"]),
     ],
     targets: [
         // Plain C: the public header (a link to include/phyr.h), the kernel UAPI
@@ -20,6 +23,10 @@ let package = Package(
         .target(
             name: "Phyr",
             dependencies: ["CPhyr", "PhyrCore"]
+        ),
+        .executableTarget(
+            name: "PhyrInspect",
+            dependencies: ["CPhyr", "Phyr", "PhyrCore"]
         ),
         .testTarget(name: "PhyrTests", dependencies: ["Phyr", "PhyrCore"]),
     ]

@@ -14,7 +14,10 @@
  * compaction moves none of its physical pages.  In between, PHYR_PIN_HUGE
  * repairs the backing: the stray extents collapsed into huge pages.
  *
- *   make demo            or   ./demo [size in MiB]
+ *   make demo            or   ./demo [size in MiB] [--pause SECONDS]
+ *
+ * --pause keeps the first registration (and a plain one of the same memory
+ * in a second ring) alive for that long, for phyr-inspect(1) to look at.
  */
 #define _GNU_SOURCE
 #include <phyr.h>
@@ -126,7 +129,14 @@ static uint64_t word(uint64_t off) { return off * 0x9e3779b97f4a7c15ULL ^ 0x5eed
 
 int main(int argc, char **argv)
 {
-	uint64_t size = (argc > 1 ? strtoull(argv[1], NULL, 0) : 1024) * MiB;
+	uint64_t size = 1024 * MiB;
+	unsigned pause_s = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--pause") == 0 && i + 1 < argc)
+			pause_s = (unsigned)strtoul(argv[++i], NULL, 0);
+		else
+			size = strtoull(argv[i], NULL, 0) * MiB;
+	}
 	if (size < 64 * MiB || size > 4096 * MiB) {
 		fprintf(stderr, "demo: size must be 64..4096 MiB\n");
 		return 2;
@@ -277,6 +287,19 @@ int main(int argc, char **argv)
 	if (bad != UINT64_MAX) {
 		fprintf(stderr, "demo: data differs at +%#llx\n", (unsigned long long)bad);
 		return 1;
+	}
+	if (pause_s) {
+		/* For phyr-inspect(1): libphyr's registration in one ring, the plain
+		 * one of the same memory in another, both live for a while. */
+		struct io_uring plain_ring;
+		struct iovec whole = { buf, size > (1024 * MiB) ? 1024 * MiB : size };
+		if ((rc = io_uring_queue_init(8, &plain_ring, 0)) || (rc = io_uring_register_buffers(&plain_ring, &whole, 1)))
+			die("io_uring_register_buffers", rc);
+		printf("\npausing %u s: ring fd %d holds libphyr's registration, ring fd %d the plain one; try\n"
+		       "  phyr-inspect --io-uring %d\n", pause_s, ring.ring_fd, plain_ring.ring_fd, (int)getpid());
+		fflush(stdout);
+		sleep(pause_s);
+		io_uring_queue_exit(&plain_ring);
 	}
 	ring_unregister_ranges(reg);
 

@@ -8,6 +8,7 @@
 #   - the ring tests again growing tables by re-registration (pre-6.13 path);
 #   - with io_uring denied by a seccomp filter: ring tests must skip saying
 #     so, the others must pass;
+#   - phyr-inspect against processes of known layout (test_inspect.py);
 #   - unpriv_* and a few others as an ordinary user keeping only CAP_IPC_LOCK,
 #     memlock_* as one with no capability at all (setpriv, needs root);
 #   - the ABI checks: header as C99/C11/C++17, exported symbols, soname,
@@ -92,7 +93,14 @@ fi
 cp -r "$STAGE" "$work/stage"
 mkdir "$work/bin"
 cp "$bindir"/* "$work/bin/"
+cp "$(dirname "$0")/test_inspect.py" "$work/"
 chmod -R a+rX "$work"
+# phyr-inspect reads processes of known layout (as root, and as uid 65534 on
+# its own processes and refused on root's).
+run "test_inspect [phyr-inspect: layouts, io_uring buffers, permissions]" \
+	python3 "$work/test_inspect.py" "$work/bin" "$work/stage/bin/phyr-inspect" "$work/stage/lib"
+[ $only_kernel = 1 ] || run "test_inspect [pre-6.7 path: smaps+pagemap]" env PHYR_FORCE_FALLBACK=scan \
+	python3 "$work/test_inspect.py" "$work/bin" "$work/stage/bin/phyr-inspect" "$work/stage/lib"
 as_user() { # caps name program
 	caps=$1 name=$2 prog=$3
 	if [ "$(id -u)" != 0 ]; then

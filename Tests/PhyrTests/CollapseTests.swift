@@ -48,7 +48,7 @@ import Testing
         let holed = [Self.run(0, Self.M), Self.run(Self.M, Self.M + 4096, noFolio: true), Self.run(Self.M + 4096, Self.H)]
         #expect(Backing.collapsible(holed, mappings: [Self.mapping(0, Self.H)], range: 0..<Self.H).isEmpty)
         // MADV_HUGEPAGE and unknown advice are both tried.
-        for advice: HugepageAdvice? in [.hugepage, .none, nil] {
+        for advice: HugepageAdvice? in [.hugepage, HugepageAdvice.none, nil] {
             #expect(Backing.collapsible(runs, mappings: [Self.mapping(0, 4 * Self.H, advice: advice)],
                                         range: 0..<4096) == [0..<Self.H])
         }

@@ -17,8 +17,8 @@ import PhyrCore
 /// `clone` (re-registering to grow a buffer table, registering long-term
 /// ranges directly instead of cloning them), `coalescing` (the
 /// kernel's release instead of the coalescing probe).
-final class KernelFeatures: Sendable {
-    static let shared = KernelFeatures()
+package final class KernelFeatures: Sendable {
+    package static let shared = KernelFeatures()
 
     /// PROCMAP_QUERY on /proc/self/maps (6.11).
     let procmapQuery: Atomic<Bool>
@@ -119,7 +119,7 @@ final class KernelFeatures: Sendable {
     /// What the running kernel coalesces (probed at the first registration;
     /// by its release when the probe cannot run).  `PHYR_FORCE_FALLBACK=
     /// coalescing` takes the release's word, for testing that path.
-    var coalescing: Coalescing {
+    package var coalescing: Coalescing {
         if let known = Coalescing(rawValue: coalescingState.load(ordering: .relaxed)) { return known }
         // Never more than the release can do: the probe times registrations,
         // and a noisy machine must not make libphyr claim coalescing.

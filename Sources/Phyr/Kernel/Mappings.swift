@@ -8,7 +8,7 @@ import PhyrCore
 /// /proc/self/maps (6.7 to 6.10, PAGEMAP_SCAN telling the backing) or of
 /// /proc/self/smaps (before 6.7: the only other source of the page size and
 /// VM_PFNMAP/VM_IO), read only as far as the span.
-enum Mappings {
+package enum Mappings {
     enum Failure: Error {
         case unmapped(Range<UInt64>)
         case system(Errno)
@@ -156,6 +156,11 @@ enum Mappings {
     /// makes callers more careful.
     static func thpMode() -> THPMode {
         if phyr_shim_thp_disabled() == 1 { return .never }
+        return systemTHPMode()
+    }
+
+    /// transparent_hugepage/enabled; `.always` when it cannot be read.
+    private static func systemTHPMode() -> THPMode {
         var mode = THPMode.always
         try? forEachLine("/sys/kernel/mm/transparent_hugepage/enabled") { line in
             let text = String(decoding: line, as: UTF8.self)
@@ -299,16 +304,8 @@ enum Mappings {
     /// all of /proc/self/smaps: only for repairs, never on a common path.
     static func markedLocks() throws(Errno) -> [(span: Range<UInt64>, file: FileKey?)] {
         var out: [(span: Range<UInt64>, file: FileKey?)] = []
-        var current: (span: Range<UInt64>, file: FileKey?)?
-        let vmFlags = Array("VmFlags:".utf8)
-        try forEachLine("/proc/self/smaps") { line in
-            if let vma = vmaHeader(line) {
-                current = (vma.start..<vma.end, fileKey(device: vma.fields[3], inode: vma.fields[4]))
-            } else if line.starts(with: vmFlags), let vma = current {
-                let flags = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true).dropFirst()
-                    .map { String(decoding: $0, as: UTF8.self) }
-                if LockMarks.isLibphyrLock(vmFlags: flags) { out.append(vma) }
-            }
+        _ = try smaps { v in
+            if LockMarks.isLibphyrLock(vmFlags: v.vmFlags) { out.append((v.mapping.start..<v.mapping.end, v.mapping.file)) }
             return true
         }
         return out
@@ -457,47 +454,123 @@ enum Mappings {
     /// or after its end (nil: none), which the read stops at.
     private static func smapsLayout(_ span: Range<UInt64>) throws(Failure) -> (mappings: [Mapping], following: UInt64?) {
         var all: [Mapping] = []
-        var following: UInt64?
-        var current: Mapping?
-        var pmd: UInt64 = 0
-        func finish() {
-            if var m = current { m.pmdMappedBytes = pmd; all.append(m) }
-            current = nil; pmd = 0
-        }
-        do {
-            try forEachLine("/proc/self/smaps") { line in
-                if let bounds = vmaBounds(line) {
-                    finish()
-                    guard bounds.start < span.upperBound else {
-                        following = bounds.start
-                        return false
-                    }
-                    guard bounds.end > span.lowerBound, let vma = vmaHeader(line) else { return true }
-                    current = mapping(vma)
-                    return true
-                }
-                // The lines of VMAs below the span are most of the file: skipped unread.
-                guard current != nil else { return true }
-                let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-                guard fields.count >= 2, let first = fields.first else { return true }
-                switch String(decoding: first, as: UTF8.self) {
-                case "KernelPageSize:":
-                    if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { current?.pageSize = kb &* 1024 }
-                case "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:":
-                    if let kb = UInt64(String(decoding: fields[1], as: UTF8.self)) { pmd &+= kb &* 1024 }
-                case "VmFlags:":
-                    let flags = fields.dropFirst().map { String(decoding: $0, as: UTF8.self) }
-                    if flags.contains("pf") || flags.contains("io") { current?.noFolio = true }
-                    current?.hugepageAdvice = flags.contains("nh") ? .noHugepage : flags.contains("hg") ? .hugepage : HugepageAdvice.none
-                default:
-                    break
-                }
-                return true
-            }
+        let following: UInt64?
+        do throws(Errno) {
+            following = try smaps(from: span.lowerBound, to: span.upperBound) { all.append($0.mapping); return true }
         } catch {
             throw .system(error)
         }
-        finish()
         return (try tiling(all[...], span), following)
+    }
+
+    private enum SmapsField { case kernelPageSize, rss, pmdMapped, hugetlb, locked, thpEligible, vmFlags }
+    /// The lines of an smaps entry the readers use; the rest are passed by.
+    private static let smapsFields: [(key: [UInt8], field: SmapsField)] = {
+        let named: [(String, SmapsField)] = [
+            ("Rss:", .rss), ("AnonHugePages:", .pmdMapped), ("ShmemPmdMapped:", .pmdMapped),
+            ("FilePmdMapped:", .pmdMapped), ("Shared_Hugetlb:", .hugetlb), ("Private_Hugetlb:", .hugetlb),
+            ("Locked:", .locked), ("THPeligible:", .thpEligible), ("KernelPageSize:", .kernelPageSize),
+            ("VmFlags:", .vmFlags),
+        ]
+        return named.map { (key: Array($0.0.utf8), field: $0.1) }
+    }()
+    /// For each first byte, the indices of `smapsFields` starting with it.
+    private static let smapsFieldsByFirstByte: [[Int]] = {
+        var table = [[Int]](repeating: [], count: 256)
+        for (i, f) in smapsFields.enumerated() { table[Int(f.key[0])].append(i) }
+        return table
+    }()
+
+    /// Calls `body` with each VMA of the process's smaps that meets
+    /// [low, high), in address order, until it returns false; reads no
+    /// further than `high` and returns the start of the first VMA at or
+    /// after it (nil: none, or stopped before).  The lines of VMAs below
+    /// `low` are skipped unparsed: in a pin's read they are most of the file.
+    package static func smaps(in files: ProcFiles = .shared, from low: UInt64 = 0, to high: UInt64 = .max,
+                              _ body: (VMAStats) -> Bool) throws(Errno) -> UInt64? {
+        var following: UInt64?
+        // Not an Optional: one VMA's fields are set in place, line by line.
+        var current = VMAStats(mapping: Mapping(start: 0, end: 0, readable: false, writable: false, shared: false,
+                                                pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0, name: ""))
+        var reading = false
+        var stopped = false
+        func finish() -> Bool {
+            guard reading else { return true }
+            reading = false
+            if !body(current) { stopped = true }
+            return !stopped
+        }
+        // "1234 kB": the digits, without allocating (a big process's smaps
+        // has hundreds of thousands of these lines).
+        func kb(_ f: ArraySlice<UInt8>) -> UInt64 {
+            var v: UInt64 = 0
+            for c in f {
+                guard c >= 0x30 && c <= 0x39 else { break }
+                v = v &* 10 &+ UInt64(c - 0x30)
+            }
+            return v &* 1024
+        }
+        let fields = smapsFields, byFirst = smapsFieldsByFirstByte
+        try forEachLine(files.path("smaps")) { line in
+            if let bounds = vmaBounds(line) {
+                guard finish() else { return false }
+                guard bounds.start < high else {
+                    following = bounds.start
+                    return false
+                }
+                guard bounds.end > low, let vma = vmaHeader(line) else { return true }
+                current = VMAStats(mapping: mapping(vma))
+                reading = true
+                return true
+            }
+            guard reading, let first = line.first else { return true }
+            var found: (key: [UInt8], field: SmapsField)?
+            for i in byFirst[Int(first)] where line.starts(with: fields[i].key) {
+                found = fields[i]
+                break
+            }
+            guard let field = found else { return true }
+            let value = line.dropFirst(field.key.count).drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+            switch field.field {
+            case .kernelPageSize: current.mapping.pageSize = kb(value)
+            case .rss: current.rss = kb(value)
+            case .pmdMapped:
+                current.pmdMapped &+= kb(value)
+                current.mapping.pmdMappedBytes &+= kb(value)
+            case .hugetlb: current.hugetlb &+= kb(value)
+            case .locked: current.locked = kb(value)
+            case .thpEligible: current.thpEligible = value.first == UInt8(ascii: "1")
+            case .vmFlags:
+                let flags = value.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+                    .map { String(decoding: $0, as: UTF8.self) }
+                current.vmFlags = flags
+                if flags.contains("pf") || flags.contains("io") { current.mapping.noFolio = true }
+                current.mapping.hugepageAdvice = flags.contains("nh") ? .noHugepage
+                    : flags.contains("hg") ? .hugepage : HugepageAdvice.none
+            }
+            return true
+        }
+        if !stopped { _ = finish() }
+        return stopped ? nil : following
+    }
+
+    /// The process's THP settings: the system's modes, and whether the
+    /// process turned THP off (prctl for this one, status for another).
+    package static func thpSettings(of files: ProcFiles = .shared) -> THPSettings {
+        var shmem = "never"
+        try? forEachLine("/sys/kernel/mm/transparent_hugepage/shmem_enabled") { line in
+            let text = String(decoding: line, as: UTF8.self)
+            if let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]") {
+                shmem = String(text[text.index(after: open)..<close])
+            }
+            return false
+        }
+        var disabled = false
+        if files.pid == nil {
+            disabled = phyr_shim_thp_disabled() == 1
+        } else if let on = procField(files.path("status"), "THP_enabled:") {
+            disabled = on == 0
+        }
+        return THPSettings(mode: systemTHPMode(), processDisabled: disabled, shmem: shmem)
     }
 }

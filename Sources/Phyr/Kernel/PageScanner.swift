@@ -6,20 +6,30 @@ import PhyrCore
 /// What backs each page of a span: PAGEMAP_SCAN (one ioctl returns merged
 /// regions, no privilege needed), or on older kernels /proc/self/pagemap read
 /// entry by entry with smaps' per-VMA huge page totals.
-enum PageScanner {
-    static func scan(_ span: Range<UInt64>, mappings: [Mapping]) throws(Errno) -> [ScanRegion] {
+package enum PageScanner {
+    /// `files`: the process whose memory is scanned (pagemap is opened with
+    /// PTRACE_MODE_READ, and its answers are about the process that owns it).
+    package static func scan(_ span: Range<UInt64>, mappings: [Mapping], in files: ProcFiles = .shared) throws(Errno) -> [ScanRegion] {
         if KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) {
             do {
                 // Telling file pages from anonymous ones costs the kernel a
                 // struct page lookup per PTE (6 ms per GiB here); only private
                 // file mappings need it, the rest say so in their VMA.
                 let needFile = mappings.contains { $0.fileBacked && !$0.shared }
-                return try pagemapScan(span, fileCategory: needFile)
+                return try pagemapScan(span, fileCategory: needFile, in: files)
             } catch let e where e.code == ENOTTY {
                 KernelFeatures.shared.pagemapScan.store(false, ordering: .relaxed)
             }
         }
-        return try pagemapEntries(span, mappings: mappings)
+        return try pagemapEntries(span, mappings: mappings, in: files)
+    }
+
+    /// Whether `scan` tells huge pages from 4 KiB ones for certain:
+    /// PAGEMAP_SCAN does; pagemap entries only where PFNs are visible
+    /// (without them, a fully present block in a VMA that smaps says has
+    /// huge pages is taken for one).
+    package static var tellsHugePagesApart: Bool {
+        KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) || (try? PhysicalAddresses.visible()) == true
     }
 
     private static let returnMask = UInt64(PHYR_PAGE_IS_PRESENT | PHYR_PAGE_IS_HUGE
@@ -27,8 +37,9 @@ enum PageScanner {
 
     /// No category masks: every page of every walked VMA is reported, so the
     /// holes in the answer are exactly the VMAs the walk skips (VM_PFNMAP).
-    static func pagemapScan(_ span: Range<UInt64>, fileCategory: Bool = true) throws(Errno) -> [ScanRegion] {
-        let fd = try ProcFiles.shared.descriptor(.pagemap)
+    static func pagemapScan(_ span: Range<UInt64>, fileCategory: Bool = true, in files: ProcFiles = .shared) throws(Errno)
+        -> [ScanRegion] {
+        let fd = try files.descriptor(.pagemap)
         var out: [ScanRegion] = []
         var vec = [phyr_page_region](repeating: phyr_page_region(), count: 512)
         var start = span.lowerBound
@@ -65,7 +76,8 @@ enum PageScanner {
     /// is physically contiguous and aligned (`Pagemap.regions`).  Without PFNs
     /// it is a best guess; locking still rounds to whole blocks, so no huge
     /// mapping is split.
-    static func pagemapEntries(_ span: Range<UInt64>, mappings: [Mapping]) throws(Errno) -> [ScanRegion] {
+    static func pagemapEntries(_ span: Range<UInt64>, mappings: [Mapping], in files: ProcFiles = .shared) throws(Errno)
+        -> [ScanRegion] {
         var out: [ScanRegion] = []
         let hugeSize: UInt64 = 1 << UInt64(pmdPageShift)
         for m in mappings where !m.noFolio {
@@ -76,7 +88,7 @@ enum PageScanner {
             let thp = !m.isHugetlb && m.pmdMappedBytes > 0
             let from = thp ? max(m.start, alignDown(lo, hugeSize)) : lo
             let to = thp ? min(m.end, alignUp(hi, hugeSize)) : hi
-            Pagemap.regions(try readEntries(from..<to), from: from, lo, hi, in: m, thp: thp, into: &out)
+            Pagemap.regions(try readEntries(from..<to, in: files), from: from, lo, hi, in: m, thp: thp, into: &out)
         }
         return out
     }
@@ -94,8 +106,8 @@ enum PageScanner {
     }
 
     /// Pagemap entries of every 4 KiB page of `r` (page-aligned).
-    static func readEntries(_ r: Range<UInt64>) throws(Errno) -> [UInt64] {
-        let fd = try ProcFiles.shared.descriptor(.pagemap)
+    static func readEntries(_ r: Range<UInt64>, in files: ProcFiles = .shared) throws(Errno) -> [UInt64] {
+        let fd = try files.descriptor(.pagemap)
         let count = Int((r.upperBound - r.lowerBound) / basePageSize)
         guard count > 0 else { return [] }
         var entries = [UInt64](repeating: 0, count: count)

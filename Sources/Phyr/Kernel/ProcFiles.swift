@@ -2,14 +2,30 @@
 import Glibc
 import PhyrCore
 
-/// Descriptors for /proc/self/maps and /proc/self/pagemap, opened once.
-/// They describe the mm of the process that opened them, so a forked child
-/// closes its inherited copies and opens its own instead of reading its
-/// parent's; and a program that closed them behind libphyr's back (a daemon
-/// closing every fd) gets them reopened rather than read through whatever
-/// took their numbers.
-final class ProcFiles: Sendable {
-    static let shared = ProcFiles()
+/// The /proc files of one process: this one (`shared`, "/proc/self": the
+/// library's) or another by pid (phyr-inspect's).  Every reader of maps,
+/// smaps, pagemap, status and fdinfo takes one, so the library and the tool
+/// read processes through the same code.
+///
+/// The maps and pagemap descriptors are opened once.  They describe the mm
+/// of the process that opened them, so a forked child closes its inherited
+/// copies and opens its own instead of reading its parent's; and a program
+/// that closed them behind libphyr's back (a daemon closing every fd) gets
+/// them reopened rather than read through whatever took their numbers.
+package final class ProcFiles: Sendable {
+    package static let shared = ProcFiles(pid: nil)
+
+    /// nil: the calling process.
+    package let pid: Int32?
+    /// "/proc/self" or "/proc/PID".
+    package let directory: String
+
+    package init(pid: Int32?) {
+        self.pid = pid
+        directory = pid.map { "/proc/\($0)" } ?? "/proc/self"
+    }
+
+    package func path(_ name: String) -> String { directory + "/" + name }
 
     private struct Opened: Sendable { var fd: Int32 = -1; var dev: UInt = 0; var ino: UInt = 0 }
     private struct Descriptors: Sendable { var maps = Opened(); var pagemap = Opened() }
@@ -18,17 +34,16 @@ final class ProcFiles: Sendable {
         return Descriptors()
     }
 
-    enum File { case maps, pagemap }
+    package enum File { case maps, pagemap }
 
     /// Makes the descriptor table and its lock's machinery (see `enterLibrary`).
     func warm() { fds.withLock { _ in } }
 
-    func descriptor(_ file: File) throws(Errno) -> Int32 {
+    package func descriptor(_ file: File) throws(Errno) -> Int32 {
         try fds.withLock { d throws(Errno) -> Int32 in
             let cached = file == .maps ? d.maps : d.pagemap
             if Self.stillOurs(cached) { return cached.fd }
-            let path = file == .maps ? "/proc/self/maps" : "/proc/self/pagemap"
-            let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
+            let fd = try syscallRetrying { open(path(file == .maps ? "maps" : "pagemap"), O_RDONLY | O_CLOEXEC) }
             var st = stat()
             fstat(fd, &st)
             let opened = Opened(fd: fd, dev: UInt(st.st_dev), ino: UInt(st.st_ino))

@@ -6,10 +6,10 @@ import PhyrCore
 /// The io_uring files libphyr holds: its own duplicate of each ring it has
 /// buffers in, and how to tell whether a caller's descriptor still names
 /// that ring (ring fd numbers come back after io_uring_queue_exit).
-enum RingFiles {
+package enum RingFiles {
     /// The inode behind a descriptor.  The duplicate keeps its ring's file
     /// open, so no other file can take that inode number meanwhile.
-    struct Identity: Hashable, Sendable {
+    package struct Identity: Hashable, Sendable {
         var device: UInt64
         var inode: UInt64
     }
@@ -52,15 +52,36 @@ enum RingFiles {
         return answer
     }
 
-    /// Whether `fd` is an io_uring: its /proc/self/fd link says so.
-    static func isIoUring(_ fd: Int32) -> Bool {
+    /// Whether `fd` of the process is an io_uring: its /proc/PID/fd link says so.
+    static func isIoUring(_ fd: Int32, in files: ProcFiles = .shared) -> Bool {
         var buf = [CChar](repeating: 0, count: 64)
         let n = buf.withUnsafeMutableBufferPointer { b -> Int in
             guard let base = b.baseAddress else { return -1 }
-            return readlink("/proc/self/fd/\(fd)", base, b.count - 1)
+            return readlink(files.path("fd/\(fd)"), base, b.count - 1)
         }
         guard n > 0 else { return false }
         return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "anon_inode:[io_uring]"
+    }
+
+    /// The ring a descriptor of the process names, by its inode (Linux
+    /// 5.12+ gives each io_uring one of its own), through the magic link.
+    package static func identity(_ fd: Int32, in files: ProcFiles) -> Identity? {
+        var st = stat()
+        guard stat(files.path("fd/\(fd)"), &st) == 0 else { return nil }
+        return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// Every io_uring descriptor of the process, ascending.
+    package static func ioUrings(in files: ProcFiles) throws(Errno) -> [Int32] {
+        guard let dir = opendir(files.path("fd")) else { throw Errno(code: errno) }
+        defer { closedir(dir) }
+        var fds: [Int32] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), isIoUring(fd, in: files) else { continue }
+            fds.append(fd)
+        }
+        return fds.sorted()
     }
 
     /// Whether the ring was open when this process was forked: then it is the
@@ -79,15 +100,34 @@ enum RingFiles {
 }
 
 extension RingFiles {
-    /// The slots of `fd`'s buffer table that hold a buffer, as the kernel
-    /// lists them in /proc/self/fdinfo ("UserBufs:" and then one line per
-    /// slot, "N: 0xaddr/len", or "N: <none>" for an empty one).
-    static func bufferSlots(_ fd: Int32) -> Set<Int>? {
-        var slots = Set<Int>()
+    /// One slot of a ring's buffer table that holds a buffer.
+    package struct Buffer: Equatable, Sendable {
+        package var index: Int
+        package var addr: UInt64
+        package var len: UInt64
+    }
+
+    /// The buffers of `fd`'s table as the kernel lists them in
+    /// /proc/PID/fdinfo/FD ("UserBufs:" and then one line per slot,
+    /// "N: 0xaddr/len"; an empty slot shows "<none>" or the address ~0);
+    /// nil when the file does not list them -- the kernel prints the table
+    /// only when it gets the ring's lock at once, so a busy ring is read
+    /// again for up to half a second first.
+    package static func buffers(_ fd: Int32, in files: ProcFiles = .shared) -> [Buffer]? {
+        // A registration of 1 GiB of 4 KiB pages holds the lock for 250 ms.
+        for attempt in 0..<100 {
+            if let found = readBuffers(fd, in: files) { return found }
+            if attempt > 2 { usleep(5000) }
+        }
+        return nil
+    }
+
+    private static func readBuffers(_ fd: Int32, in files: ProcFiles) -> [Buffer]? {
+        var out: [Buffer] = []
         var inBuffers = false
-        let colon = UInt8(ascii: ":")
+        let colon = UInt8(ascii: ":"), slash = UInt8(ascii: "/")
         do throws(Errno) {
-            try forEachLine("/proc/self/fdinfo/\(fd)") { line in
+            try forEachLine(files.path("fdinfo/\(fd)")) { line in
                 if line.starts(with: Array("UserBufs:".utf8)) { inBuffers = true; return true }
                 guard inBuffers else { return true }
                 let trimmed = line.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
@@ -95,14 +135,22 @@ extension RingFiles {
                     return false  // past the table
                 }
                 let rest = trimmed[trimmed.index(after: c)...].drop { $0 == UInt8(ascii: " ") }
-                if rest.starts(with: Array("0x".utf8)) && !rest.starts(with: Array("0xffffffffffffffff/".utf8)) {
-                    slots.insert(slot)
-                }
+                guard rest.starts(with: Array("0x".utf8)), let s = rest.firstIndex(of: slash),
+                      let addr = UInt64(String(decoding: rest[rest.index(rest.startIndex, offsetBy: 2)..<s], as: UTF8.self), radix: 16),
+                      let len = UInt64(String(decoding: rest[rest.index(after: s)...].prefix { $0 >= 0x30 && $0 <= 0x39 },
+                                              as: UTF8.self)),
+                      addr != UInt64.max else { return true }
+                out.append(Buffer(index: slot, addr: addr, len: len))
                 return true
             }
         } catch {
             return nil
         }
-        return inBuffers ? slots : nil
+        return inBuffers ? out : nil
+    }
+
+    /// The slots of `fd`'s buffer table that hold a buffer.
+    static func bufferSlots(_ fd: Int32) -> Set<Int>? {
+        buffers(fd).map { Set($0.map(\.index)) }
     }
 }

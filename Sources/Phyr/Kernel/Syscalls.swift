@@ -3,15 +3,16 @@ import Glibc
 import PhyrCore
 
 /// An errno value, as the kernel edge reports failure to the rest of the code.
-struct Errno: Error, Equatable, Sendable {
-    var code: Int32
+package struct Errno: Error, Equatable, Sendable {
+    package var code: Int32
+    package init(code: Int32) { self.code = code }
     static var current: Errno { Errno(code: errno) }
     static let interrupted = Errno(code: EINTR)
 }
 
 extension Errno: CustomStringConvertible {
     /// strerror(3)'s sentence, for messages.
-    var description: String { String(cString: strerror(code)) }
+    package var description: String { String(cString: strerror(code)) }
 }
 
 /// Runs a libc call that answers -1 and sets errno on failure, retrying EINTR.
@@ -62,7 +63,7 @@ func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ off
 /// fixed whatever the file's size: /proc/self/smaps of a process with many
 /// mappings is megabytes, and libphyr reads it when memory or mappings may
 /// be running out (an allocation the system refuses is a trap in Swift).
-func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) throws(Errno) {
+package func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) throws(Errno) {
     let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
     let size = 1 << 15
@@ -118,7 +119,7 @@ func readNumber(_ path: String) -> UInt64? {
 }
 
 /// The value after `key` on its line of a /proc "Key:  value" file.
-func procField(_ path: String, _ key: String) -> UInt64? {
+package func procField(_ path: String, _ key: String) -> UInt64? {
     let k = Array(key.utf8)
     var value: UInt64?
     try? forEachLine(path) { line in

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+// phyr-inspect: how any process's memory is backed, why it is not huge, and
+// what its io_uring registrations cost.  See phyr-inspect(1).
+import CPhyr
+import Glibc
+import Phyr
+import PhyrCore
+
+let usage = """
+    usage: phyr-inspect [--io-uring] [--json] PID [ADDR[+LEN]]
+           phyr-inspect --help | --version
+
+    One row per mapping of process PID (or per mapping meeting ADDR..ADDR+LEN):
+    bounds, size, bytes backed by THP / hugetlb / 4 KiB pages / no folio,
+    locked or not, and why memory that is not huge is not.
+      --io-uring  also every io_uring the process holds and its registered
+                  buffers: backing, coalesced or not, kernel entries, lock
+                  charge, and what would make a buffer coalesce
+      --json      one JSON object instead (io_uring always included)
+    ADDR and LEN: decimal or 0x hex; LEN may end in K, M or G.
+
+    """
+
+/// All of `text` to `fd`, however many writes it takes.
+func emit(_ fd: Int32, _ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return }
+        bytes = bytes.dropFirst(n)
+    }
+}
+
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    emit(2, "phyr-inspect: \(message)\n")
+    exit(code)
+}
+
+/// "123", "0x7f00", "4M".
+func number(_ text: Substring, suffixes: Bool) -> UInt64? {
+    var t = text
+    var scale: UInt64 = 1
+    if suffixes, let last = t.last {
+        switch last {
+        case "k", "K": scale = 1 << 10
+        case "m", "M": scale = 1 << 20
+        case "g", "G": scale = 1 << 30
+        default: break
+        }
+        if scale > 1 { t = t.dropLast() }
+    }
+    let value = t.hasPrefix("0x") || t.hasPrefix("0X") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t, radix: 10)
+    guard let value else { return nil }
+    let (scaled, overflow) = value.multipliedReportingOverflow(by: scale)
+    return overflow ? nil : scaled
+}
+
+var rings = false, json = false
+var positional: [String] = []
+for arg in CommandLine.arguments.dropFirst() {
+    switch arg {
+    case "--io-uring": rings = true
+    case "--json": json = true
+    case "-h", "--help":
+        emit(1, usage)
+        exit(0)
+    case "--version":
+        emit(1, "phyr-inspect \(phyr_version().map { String(cString: $0) } ?? "?")\n")
+        exit(0)
+    default:
+        if arg.hasPrefix("-") && arg.count > 1 { fail("unknown option \(arg)\n\(usage)", code: 2) }
+        positional.append(arg)
+    }
+}
+guard positional.count == 1 || positional.count == 2 else { fail("expected PID [ADDR[+LEN]]\n\(usage)", code: 2) }
+guard let pid = Int32(positional[0]), pid > 0 else { fail("\(positional[0]) is not a process id", code: 2) }
+
+var range: Range<UInt64>?
+if positional.count == 2 {
+    let parts = positional[1].split(separator: "+", maxSplits: 1, omittingEmptySubsequences: false)
+    guard let addr = number(parts[0], suffixes: false) else { fail("\(parts[0]) is not an address", code: 2) }
+    var len: UInt64 = 1
+    if parts.count == 2 {
+        guard let l = number(parts[1], suffixes: true), l > 0 else { fail("\(parts[1]) is not a length", code: 2) }
+        len = l
+    }
+    let (end, overflow) = addr.addingReportingOverflow(len)
+    if overflow { fail("\(positional[1]) runs past the end of the address space", code: 2) }
+    range = addr..<end
+}
+
+do {
+    let report = try Inspector(pid: pid).inspect(range: range, rings: rings || json)
+    let text = json ? JSONOutput.render(report) : TableOutput.render(report, rings: rings)
+    emit(1, text)
+} catch {
+    switch error {
+    case .noProcess(let p):
+        fail("no process \(p) (/proc/\(p) does not exist)")
+    case .notPermitted(let p, let path):
+        fail("not permitted to read process \(p)'s memory (\(path): permission denied): the kernel shows it only to "
+             + "callers allowed PTRACE_MODE_READ on it -- its own user (unless it is not dumpable), or CAP_SYS_PTRACE "
+             + "(root)")
+    case .unreadable(let path, let e):
+        fail("cannot read \(path): \(e)")
+    case .nothingMapped(let r):
+        fail("nothing is mapped in [\(Inspection.hexText(r.lowerBound)), \(Inspection.hexText(r.upperBound))) "
+             + "of process \(pid)")
+    }
+}
