@@ -312,8 +312,10 @@ static double timed_register(struct io_uring *ring, phyr_t *r, uint64_t *entries
 	struct ring_buf b[64];
 	int n = ring_reg_bufs(reg, b, 64);
 	*entries = 0;
-	for (int i = 0; i < n && i < 64; i++)
-		*entries += b[i].flags & RING_BUF_COALESCED ? b[i].len >> b[i].page_shift : b[i].len / PAGE;
+	for (int i = 0; i < n && i < 64; i++) {
+		uint64_t unit = b[i].flags & RING_BUF_COALESCED ? UINT64_C(1) << b[i].page_shift : PAGE;
+		*entries += ((b[i].addr + b[i].len + unit - 1) / unit) - b[i].addr / unit;
+	}
 	*bufs = n;
 	ring_unregister_ranges(reg);
 	return t;

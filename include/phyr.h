@@ -187,7 +187,14 @@ struct ring_buf {
  * range is faulted in and before anything is locked or held -- so the pin,
  * its PHYR_PIN_PHYS addresses and its registrations are of the huge pages.
  * An extent the range only partly covers is still collapsed whole (the
- * kernel knows no smaller huge page); hugetlb memory is huge already.
+ * kernel knows no smaller huge page, and fills its empty pages with zeroes);
+ * hugetlb memory is huge already.  The pin then locks or holds whole huge
+ * pages, as any pin of huge pages does: a 4 KiB range in a collapsed extent
+ * locks 2 MiB, and RLIMIT_MEMLOCK is charged for that (-ENOMEM where it
+ * cannot be).  Collapsing takes the mmap lock for writing once per extent:
+ * other threads' page faults wait meanwhile.  Pages of other lock-only
+ * ranges in a collapsed extent move (their PHYR_PIN_PHYS snapshots go
+ * stale); pages pinned long-term are never collapsed.
  *
  * What cannot be collapsed is pinned as it is, and that is not an error:
  * MADV_NOHUGEPAGE mappings, a process with PR_SET_THP_DISABLE, mappings too

@@ -149,6 +149,45 @@ static inline void stray_page(char *p, uint64_t at)
 	p[at] = 1;
 }
 
+/*
+ * A stray base page at p + at inside THP memory that stays eligible (for
+ * PHYR_PIN_HUGE and phyr-inspect): the huge page is split by dropping one
+ * page, which faults back in as a base page.  khugepaged may collapse the
+ * block again: see khugepaged_collapses().
+ */
+static inline void eligible_stray(char *p, uint64_t at)
+{
+	CHECK(madvise(p + at, PAGE, MADV_DONTNEED) == 0, "MADV_DONTNEED: %s", strerror(errno));
+	p[at] = 7;
+}
+
+/*
+ * Huge pages khugepaged has collapsed so far (MADV_COLLAPSE does not count
+ * there); 0 when it cannot be read.  A test that leaves stray pages eligible
+ * compares it before and after, and runs again when khugepaged moved.
+ */
+static inline uint64_t khugepaged_collapses(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/khugepaged/pages_collapsed", "r");
+	unsigned long long n = 0;
+	if (f) {
+		if (fscanf(f, "%llu", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n;
+}
+
+/* A case that returns nonzero when khugepaged interfered, run up to three
+ * times. */
+#define RUN_UNRACED(fn) do { \
+	if (t_argc < 2 || strcmp(t_argv[1], #fn) == 0) { \
+		int tries_ = 0; \
+		while (fn()) \
+			CHECK(++tries_ < 3, #fn ": khugepaged collapsed the test's pages three times running"); \
+	} \
+} while (0)
+
 /* Base-page memory, faulted in. */
 static inline char *base_alloc(size_t len)
 {

@@ -17,6 +17,7 @@
 #include "ring_io.h"
 
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #ifndef MAP_HUGE_SHIFT
 #define MAP_HUGE_SHIFT 26
@@ -27,20 +28,6 @@ static void report(const char *name, const void *p, uint64_t len)
 	printf("%s %" PRIu64 " %" PRIu64 "\n", name, U(p), len);
 }
 
-static char *eligible_thp(size_t len)
-{
-	char *p = map_aligned(len, HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-	CHECK(madvise(p, len, MADV_HUGEPAGE) == 0, "MADV_HUGEPAGE: %s", strerror(errno));
-	memset(p, 0x5a, len);
-	return p;
-}
-
-/* A stray 4 KiB page in an extent that stays eligible. */
-static void split_extent(char *p, uint64_t at)
-{
-	CHECK(madvise(p + at, PAGE, MADV_DONTNEED) == 0, "MADV_DONTNEED: %s", strerror(errno));
-	p[at] = 1;
-}
 
 static void wait_for_eof(void)
 {
@@ -90,9 +77,9 @@ int main(int argc, char **argv)
 	}
 
 	/* THP, 8 MiB: extents 1 and 3 split by a stray page each. */
-	char *thp = eligible_thp(8 * MiB);
-	split_extent(thp, 2 * MiB + 0x3000);
-	split_extent(thp, 6 * MiB);
+	char *thp = thp_alloc(8 * MiB);
+	eligible_stray(thp, 2 * MiB + 0x3000);
+	eligible_stray(thp, 6 * MiB);
 	report("thp", thp, 8 * MiB);
 
 	char *nohuge = map_aligned(4 * MiB, HUGE2M, PROT_READ | PROT_WRITE, MAP_PRIVATE);
@@ -122,7 +109,7 @@ int main(int argc, char **argv)
 	struct io_uring ring;
 	int rc = io_uring_queue_init(8, &ring, 0);
 	if (rc == 0) {
-		char *whole = eligible_thp(4 * MiB);
+		char *whole = thp_alloc(4 * MiB);
 		/* 2 MiB of THP, then 2 MiB of 4 KiB folios (MADV_NOHUGEPAGE before
 		 * the first touch): a 4 KiB piece of a split huge page would be
 		 * charged by the kernel as its whole huge page. */
@@ -141,7 +128,25 @@ int main(int argc, char **argv)
 		report("buf0", whole, 4 * MiB);
 		report("buf1", frag, 4 * MiB);
 		printf("vmpin %" PRIu64 " 0\n", vmpin_bytes());
+
+		/* A ring whose descriptor is closed: its mappings keep it alive. */
+		struct io_uring hidden;
+		if (io_uring_queue_init(4, &hidden, 0) == 0) {
+			struct stat st;
+			CHECK(fstat(hidden.ring_fd, &st) == 0, "fstat: %s", strerror(errno));
+			close(hidden.ring_fd);
+			printf("hidden_ring %llu 0\n", (unsigned long long)st.st_ino);
+		}
 	}
+
+	/* Names the table must not send to a terminal raw, and spaces the
+	 * kernel prints as they are. */
+	int odd = memfd_create("odd \x1b[31m name", 0);
+	CHECK(odd >= 0 && ftruncate(odd, 4096) == 0, "memfd_create: %s", strerror(errno));
+	char *oddmap = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, odd, 0);
+	CHECK(oddmap != MAP_FAILED, "mmap memfd: %s", strerror(errno));
+	oddmap[0] = 1;
+	report("odd", oddmap, 4096);
 	wait_for_eof();
 	return 0;
 }

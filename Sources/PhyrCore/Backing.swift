@@ -20,6 +20,18 @@ package let physUnknown = UInt64.max
 
 @inline(__always) package func alignDown(_ x: UInt64, _ size: UInt64) -> UInt64 { x & ~(size &- 1) }
 /// Rounds up; the caller guarantees `x + size - 1` does not overflow.
+/// The first element of `sorted` (in address order, not overlapping) whose
+/// end lies past `address`: a binary search.
+package func firstEnding<C: RandomAccessCollection>(after address: UInt64, in sorted: C,
+                                                    end: (C.Element) -> UInt64) -> C.Index {
+    var lo = sorted.startIndex, hi = sorted.endIndex
+    while lo < hi {
+        let mid = sorted.index(lo, offsetBy: sorted.distance(from: lo, to: hi) / 2)
+        if end(sorted[mid]) > address { hi = mid } else { lo = sorted.index(after: mid) }
+    }
+    return lo
+}
+
 @inline(__always) package func alignUp(_ x: UInt64, _ size: UInt64) -> UInt64 { (x &+ size &- 1) & ~(size &- 1) }
 
 /// The file behind a mapping, as the kernel names it: the same memory
@@ -60,6 +72,16 @@ package struct Mapping: Equatable, Sendable {
     package var hugepageAdvice: HugepageAdvice? = nil
 
     package var isHugetlb: Bool { pageSize > basePageSize }
+
+    /// shmem, memfd, SysV and shared anonymous memory ("/dev/zero (deleted)"),
+    /// told from a regular file's page cache by name, which is all maps
+    /// says: files the kernel can long-term pin (no writeback), and whose
+    /// THP shmem_enabled governs.  A private /dev/zero mapping is anonymous.
+    package var isShmem: Bool {
+        guard fileBacked else { return false }
+        return name.hasPrefix("/memfd:") || name.hasPrefix("/SYSV") || name.hasPrefix("/dev/shm/")
+            || shared && name.hasPrefix("/dev/zero")
+    }
 
     package init(start: UInt64, end: UInt64, readable: Bool, writable: Bool, shared: Bool, file: FileKey? = nil,
                  pageSize: UInt64, noFolio: Bool, pmdMappedBytes: UInt64, name: String,

@@ -73,15 +73,6 @@ package struct BufferReport: Equatable, Sendable {
 package enum Inspection {
     static let huge: UInt64 = 1 << UInt64(pmdPageShift)
 
-    /// Whether the mapping is shared memory (shmem: memfd, /dev/shm, SysV,
-    /// shared anonymous) rather than a regular file's page cache; maps says
-    /// only by the name.
-    package static func isShmem(_ m: Mapping) -> Bool {
-        guard m.fileBacked else { return false }
-        return m.name.hasPrefix("/memfd:") || m.name.hasPrefix("/dev/shm/") || m.name.hasPrefix("/SYSV")
-            || m.name.hasPrefix("/dev/zero") || m.name.hasPrefix("[anon_shmem") || m.name.contains("(deleted)") && m.shared
-    }
-
     /// The aligned 2 MiB extents a mapping holds whole.
     package static func alignedExtentBytes(_ m: Mapping) -> UInt64 {
         let lo = alignUp(m.start, huge), hi = alignDown(m.end, huge)
@@ -123,51 +114,88 @@ package enum Inspection {
     }
 
     /// Why a mapping cannot hold transparent huge pages at all; nil when it can.
+    /// The THP modes (enabled, shmem_enabled) keep faults from making huge
+    /// pages but not MADV_COLLAPSE, which ignores them: their reasons say so.
     package static func notEligible(_ v: VMAStats, settings: THPSettings) -> String? {
+        notHuge(v, settings: settings)?.text
+    }
+
+    /// The first reason, and whether MADV_COLLAPSE would still work.
+    package static func notHuge(_ v: VMAStats, settings: THPSettings) -> (text: String, collapsible: Bool)? {
+        let regardless = " (MADV_COLLAPSE or PHYR_PIN_HUGE collapses it regardless)"
+        guard let (text, collapsible) = blocker(v, settings: settings) else { return nil }
+        return (collapsible ? text + regardless : text, collapsible)
+    }
+
+    private static func blocker(_ v: VMAStats, settings: THPSettings) -> (String, Bool)? {
         let m = v.mapping
         if settings.processDisabled {
-            return "THP disabled for this process (prctl PR_SET_THP_DISABLE, inherited across fork)"
+            return ("THP disabled for this process (prctl PR_SET_THP_DISABLE, inherited across fork)", false)
         }
-        if v.vmFlags.contains("nh") || m.hugepageAdvice == .noHugepage { return "MADV_NOHUGEPAGE" }
+        if v.vmFlags.contains("nh") || m.hugepageAdvice == .noHugepage { return ("MADV_NOHUGEPAGE", false) }
         let advised = v.vmFlags.contains("hg") || m.hugepageAdvice == .hugepage
-        if m.fileBacked && !isShmem(m) {
+        // A private mapping of /dev/zero is anonymous memory.
+        let anonymous = !m.fileBacked || !m.shared && m.name.hasPrefix("/dev/zero")
+        if m.name.hasPrefix("anon_inode:") {
+            return ("kernel memory mapped into the process (\(m.name)): never THP", false)
+        }
+        if !anonymous && !m.isShmem {
             if v.thpEligible == true { return nil }
-            return "page cache of a regular file: huge only where its filesystem makes large folios"
+            return ("page cache of a regular file: huge only where its filesystem makes large folios", false)
         }
         if alignedExtentBytes(m) == 0 {
-            return "too small or misaligned to hold an aligned 2 MiB extent"
+            return ("too small or misaligned to hold an aligned 2 MiB extent", false)
         }
-        if m.fileBacked {
+        if !anonymous {
             switch settings.shmem {
-            case "never", "deny": return "shmem THP is off (transparent_hugepage/shmem_enabled: \(settings.shmem))"
-            case "advise" where !advised:
-                return "shmem_enabled is advise and the mapping has no MADV_HUGEPAGE"
+            case "deny": return ("shmem THP is denied (transparent_hugepage/shmem_enabled: deny)", false)
+            case "never": return ("shmem THP is off (transparent_hugepage/shmem_enabled: never)", true)
+            case "advise" where !advised: return ("shmem_enabled is advise and the mapping has no MADV_HUGEPAGE", true)
             default: break
             }
         } else {
             switch settings.mode {
-            case .never: return "THP is off system-wide (transparent_hugepage/enabled: never)"
-            case .madvise where !advised: return "madvise mode without MADV_HUGEPAGE"
+            case .never: return ("THP is off system-wide (transparent_hugepage/enabled: never)", true)
+            case .madvise where !advised: return ("madvise mode without MADV_HUGEPAGE", true)
             default: break
             }
         }
-        if v.thpEligible == false { return "the kernel says it is not eligible (THPeligible: 0)" }
+        if v.thpEligible == false { return ("the kernel says it is not eligible (THPeligible: 0)", false) }
         return nil
     }
 
     /// A registered buffer: `runs` cover [addr, addr+len) page-aligned, as
-    /// the backing scanner classified them; `charged` is the ring's huge
+    /// the backing scanner classified them (nil: the scan failed); `charged` is the ring's huge
     /// pages already charged by buffers of lower index (the kernel registers
-    /// in index order and charges a huge page once per ring); `notEligible`
-    /// why its memory's mappings cannot hold THP now, if they cannot.
-    package static func buffer(index: Int, addr: UInt64, len: UInt64, runs: [BackingRun], kernel: Coalescing,
-                               charged: inout CountedIntervalMap, notEligible: String? = nil) -> BufferReport {
+    /// in index order and charges a huge page once per ring); `notHuge`
+    /// why its memory's mappings cannot hold THP now, if they cannot, and
+    /// whether MADV_COLLAPSE still would make it huge (`notHuge(_:settings:)`).
+    package static func buffer(index: Int, addr: UInt64, len: UInt64, runs: [BackingRun]?, kernel: Coalescing,
+                               charged: inout CountedIntervalMap,
+                               notHuge: (text: String, collapsible: Bool)? = nil) -> BufferReport {
+        let (end, wraps) = addr.addingReportingOverflow(len)
         let lo = alignDown(addr, basePageSize)
-        let hi = alignUp(addr &+ len, basePageSize)
+        let hi = wraps ? lo : alignUp(end, basePageSize)
         let pages = (hi - lo) / basePageSize
         var r = BufferReport(index: index, addr: addr, len: len, backing: "4 KiB", coalesced: false,
                              kernelEntries: pages, lockCharge: hi - lo, advice: nil)
-        let segments = Backing.segments(runs, range: addr..<(addr &+ len))
+        guard !wraps, len > 0 else {
+            r.backing = "not mapped"
+            return r
+        }
+        if addr == 0 {
+            // Buffers the kernel registers itself (ublk, 6.15+) have no user
+            // address and charge nothing.
+            r.backing = "kernel memory (no user address)"
+            r.kernelEntries = 0
+            r.lockCharge = 0
+            return r
+        }
+        guard let runs else {
+            r.backing = "unknown (its pagemap could not be read)"
+            return r
+        }
+        let segments = Backing.segments(runs, range: addr..<end)
         let units: [BufferUnit]
         do throws(RegistrationPlan.Refusal) {
             units = try RegistrationPlan(segments: Array(segments), maxUnit: UInt64.max).units
@@ -195,17 +223,19 @@ package enum Inspection {
             }
             return r
         }
-        // What would make the 4 KiB pages huge: their mapping first, where it
-        // cannot hold THP now.
-        let fix = notEligible.map { "its mapping cannot hold THP (\($0)): change that, then MADV_COLLAPSE or "
-            + "PHYR_PIN_HUGE" } ?? "MADV_COLLAPSE or PHYR_PIN_HUGE would make them huge"
+        // What would make the 4 KiB pages huge.  Registered pages are pinned,
+        // and MADV_COLLAPSE leaves pinned pages alone: the buffer must go
+        // first.  Where the mapping itself refuses THP, that comes first.
+        let fix: String
+        if let notHuge, !notHuge.collapsible {
+            fix = "its mapping cannot hold THP (\(notHuge.text)): that first"
+        } else {
+            fix = "unregister it, collapse them (MADV_COLLAPSE, or pin with PHYR_PIN_HUGE), register again "
+                + "(pinned pages are never collapsed)"
+        }
         let asHuge = (alignUp(hi, huge) - alignDown(lo, huge)) / huge
         guard units.contains(where: \.isHuge) else {
-            if hi - lo >= huge {
-                r.advice = "all 4 KiB pages (\(pages) entries, \(asHuge) as huge pages): "
-                    + (notEligible == nil ? "MADV_HUGEPAGE before faulting in, MADV_COLLAPSE or PHYR_PIN_HUGE would "
-                        + "make them huge" : fix)
-            }
+            if hi - lo >= huge { r.advice = "all 4 KiB pages (\(pages) entries, \(asHuge) as huge pages): \(fix)" }
             return r
         }
         // Mixed page sizes never coalesce: every 4 KiB page of it is an entry.

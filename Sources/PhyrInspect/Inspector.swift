@@ -10,6 +10,12 @@ struct ProcessReport {
     var settings: THPSettings
     var mappings: [MappingReport]
     var rings: [RingReport]
+    /// VmPin of the process's status: what the kernel charged for its
+    /// registered buffers (all rings), by its own count.
+    var vmPin: UInt64?
+    /// Inodes of io_urings mapped into the process that no descriptor of it
+    /// names (closed after io_uring_register_ring_fd): not listable.
+    var unlistedRings: [UInt64]
 }
 
 struct RingReport {
@@ -23,6 +29,8 @@ struct RingReport {
 
 enum InspectError: Error {
     case noProcess(Int32)
+    case exited(Int32)
+    case noMemory(Int32)
     case notPermitted(Int32, String)
     case unreadable(String, Errno)
     case nothingMapped(Range<UInt64>)
@@ -32,7 +40,7 @@ enum InspectError: Error {
 /// status, PAGEMAP_SCAN or pagemap, fdinfo), given its /proc files, and
 /// lets the core decide what it means.
 struct Inspector {
-    let files: ProcFiles
+    private(set) var files: ProcFiles
     let pid: Int32
 
     init(pid: Int32) {
@@ -40,17 +48,55 @@ struct Inspector {
         files = ProcFiles(pid: pid)
     }
 
-    func inspect(range: Range<UInt64>?, rings wantRings: Bool) throws(InspectError) -> ProcessReport {
+    /// A live thread of the process other than its main one, which may have
+    /// exited (pthread_exit) and left nothing to read in /proc/PID.
+    private func otherThread() -> ProcFiles? {
+        guard let dir = opendir(files.path("task")) else { return nil }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let tid = Int32(name), tid != pid { return ProcFiles(pid: pid, thread: tid) }
+        }
+        return nil
+    }
+
+    private func readSmaps(from lo: UInt64, to hi: UInt64) throws(InspectError) -> [VMAStats] {
+        var all: [VMAStats] = []
+        do throws(Errno) {
+            _ = try Mappings.smaps(in: files, from: lo, to: hi) { v in
+                // smaps is not read at once: a VMA that other threads split
+                // or merged meanwhile can come again over what was printed
+                // before it.  Keep what is new of it.
+                var v = v
+                if let last = all.last, v.mapping.start < last.mapping.end {
+                    guard v.mapping.end > last.mapping.end else { return true }
+                    v.mapping.start = last.mapping.end
+                }
+                all.append(v)
+                return true
+            }
+        } catch {
+            throw failure(error, reading: "smaps")
+        }
+        return all
+    }
+
+    mutating func inspect(range: Range<UInt64>?, rings wantRings: Bool) throws(InspectError) -> ProcessReport {
         var st = stat()
         if stat(files.directory, &st) != 0 { throw .noProcess(pid) }
         let settings = Mappings.thpSettings(of: files)
-        var all: [VMAStats] = []
-        do throws(Errno) {
-            // Buffers may lie anywhere: with --io-uring every VMA is read.
-            let (lo, hi) = wantRings ? (UInt64(0), UInt64.max) : (range?.lowerBound ?? 0, range?.upperBound ?? .max)
-            _ = try Mappings.smaps(in: files, from: lo, to: hi) { all.append($0); return true }
-        } catch {
-            throw failure(error, reading: "smaps")
+        // Buffers may lie anywhere: with --io-uring every VMA is read.
+        let (lo, hi) = wantRings ? (UInt64(0), UInt64.max) : (range?.lowerBound ?? 0, range?.upperBound ?? .max)
+        var all = try readSmaps(from: lo, to: hi)
+        if all.isEmpty && range == nil {
+            // A main thread that exited leaves /proc/PID without memory;
+            // the process's other threads still show it.
+            guard let thread = otherThread() else {
+                if stat(files.directory, &st) != 0 { throw .exited(pid) }
+                throw .noMemory(pid)
+            }
+            files = thread
+            all = try readSmaps(from: lo, to: hi)
         }
         var shown = all
         if let range {
@@ -61,20 +107,26 @@ struct Inspector {
             Inspection.report(v, settings: settings, interiorBase: interiorBase(v, settings: settings))
         }
         var rings: [RingReport] = []
+        var unlisted: [UInt64] = []
         if wantRings {
             let fds: [Int32]
             do throws(Errno) { fds = try RingFiles.ioUrings(in: files) } catch { throw failure(error, reading: "fd") }
-            let kernel = KernelFeatures.shared.coalescing
+            // The release's rules, not the library's timing probe: the answer
+            // must not depend on how busy the machine is.
+            let kernel = IoUringProbes.coalescingByRelease()
             var seen: [RingFiles.Identity: Int] = [:]
+            var ringInodes = Set<UInt64>()
             for fd in fds {
                 if let id = RingFiles.identity(fd, in: files) {
+                    ringInodes.insert(id.inode)
                     if let known = seen[id] {
                         rings[known].fds.append(fd)
                         continue
                     }
                     seen[id] = rings.count
                 }
-                guard let listed = RingFiles.buffers(fd, in: files) else {
+                // A registration of 1 GiB of 4 KiB pages holds the ring's lock for 250 ms.
+                guard let listed = RingFiles.buffers(fd, in: files, patience: 0.5) else {
                     rings.append(RingReport(fds: [fd], buffers: nil))
                     continue
                 }
@@ -82,36 +134,45 @@ struct Inspector {
                 let reports = listed.sorted { $0.index < $1.index }.map { b in
                     Inspection.buffer(index: b.index, addr: b.addr, len: b.len, runs: backing(b, all),
                                       kernel: kernel, charged: &charged,
-                                      notEligible: notEligible(b, all, settings: settings))
+                                      notHuge: notHuge(b, all, settings: settings))
                 }
                 rings.append(RingReport(fds: [fd], buffers: reports))
             }
+            unlisted = Set(all.filter { $0.mapping.name == "anon_inode:[io_uring]" }.compactMap { $0.mapping.file?.inode })
+                .subtracting(ringInodes).sorted()
         }
-        return ProcessReport(pid: pid, command: command(), settings: settings, mappings: mappings, rings: rings)
+        // Read to the end while the process lived?  A process gone meanwhile
+        // leaves a short read that looks like a small process.
+        if stat(files.directory, &st) != 0 { throw .exited(pid) }
+        let vmPin = procField(files.path("status"), "VmPin:").map { $0 &* 1024 }
+        return ProcessReport(pid: pid, command: command(), settings: settings, mappings: mappings, rings: rings,
+                             vmPin: vmPin, unlistedRings: unlisted)
     }
 
     private func failure(_ e: Errno, reading what: String) -> InspectError {
         var st = stat()
-        if stat(files.directory, &st) != 0 { return .noProcess(pid) }
+        if stat(files.directory, &st) != 0 || e.code == ESRCH { return .exited(pid) }
         if e.code == EACCES || e.code == EPERM {
             return .notPermitted(pid, files.path(what))
         }
         return .unreadable(files.path(what), e)
     }
 
+    /// The process's comm, whole: a name set by prctl may hold newlines.
     private func command() -> String {
-        var name = ""
+        var lines: [String] = []
         try? forEachLine(files.path("comm")) { line in
-            name = String(decoding: line, as: UTF8.self)
-            return false
+            lines.append(String(decoding: line, as: UTF8.self))
+            return true
         }
-        return name
+        return lines.joined(separator: "\n")
     }
 
     /// Bytes of 4 KiB pages inside the aligned 2 MiB extents of a mapping
     /// that is eligible and not all huge, by a scan of just those extents;
-    /// nil where it need not be told, or cannot be for certain (before 6.7
-    /// without CAP_SYS_ADMIN).
+    /// nil where it need not be told, or cannot be cheaply and for certain:
+    /// before 6.7 the scan reads 8 bytes of pagemap per 4 KiB page (a
+    /// reservation of terabytes), and without PFNs it guesses huge pages.
     private func interiorBase(_ v: VMAStats, settings: THPSettings) -> UInt64? {
         let m = v.mapping
         guard !m.isHugetlb, !m.noFolio, v.rss > v.pmdMapped, Inspection.notEligible(v, settings: settings) == nil else {
@@ -119,7 +180,7 @@ struct Inspector {
         }
         let huge: UInt64 = 1 << UInt64(pmdPageShift)
         let lo = alignUp(m.start, huge), hi = alignDown(m.end, huge)
-        guard lo < hi, PageScanner.tellsHugePagesApart,
+        guard Inspection.alignedExtentBytes(m) > 0, PageScanner.scansRegions,
               let regions = try? PageScanner.scan(lo..<hi, mappings: [m], in: files) else { return nil }
         return Backing.classify(regions, span: lo..<hi, mappings: [m])
             .filter { $0.present && !$0.flags.contains(.noFolio) && $0.pageShift == basePageShift }
@@ -128,28 +189,25 @@ struct Inspector {
 
     /// The VMAs of `all` (in address order) that meet [lo, hi).
     private func overlapping(_ lo: UInt64, _ hi: UInt64, _ all: [VMAStats]) -> ArraySlice<VMAStats> {
-        var l = 0, h = all.count
-        while l < h {
-            let mid = l + (h - l) / 2
-            if all[mid].mapping.end > lo { h = mid } else { l = mid + 1 }
-        }
+        let l = firstEnding(after: lo, in: all) { $0.mapping.end }
         var e = l
         while e < all.count && all[e].mapping.start < hi { e += 1 }
         return all[l..<e]
     }
 
     /// Why the mappings under a buffer cannot hold THP, the first that says.
-    private func notEligible(_ b: RingFiles.Buffer, _ all: [VMAStats], settings: THPSettings) -> String? {
+    private func notHuge(_ b: RingFiles.Buffer, _ all: [VMAStats], settings: THPSettings)
+        -> (text: String, collapsible: Bool)? {
         for v in overlapping(b.addr, b.addr &+ b.len, all) where !v.mapping.isHugetlb {
-            if let why = Inspection.notEligible(v, settings: settings) { return why }
+            if let why = Inspection.notHuge(v, settings: settings) { return why }
         }
         return nil
     }
 
     /// What backs a buffer's memory now: the VMAs tiling it, scanned.  Memory
     /// no longer mapped (the kernel may still hold it) comes back as a run
-    /// with no folio.
-    private func backing(_ b: RingFiles.Buffer, _ all: [VMAStats]) -> [BackingRun] {
+    /// with no folio; nil when the scan failed.
+    private func backing(_ b: RingFiles.Buffer, _ all: [VMAStats]) -> [BackingRun]? {
         let lo = alignDown(b.addr, basePageSize)
         let (hiRaw, overflow) = b.addr.addingReportingOverflow(b.len)
         let hi = alignUp(hiRaw, basePageSize)
@@ -162,7 +220,8 @@ struct Inspector {
             tiles.append(v.mapping)
             at = v.mapping.end
         }
-        guard at >= hi, let regions = try? PageScanner.scan(lo..<hi, mappings: tiles, in: files) else { return unmapped }
+        guard at >= hi else { return unmapped }
+        guard let regions = try? PageScanner.scan(lo..<hi, mappings: tiles, in: files) else { return nil }
         return Backing.classify(regions, span: lo..<hi, mappings: tiles)
     }
 }

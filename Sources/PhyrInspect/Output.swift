@@ -6,7 +6,7 @@ enum TableOutput {
     static func render(_ r: ProcessReport, rings: Bool) -> String {
         var out = ""
         let s = r.settings
-        out += "process \(r.pid) (\(r.command)): THP \(modeText(s.mode)), shmem_enabled \(s.shmem)"
+        out += "process \(r.pid) (\(printable(r.command))): THP \(modeText(s.mode)), shmem_enabled \(s.shmem)"
         out += s.processDisabled ? ", THP disabled for the process (prctl)\n\n" : "\n\n"
         let header = [pad("start", 14), pad("end", 14), padL("size", 10), padL("THP", 10), padL("hugetlb", 10),
                       padL("4 KiB", 10), padL("no folio", 10), pad("locked", 6), "name"]
@@ -23,7 +23,7 @@ enum TableOutput {
             if m.locked { total.locked += size }
             let row = [pad(hex(m.start), 14), pad(hex(m.end), 14), padL(bytes(size), 10), padL(bytes(m.hugeBytes), 10),
                        padL(bytes(m.hugetlbBytes), 10), padL(bytes(m.baseBytes), 10), padL(bytes(m.noFolioBytes), 10),
-                       pad(m.locked ? "yes" : "no", 6), m.name.isEmpty ? "[anon]" : m.name]
+                       pad(m.locked ? "yes" : "no", 6), m.name.isEmpty ? "[anon]" : printable(m.name)]
             out += row.joined(separator: " ") + "\n"
             if let why = m.whyNotHuge { out += "    not huge: \(why)\n" }
         }
@@ -31,7 +31,7 @@ enum TableOutput {
             + "\(bytes(total.hugetlb)), 4 KiB pages \(bytes(total.base)), no folio \(bytes(total.nofolio)); "
             + "locked mappings \(bytes(total.locked))\n"
         guard rings else { return out }
-        if r.rings.isEmpty { out += "\nno io_uring\n" }
+        if r.rings.isEmpty && r.unlistedRings.isEmpty { out += "\nno io_uring\n" }
         var entries: UInt64 = 0, charge: UInt64 = 0, count = 0
         for ring in r.rings {
             guard let bufs = ring.buffers else {
@@ -54,8 +54,15 @@ enum TableOutput {
                 if let advice = b.advice { out += "    \(advice)\n" }
             }
         }
+        for inode in r.unlistedRings {
+            out += "\nio_uring inode \(inode): mapped, but no descriptor of the process names it (closed after "
+                + "io_uring_register_ring_fd?): its buffers cannot be listed\n"
+        }
         if r.rings.count > 1 {
             out += "\n\(r.rings.count) io_urings: \(count) buffers, \(entries) kernel entries, lock charge \(bytes(charge))\n"
+        }
+        if let pin = r.vmPin, !r.rings.isEmpty || pin > 0 {
+            out += "VmPin (the kernel's own count of what it charged for the process's buffers): \(bytes(pin))\n"
         }
         return out
     }
@@ -63,6 +70,21 @@ enum TableOutput {
     /// "fd 5", or "fds 5, 6 (one ring)".
     static func fdText(_ fds: [Int32]) -> String {
         fds.count == 1 ? "fd \(fds[0])" : "fds " + fds.map(String.init).joined(separator: ", ") + " (one ring)"
+    }
+
+    /// Text from the process (names, comm) as the terminal should see it:
+    /// control characters escaped, never sent.
+    static func printable(_ s: String) -> String {
+        var o = ""
+        for u in s.unicodeScalars {
+            if u.value < 0x20 || (u.value >= 0x7f && u.value < 0xa0) {
+                let h = String(u.value, radix: 16)
+                o += "\\x" + (h.count < 2 ? "0" + h : h)
+            } else {
+                o.unicodeScalars.append(u)
+            }
+        }
+        return o
     }
 
     static func modeText(_ m: THPMode) -> String {
@@ -85,6 +107,8 @@ enum JSONOutput {
         var o = "{\"pid\":\(r.pid),\"command\":\(string(r.command)),"
         o += "\"thp\":{\"enabled\":\(string(TableOutput.modeText(r.settings.mode))),"
         o += "\"shmem_enabled\":\(string(r.settings.shmem)),\"process_disabled\":\(r.settings.processDisabled)},"
+        o += "\"vm_pin\":\(r.vmPin.map(String.init) ?? "null"),"
+        o += "\"unlisted_rings\":[\(r.unlistedRings.map(String.init).joined(separator: ","))],"
         o += "\"mappings\":["
         o += r.mappings.map { m in
             "{\"start\":\(m.start),\"end\":\(m.end),\"name\":\(string(m.name)),\"huge_bytes\":\(m.hugeBytes),"

@@ -21,15 +21,24 @@ let usage = """
 
     """
 
-/// All of `text` to `fd`, however many writes it takes.
-func emit(_ fd: Int32, _ text: String) {
+/// All of `text` to `fd`, however many writes it takes (waiting where `fd`
+/// is non-blocking); the errno of a write that failed, or 0.
+@discardableResult
+func emit(_ fd: Int32, _ text: String) -> Int32 {
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
         let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { return }
+        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&p, 1, -1)
+            continue
+        }
+        if n < 0 { return errno }
+        if n == 0 { return EIO }
         bytes = bytes.dropFirst(n)
     }
+    return 0
 }
 
 func fail(_ message: String, code: Int32 = 1) -> Never {
@@ -37,7 +46,7 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
     exit(code)
 }
 
-/// "123", "0x7f00", "4M".
+/// "123", "0x7f00", "4M": digits only, no sign.
 func number(_ text: Substring, suffixes: Bool) -> UInt64? {
     var t = text
     var scale: UInt64 = 1
@@ -50,7 +59,10 @@ func number(_ text: Substring, suffixes: Bool) -> UInt64? {
         }
         if scale > 1 { t = t.dropLast() }
     }
-    let value = t.hasPrefix("0x") || t.hasPrefix("0X") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t, radix: 10)
+    let hex = t.hasPrefix("0x") || t.hasPrefix("0X")
+    let digits = hex ? t.dropFirst(2) : t
+    guard !digits.isEmpty, digits.allSatisfy({ hex ? $0.isHexDigit : $0.isASCII && $0.isNumber }) else { return nil }
+    let value = UInt64(digits, radix: hex ? 16 : 10)
     guard let value else { return nil }
     let (scaled, overflow) = value.multipliedReportingOverflow(by: scale)
     return overflow ? nil : scaled
@@ -74,7 +86,9 @@ for arg in CommandLine.arguments.dropFirst() {
     }
 }
 guard positional.count == 1 || positional.count == 2 else { fail("expected PID [ADDR[+LEN]]\n\(usage)", code: 2) }
-guard let pid = Int32(positional[0]), pid > 0 else { fail("\(positional[0]) is not a process id", code: 2) }
+guard positional[0].allSatisfy({ $0.isASCII && $0.isNumber }), let pid = Int32(positional[0]), pid > 0 else {
+    fail("\(positional[0]) is not a process id", code: 2)
+}
 
 var range: Range<UInt64>?
 if positional.count == 2 {
@@ -85,19 +99,25 @@ if positional.count == 2 {
         guard let l = number(parts[1], suffixes: true), l > 0 else { fail("\(parts[1]) is not a length", code: 2) }
         len = l
     }
+    // A range running past the top of the address space stops there.
     let (end, overflow) = addr.addingReportingOverflow(len)
-    if overflow { fail("\(positional[1]) runs past the end of the address space", code: 2) }
-    range = addr..<end
+    range = addr..<(overflow ? UInt64.max : end)
 }
 
 do {
-    let report = try Inspector(pid: pid).inspect(range: range, rings: rings || json)
+    var inspector = Inspector(pid: pid)
+    let report = try inspector.inspect(range: range, rings: rings || json)
     let text = json ? JSONOutput.render(report) : TableOutput.render(report, rings: rings)
-    emit(1, text)
+    let e = emit(1, text)
+    if e != 0 { fail("writing the report failed: \(String(cString: strerror(e)))") }
 } catch {
     switch error {
     case .noProcess(let p):
         fail("no process \(p) (/proc/\(p) does not exist)")
+    case .exited(let p):
+        fail("process \(p) exited while it was being inspected")
+    case .noMemory(let p):
+        fail("process \(p) has no memory to inspect (a zombie, or a kernel thread)")
     case .notPermitted(let p, let path):
         fail("not permitted to read process \(p)'s memory (\(path): permission denied): the kernel shows it only to "
              + "callers allowed PTRACE_MODE_READ on it -- its own user (unless it is not dumpable), or CAP_SYS_PTRACE "

@@ -34,7 +34,8 @@ import Testing
             (Self.vma(0, 8 * Self.M, file: file, name: "/dev/shm/x", shared: true),
              THPSettings(mode: .madvise, processDisabled: false, shmem: "advise"), "advise"),
             (Self.vma(0, 8 * Self.M), THPSettings(mode: .never, processDisabled: false, shmem: "never"), "off system-wide"),
-            (Self.vma(0, 8 * Self.M), Self.madvise, "without MADV_HUGEPAGE"),
+            (Self.vma(0, 8 * Self.M), Self.madvise, "without MADV_HUGEPAGE (MADV_COLLAPSE or PHYR_PIN_HUGE collapses it regardless)"),
+            (Self.vma(0, 8 * Self.M, file: file, name: "/dev/zero", shared: false), Self.madvise, "without MADV_HUGEPAGE"),
             (Self.vma(0, 8 * Self.M, flags: ["hg"]), Self.madvise, "MADV_COLLAPSE"),
             (Self.vma(0, 8 * Self.M), THPSettings(mode: .always, processDisabled: false, shmem: "never"), "MADV_COLLAPSE"),
             (Self.vma(0, 8 * Self.M, pmd: 8 * Self.M, flags: ["hg"]), Self.madvise, nil),
@@ -68,10 +69,13 @@ import Testing
         #expect((ends.whyNotHuge ?? "").contains("outside its aligned"))
     }
 
+    /// Buffers and runs lie from B up: user memory is never at address 0
+    /// (a buffer there is the kernel's own).
+    static let B: UInt64 = 1 << 30
     static func run(_ lo: UInt64, _ hi: UInt64, huge: Bool = false, hugetlb: Bool = false, noFolio: Bool = false) -> BackingRun {
         var flags: SegmentFlags = noFolio ? .noFolio : huge ? .huge : []
         if hugetlb { flags.insert(.hugetlb) }
-        return BackingRun(start: lo, end: hi, pageShift: huge ? 21 : 12, flags: flags)
+        return BackingRun(start: B + lo, end: B + hi, pageShift: huge ? 21 : 12, flags: flags)
     }
 
     @Test func buffersByKernel() {
@@ -80,16 +84,16 @@ import Testing
         for (kernel, coalesced, entries) in [(Coalescing.multiFolio, true, UInt64(2)), (.singleFolio, false, 1024),
                                              (.perPage, false, 1024)] {
             var c = CountedIntervalMap()
-            let b = Inspection.buffer(index: 0, addr: 0, len: 4 * Self.M, runs: whole, kernel: kernel, charged: &c)
+            let b = Inspection.buffer(index: 0, addr: Self.B, len: 4 * Self.M, runs: whole, kernel: kernel, charged: &c)
             #expect(b.coalesced == coalesced && b.kernelEntries == entries && b.backing == "THP 2 MiB")
             #expect(isNil(b.advice) == coalesced)
         }
         // Within one huge page, 6.3 to 6.10 coalesce too.
-        let one = Inspection.buffer(index: 0, addr: 4096, len: 8192, runs: [Self.run(0, Self.H, huge: true)],
+        let one = Inspection.buffer(index: 0, addr: Self.B + 4096, len: 8192, runs: [Self.run(0, Self.H, huge: true)],
                                     kernel: .singleFolio, charged: &charged)
         #expect(one.coalesced && one.kernelEntries == 1 && one.lockCharge == Self.H)
         // A second buffer in the same huge page is charged nothing more.
-        let again = Inspection.buffer(index: 1, addr: Self.M, len: 4096, runs: [Self.run(0, Self.H, huge: true)],
+        let again = Inspection.buffer(index: 1, addr: Self.B + Self.M, len: 4096, runs: [Self.run(0, Self.H, huge: true)],
                                       kernel: .singleFolio, charged: &charged)
         #expect(again.lockCharge == 0)
     }
@@ -100,21 +104,32 @@ import Testing
                     Self.run(Self.H + 8192, 3 * Self.H, huge: true)]
         // A 4 KiB run inside what looks like the second extent: it is not
         // huge, so the rest of it is not either.
-        let b = Inspection.buffer(index: 3, addr: 0, len: 3 * Self.H, runs: runs, kernel: .multiFolio, charged: &charged)
+        let b = Inspection.buffer(index: 3, addr: Self.B, len: 3 * Self.H, runs: runs, kernel: .multiFolio, charged: &charged)
         #expect(!b.coalesced && b.kernelEntries == 3 * Self.H / 4096 && b.backing == "mixed: THP 2 MiB and 4 KiB")
         #expect((b.advice ?? "").contains("+0x200000 (8 KiB)"))
         #expect(b.lockCharge == 2 * Self.H + 8192 + Self.H)
-        let small = Inspection.buffer(index: 0, addr: 0, len: 4 * Self.M, runs: [Self.run(0, 4 * Self.M)],
+        let small = Inspection.buffer(index: 0, addr: Self.B, len: 4 * Self.M, runs: [Self.run(0, 4 * Self.M)],
                                       kernel: .multiFolio, charged: &charged)
         #expect(small.backing == "4 KiB" && small.kernelEntries == 1024 && (small.advice ?? "").contains("2 as huge pages"))
         var c = CountedIntervalMap()
-        let nh = Inspection.buffer(index: 0, addr: 0, len: 4 * Self.M, runs: [Self.run(0, 4 * Self.M)],
-                                   kernel: .multiFolio, charged: &c, notEligible: "MADV_NOHUGEPAGE")
+        let nh = Inspection.buffer(index: 0, addr: Self.B, len: 4 * Self.M, runs: [Self.run(0, 4 * Self.M)],
+                                   kernel: .multiFolio, charged: &c, notHuge: ("MADV_NOHUGEPAGE", false))
         #expect((nh.advice ?? "").contains("its mapping cannot hold THP (MADV_NOHUGEPAGE)"))
-        let gone = Inspection.buffer(index: 0, addr: 0, len: 8192, runs: [Self.run(0, 8192, noFolio: true)],
+        // madvise mode stops faults, not MADV_COLLAPSE: the buffer must go first.
+        let mode = Inspection.buffer(index: 0, addr: Self.B, len: 4 * Self.M, runs: [Self.run(0, 4 * Self.M)],
+                                     kernel: .multiFolio, charged: &c, notHuge: ("madvise mode", true))
+        #expect((mode.advice ?? "").contains("unregister it, collapse them"))
+        let unknown = Inspection.buffer(index: 0, addr: Self.B + 4096, len: 4096, runs: nil, kernel: .multiFolio, charged: &c)
+        #expect(unknown.backing.hasPrefix("unknown") && !unknown.coalesced)
+        let kernelOwned = Inspection.buffer(index: 0, addr: 0, len: 1 << 20, runs: [], kernel: .multiFolio, charged: &c)
+        #expect(kernelOwned.lockCharge == 0 && kernelOwned.kernelEntries == 0)
+        let wraps = Inspection.buffer(index: 0, addr: UInt64.max - 4095, len: 8192, runs: [], kernel: .multiFolio,
+                                      charged: &c)
+        #expect(wraps.backing == "not mapped")
+        let gone = Inspection.buffer(index: 0, addr: Self.B, len: 8192, runs: [Self.run(0, 8192, noFolio: true)],
                                      kernel: .multiFolio, charged: &charged)
         #expect(gone.backing == "not mapped" && !gone.coalesced)
-        let tlb = Inspection.buffer(index: 0, addr: 0, len: Self.H, runs: [Self.run(0, Self.H, huge: true, hugetlb: true)],
+        let tlb = Inspection.buffer(index: 0, addr: Self.B, len: Self.H, runs: [Self.run(0, Self.H, huge: true, hugetlb: true)],
                                     kernel: .multiFolio, charged: &charged)
         #expect(tlb.backing == "hugetlb 2 MiB" && tlb.coalesced)
     }

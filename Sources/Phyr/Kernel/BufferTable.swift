@@ -106,7 +106,7 @@ enum BufferTable {
 
 /// What the running kernel's io_uring does, found by trying it on memory and
 /// rings of libphyr's own, once per process.
-enum IoUringProbes {
+package enum IoUringProbes {
     /// What IORING_REGISTER_CLONE_BUFFERS can do here.
     enum CloneSupport: UInt8, Sendable {
         /// Whole tables at most (6.12), or nothing (before 6.12).
@@ -246,7 +246,7 @@ enum IoUringProbes {
 
     /// What the kernel's release says it coalesces, when the probe could not
     /// run: 6.11 merged buffers of several folios, 6.3 those within one.
-    static func coalescingByRelease() -> Coalescing {
+    package static func coalescingByRelease() -> Coalescing {
         guard let v = kernelRelease() else { return .perPage }
         let version = v.major * 1000 + v.minor
         return version >= 6011 ? .multiFolio : version >= 6003 ? .singleFolio : .perPage

@@ -43,18 +43,17 @@ enum Locker {
     }
 
     /// madvise(MADV_COLLAPSE) of 2 MiB-aligned `r`: transparent huge pages
-    /// made synchronously, the small pages' contents copied in (6.1+).
-    /// EAGAIN (a page briefly locked or isolated elsewhere) is tried again
-    /// twice; every other failure is the caller's to ignore or report.
+    /// made synchronously, the small pages' contents copied in (6.1+),
+    /// taking the mmap lock for writing once per extent.  EAGAIN (a page
+    /// locked, isolated or pinned elsewhere) is tried once more where `r` is
+    /// one extent: a pinned page answers it every time, and each try drains
+    /// every CPU's LRU caches.  Every other failure is the caller's.
     static func collapse(_ r: Range<UInt64>) throws(Errno) {
-        var tries = 0
-        while true {
-            do throws(Errno) {
-                _ = try syscallRetrying { madvise(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound), PHYR_MADV_COLLAPSE) }
-                return
-            } catch where error.code == EAGAIN && tries < 2 {
-                tries += 1
-            }
+        let call = { () throws(Errno) in
+            _ = try syscallRetrying { madvise(pointer(r.lowerBound), Int(r.upperBound - r.lowerBound), PHYR_MADV_COLLAPSE) }
+        }
+        do throws(Errno) { try call() } catch where error.code == EAGAIN && r.count == 1 << pmdPageShift {
+            try call()
         }
     }
 

@@ -66,12 +66,7 @@ package enum Mappings {
         var out: [[Mapping]] = []
         out.reserveCapacity(spans.count)
         for (i, span) in spans.enumerated() {
-            // The first mapping ending past the span's start (maps is sorted).
-            var lo = 0, hi = all.count
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2
-                if all[mid].end > span.lowerBound { hi = mid } else { lo = mid + 1 }
-            }
+            let lo = firstEnding(after: span.lowerBound, in: all) { $0.end }
             do throws(Failure) { out.append(try tiling(all[lo...], span)) } catch {
                 throw SpanFailure(index: i, failure: error)
             }
@@ -160,14 +155,30 @@ package enum Mappings {
     }
 
     /// transparent_hugepage/enabled; `.always` when it cannot be read.
+    /// Since 6.8 the PMD size has a control of its own, which wins unless it
+    /// says "inherit".
     private static func systemTHPMode() -> THPMode {
-        var mode = THPMode.always
-        try? forEachLine("/sys/kernel/mm/transparent_hugepage/enabled") { line in
+        let dir = "/sys/kernel/mm/transparent_hugepage/"
+        var choice = sysfsChoice(dir + "hugepages-\(1 << (pmdPageShift - 10))kB/enabled")
+        if choice == nil || choice == "inherit" { choice = sysfsChoice(dir + "enabled") }
+        switch choice {
+        case "never": return .never
+        case "madvise": return .madvise
+        default: return .always
+        }
+    }
+
+    /// The bracketed choice of a sysfs setting ("always [madvise] never").
+    private static func sysfsChoice(_ path: String) -> String? {
+        var choice: String?
+        try? forEachLine(path) { line in
             let text = String(decoding: line, as: UTF8.self)
-            if text.contains("[never]") { mode = .never } else if text.contains("[madvise]") { mode = .madvise }
+            if let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]") {
+                choice = String(text[text.index(after: open)..<close])
+            }
             return false
         }
-        return mode
+        return choice
     }
 
     /// hugetlb page size of a mapping, or nil when it is not hugetlb.  A
@@ -228,16 +239,22 @@ package enum Mappings {
     }
 
     /// A maps or smaps header line as a Mapping.
-    private static func mapping(_ vma: (start: UInt64, end: UInt64, fields: [ArraySlice<UInt8>])) -> Mapping {
+    private static func mapping(_ vma: (start: UInt64, end: UInt64, fields: [ArraySlice<UInt8>], line: ArraySlice<UInt8>))
+        -> Mapping {
         let fields = vma.fields
         let perms = Array(fields[1])
+        // The name is the rest of the line after the inode and the padding
+        // the kernel puts before it: spaces inside and at the end of it are
+        // its own (only leading ones cannot be told from the padding).
+        let name = fields.count > 5
+            ? String(decoding: vma.line[fields[5].startIndex...].drop { $0 == UInt8(ascii: " ") }, as: UTF8.self) : ""
         return Mapping(start: vma.start, end: vma.end,
                        readable: perms.count > 0 && perms[0] == UInt8(ascii: "r"),
                        writable: perms.count > 1 && perms[1] == UInt8(ascii: "w"),
                        shared: perms.count > 3 && perms[3] == UInt8(ascii: "s"),
                        file: fileKey(device: fields[3], inode: fields[4]),
                        pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0,
-                       name: fields.count > 5 ? fields[5...].map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") : "")
+                       name: name)
     }
 
     /// The mappings of `all` that tile `span`; `.unmapped` names the first hole.
@@ -369,11 +386,13 @@ package enum Mappings {
 
     /// "start-end perms offset dev inode [name]": the first line of a VMA in
     /// maps and smaps.
-    private static func vmaHeader(_ line: ArraySlice<UInt8>) -> (start: UInt64, end: UInt64, fields: [ArraySlice<UInt8>])? {
+    private static func vmaHeader(_ line: ArraySlice<UInt8>)
+        -> (start: UInt64, end: UInt64, fields: [ArraySlice<UInt8>], line: ArraySlice<UInt8>)? {
         guard let (lo, hi) = vmaBounds(line) else { return nil }
-        let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+        // The name (the sixth field on) may hold spaces: split no further.
+        let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
         guard fields.count >= 5 else { return nil }
-        return (lo, hi, Array(fields))
+        return (lo, hi, Array(fields), line)
     }
 
     /// "08:01" and "1234" of a maps line; nil for anonymous memory (inode 0).
@@ -557,14 +576,7 @@ package enum Mappings {
     /// The process's THP settings: the system's modes, and whether the
     /// process turned THP off (prctl for this one, status for another).
     package static func thpSettings(of files: ProcFiles = .shared) -> THPSettings {
-        var shmem = "never"
-        try? forEachLine("/sys/kernel/mm/transparent_hugepage/shmem_enabled") { line in
-            let text = String(decoding: line, as: UTF8.self)
-            if let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]") {
-                shmem = String(text[text.index(after: open)..<close])
-            }
-            return false
-        }
+        let shmem = sysfsChoice("/sys/kernel/mm/transparent_hugepage/shmem_enabled") ?? "never"
         var disabled = false
         if files.pid == nil {
             disabled = phyr_shim_thp_disabled() == 1

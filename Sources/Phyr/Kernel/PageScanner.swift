@@ -24,13 +24,11 @@ package enum PageScanner {
         return try pagemapEntries(span, mappings: mappings, in: files)
     }
 
-    /// Whether `scan` tells huge pages from 4 KiB ones for certain:
-    /// PAGEMAP_SCAN does; pagemap entries only where PFNs are visible
-    /// (without them, a fully present block in a VMA that smaps says has
-    /// huge pages is taken for one).
-    package static var tellsHugePagesApart: Bool {
-        KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) || (try? PhysicalAddresses.visible()) == true
-    }
+    /// Whether `scan` asks PAGEMAP_SCAN (6.7+): merged regions, huge pages
+    /// told for certain.  Its fallback reads 8 bytes of pagemap per 4 KiB
+    /// page and, without PFNs, takes a fully present block of a VMA with
+    /// huge pages for one.
+    package static var scansRegions: Bool { KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) }
 
     private static let returnMask = UInt64(PHYR_PAGE_IS_PRESENT | PHYR_PAGE_IS_HUGE
                                            | PHYR_PAGE_IS_PFNZERO | PHYR_PAGE_IS_SWAPPED)

@@ -3,9 +3,11 @@ import Glibc
 import PhyrCore
 
 /// The /proc files of one process: this one (`shared`, "/proc/self": the
-/// library's) or another by pid (phyr-inspect's).  Every reader of maps,
-/// smaps, pagemap, status and fdinfo takes one, so the library and the tool
-/// read processes through the same code.
+/// library's) or another by pid (phyr-inspect's).  The readers phyr-inspect
+/// uses -- smaps, status, PAGEMAP_SCAN and pagemap entries, fd and fdinfo --
+/// take one, so the library and the tool read processes through the same
+/// code; the library's other readers (PROCMAP_QUERY, maps, PFNs) read only
+/// this process.
 ///
 /// The maps and pagemap descriptors are opened once.  They describe the mm
 /// of the process that opened them, so a forked child closes its inherited
@@ -23,6 +25,13 @@ package final class ProcFiles: Sendable {
     package init(pid: Int32?) {
         self.pid = pid
         directory = pid.map { "/proc/\($0)" } ?? "/proc/self"
+    }
+
+    /// One thread of process `pid`: its memory is the process's, and it is
+    /// still there when the main thread has exited (pthread_exit).
+    package init(pid: Int32, thread: Int32) {
+        self.pid = pid
+        directory = "/proc/\(pid)/task/\(thread)"
     }
 
     package func path(_ name: String) -> String { directory + "/" + name }

@@ -10,8 +10,8 @@ package enum RingFiles {
     /// The inode behind a descriptor.  The duplicate keeps its ring's file
     /// open, so no other file can take that inode number meanwhile.
     package struct Identity: Hashable, Sendable {
-        var device: UInt64
-        var inode: UInt64
+        package var device: UInt64
+        package var inode: UInt64
     }
 
     static func identity(_ fd: Int32) throws(Errno) -> Identity {
@@ -63,13 +63,22 @@ package enum RingFiles {
         return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "anon_inode:[io_uring]"
     }
 
-    /// The ring a descriptor of the process names, by its inode (Linux
-    /// 5.12+ gives each io_uring one of its own), through the magic link.
+    /// The ring a descriptor of the process names, by its inode, through
+    /// the magic link; nil where the inode does not tell rings apart (before
+    /// 5.12 every io_uring shares the one anonymous inode).
     package static func identity(_ fd: Int32, in files: ProcFiles) -> Identity? {
         var st = stat()
         guard stat(files.path("fd/\(fd)"), &st) == 0 else { return nil }
-        return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        let id = Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        return id == sharedAnonymousInode ? nil : id
     }
+
+    /// The inode every anonymous file without one of its own shares.
+    private static let sharedAnonymousInode: Identity? = {
+        guard let anon = try? shimRetrying({ phyr_shim_anonymous_file() }) else { return nil }
+        defer { close(anon) }
+        return try? identity(anon)
+    }()
 
     /// Every io_uring descriptor of the process, ascending.
     package static func ioUrings(in files: ProcFiles) throws(Errno) -> [Int32] {
@@ -108,32 +117,46 @@ extension RingFiles {
     }
 
     /// The buffers of `fd`'s table as the kernel lists them in
-    /// /proc/PID/fdinfo/FD ("UserBufs:" and then one line per slot,
-    /// "N: 0xaddr/len"; an empty slot shows "<none>" or the address ~0);
-    /// nil when the file does not list them -- the kernel prints the table
-    /// only when it gets the ring's lock at once, so a busy ring is read
-    /// again for up to half a second first.
-    package static func buffers(_ fd: Int32, in files: ProcFiles = .shared) -> [Buffer]? {
-        // A registration of 1 GiB of 4 KiB pages holds the lock for 250 ms.
-        for attempt in 0..<100 {
-            if let found = readBuffers(fd, in: files) { return found }
-            if attempt > 2 { usleep(5000) }
+    /// /proc/PID/fdinfo/FD ("UserBufs:\tN" and then one line per slot,
+    /// "I: 0xaddr/len"; an empty slot shows "<none>" or the address ~0);
+    /// nil when the file cannot be read or does not list them.  The kernel
+    /// lists the slots only when it gets the ring's lock at once (before
+    /// 6.16 it prints the count without them, since then nothing), so a busy
+    /// ring is read again, for up to `patience` seconds.
+    package static func buffers(_ fd: Int32, in files: ProcFiles = .shared, patience: Double = 0) -> [Buffer]? {
+        let tries = max(1, Int(patience / 0.005))
+        for attempt in 0..<tries {
+            switch readBuffers(fd, in: files) {
+            case .listed(let found): return found
+            case .unreadable: return nil
+            case .busy: if attempt + 1 < tries { usleep(5000) }
+            }
         }
         return nil
     }
 
-    private static func readBuffers(_ fd: Int32, in files: ProcFiles) -> [Buffer]? {
+    private enum Listing { case listed([Buffer]), busy, unreadable }
+
+    private static func readBuffers(_ fd: Int32, in files: ProcFiles) -> Listing {
         var out: [Buffer] = []
         var inBuffers = false
+        var count = 0, lines = 0
         let colon = UInt8(ascii: ":"), slash = UInt8(ascii: "/")
+        let key = Array("UserBufs:".utf8)
         do throws(Errno) {
             try forEachLine(files.path("fdinfo/\(fd)")) { line in
-                if line.starts(with: Array("UserBufs:".utf8)) { inBuffers = true; return true }
+                if line.starts(with: key) {
+                    inBuffers = true
+                    count = Int(String(decoding: line.dropFirst(key.count).filter { $0 >= 0x30 && $0 <= 0x39 },
+                                       as: UTF8.self)) ?? 0
+                    return true
+                }
                 guard inBuffers else { return true }
                 let trimmed = line.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
                 guard let c = trimmed.firstIndex(of: colon), let slot = Int(String(decoding: trimmed[..<c], as: UTF8.self)) else {
                     return false  // past the table
                 }
+                lines += 1
                 let rest = trimmed[trimmed.index(after: c)...].drop { $0 == UInt8(ascii: " ") }
                 guard rest.starts(with: Array("0x".utf8)), let s = rest.firstIndex(of: slash),
                       let addr = UInt64(String(decoding: rest[rest.index(rest.startIndex, offsetBy: 2)..<s], as: UTF8.self), radix: 16),
@@ -144,12 +167,13 @@ extension RingFiles {
                 return true
             }
         } catch {
-            return nil
+            return .unreadable
         }
-        return inBuffers ? out : nil
+        return inBuffers && (count == 0 || lines > 0) ? .listed(out) : .busy
     }
 
-    /// The slots of `fd`'s buffer table that hold a buffer.
+    /// The slots of `fd`'s buffer table that hold a buffer: read once (the
+    /// probe's scratch ring is never busy).
     static func bufferSlots(_ fd: Int32) -> Set<Int>? {
         buffers(fd).map { Set($0.map(\.index)) }
     }

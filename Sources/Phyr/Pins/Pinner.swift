@@ -208,12 +208,6 @@ enum Pinner {
         }
     }
 
-    /// shmem, memfd, shared anonymous and SysV memory: files the kernel can
-    /// long-term pin (no writeback), told apart from regular files by name.
-    private static func isShmem(_ m: Mapping) -> Bool {
-        ["/memfd:", "/dev/zero", "/SYSV", "/dev/shm/"].contains { m.name.hasPrefix($0) }
-    }
-
     /// The kernel's long-term pin of the range: its memory registered in
     /// holder rings, planned as a registration would plan it, so that a
     /// later `ring_register_ranges` of the range can clone the buffers.
@@ -227,7 +221,7 @@ enum Pinner {
         } catch where error.code == EFAULT {
             // FOLL_LONGTERM refuses file mappings whose pages the kernel must
             // track for writeback.
-            if let m = mappings.first(where: { $0.shared && $0.fileBacked && !$0.isHugetlb && !isShmem($0) }) {
+            if let m = mappings.first(where: { $0.shared && $0.fileBacked && !$0.isHugetlb && !$0.isShmem }) {
                 throw PhyrError(EOPNOTSUPP, "PHYR_PIN_LONGTERM: the kernel cannot long-term pin \(Mappings.describe(m)): "
                                 + "a shared file mapping whose writeback needs dirty tracking (shmem, memfd and "
                                 + "hugetlbfs can be pinned)")
@@ -511,9 +505,11 @@ enum Pinner {
     /// (the pin then takes the huge pages).  Returns whether any extent was
     /// collapsed.  What the kernel will not collapse -- MADV_NOHUGEPAGE, a
     /// prctl-disabled process, a file it keeps small, a kernel before 6.1
-    /// (EINVAL), memory short (ENOMEM), pages pinned elsewhere (EBUSY,
-    /// EAGAIN) -- is pinned as it is: not an error, and phyr_last_error()
-    /// untouched.  Memory unmapped meanwhile is the pin's own checks' to see.
+    /// (EINVAL), memory or the cgroup's charge short (ENOMEM, EBUSY), pages
+    /// pinned or locked elsewhere (EAGAIN) -- is pinned as it is: not an
+    /// error, and phyr_last_error() untouched.  Memory unmapped meanwhile is
+    /// the pin's own checks' to see.  A failure with ENOMEM or EBUSY stops
+    /// the kernel's walk of a merged call: the extents after it stay small.
     private static func collapse(_ runs: [BackingRun], _ mappings: [Mapping], range: Range<UInt64>) -> Bool {
         var changed = false
         for extent in Backing.collapsible(runs, mappings: mappings, range: range) {
