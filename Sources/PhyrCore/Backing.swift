@@ -262,8 +262,12 @@ package enum Backing {
     /// An extent `range` only partly covers is still one extent of its
     /// mapping: the kernel collapses whole extents or nothing.  `runs` cover
     /// the page-aligned span of `range`; a PMD maps all of its extent, so a
-    /// huge run anywhere in the extent means the whole of it is huge.
-    package static func collapsible(_ runs: [BackingRun], mappings: [Mapping], range: Range<UInt64>) -> [Range<UInt64>] {
+    /// huge run anywhere in the extent means the whole of it is huge.  With
+    /// `hugeKnown` false (pagemap without PFNs guesses huge pages), runs said
+    /// to be huge exclude nothing: MADV_COLLAPSE of an extent that is huge
+    /// already returns at once.
+    package static func collapsible(_ runs: [BackingRun], mappings: [Mapping], range: Range<UInt64>,
+                                    hugeKnown: Bool = true) -> [Range<UInt64>] {
         let huge: UInt64 = 1 << UInt64(pmdPageShift)
         var out: [Range<UInt64>] = []
         for m in mappings where !m.isHugetlb && !m.noFolio && m.hugepageAdvice != .noHugepage {
@@ -278,7 +282,11 @@ package enum Backing {
                 var isHuge = false, noFolio = false
                 var i = r
                 while i < runs.count && runs[i].start < extent.upperBound {
-                    if runs[i].flags.contains(.noFolio) { noFolio = true } else if runs[i].pageShift >= pmdPageShift { isHuge = true }
+                    if runs[i].flags.contains(.noFolio) {
+                        noFolio = true
+                    } else if runs[i].pageShift >= pmdPageShift && hugeKnown {
+                        isHuge = true
+                    }
                     i += 1
                 }
                 guard !isHuge, !noFolio else { continue }

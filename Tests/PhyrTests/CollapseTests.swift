@@ -27,6 +27,15 @@ import Testing
         #expect(got == [0..<(2 * Self.H), (5 * Self.H)..<(8 * Self.H)])
     }
 
+    @Test func guessedHugePagesAreCollapsedToo() {
+        // Without PAGEMAP_SCAN or PFNs a fully present block may be taken for
+        // a huge page: then it is asked for too (a no-op where it is huge).
+        let runs = [Self.run(0, 2 * Self.H, huge: true), Self.run(2 * Self.H, 3 * Self.H)]
+        let maps = [Self.mapping(0, 3 * Self.H)]
+        #expect(Backing.collapsible(runs, mappings: maps, range: 0..<(3 * Self.H)) == [(2 * Self.H)..<(3 * Self.H)])
+        #expect(Backing.collapsible(runs, mappings: maps, range: 0..<(3 * Self.H), hugeKnown: false) == [0..<(3 * Self.H)])
+    }
+
     @Test func mappingsThatCannotHoldAnAlignedExtent() {
         // [1, 5) MiB holds only [2, 4); a 1 MiB mapping holds none.
         let maps = [Self.mapping(Self.M, 5 * Self.M), Self.mapping(5 * Self.M, 6 * Self.M)]

@@ -30,6 +30,10 @@ package enum PageScanner {
     /// huge pages for one.
     package static var scansRegions: Bool { KernelFeatures.shared.pagemapScan.load(ordering: .relaxed) }
 
+    /// Whether `scan` tells huge pages from 4 KiB ones for certain: with
+    /// PAGEMAP_SCAN, or with PFNs visible to the pagemap fallback.
+    static var tellsHugePagesApart: Bool { scansRegions || (try? PhysicalAddresses.visible()) == true }
+
     private static let returnMask = UInt64(PHYR_PAGE_IS_PRESENT | PHYR_PAGE_IS_HUGE
                                            | PHYR_PAGE_IS_PFNZERO | PHYR_PAGE_IS_SWAPPED)
 

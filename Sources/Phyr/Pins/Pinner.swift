@@ -512,7 +512,8 @@ enum Pinner {
     /// the kernel's walk of a merged call: the extents after it stay small.
     private static func collapse(_ runs: [BackingRun], _ mappings: [Mapping], range: Range<UInt64>) -> Bool {
         var changed = false
-        for extent in Backing.collapsible(runs, mappings: mappings, range: range) {
+        let known = PageScanner.tellsHugePagesApart
+        for extent in Backing.collapsible(runs, mappings: mappings, range: range, hugeKnown: known) {
             do throws(Errno) {
                 try Locker.collapse(extent)
                 changed = true
