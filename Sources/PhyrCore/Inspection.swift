@@ -80,8 +80,10 @@ package enum Inspection {
     }
 
     /// `interiorBase`: bytes of 4 KiB pages inside the mapping's aligned
-    /// extents, where the edge scanned them (nil: not scanned).
-    package static func report(_ v: VMAStats, settings: THPSettings, interiorBase: UInt64? = nil) -> MappingReport {
+    /// extents, by a scan the caller makes only when asked (nil: it cannot);
+    /// asked only for an eligible mapping that has 4 KiB pages.
+    package static func report(_ v: VMAStats, settings: THPSettings,
+                               interiorBase: () -> UInt64? = { nil }) -> MappingReport {
         let m = v.mapping
         let size = m.end - m.start
         var r = MappingReport(start: m.start, end: m.end, name: m.name, hugeBytes: 0, hugetlbBytes: 0, baseBytes: 0,
@@ -98,12 +100,12 @@ package enum Inspection {
         }
         r.hugeBytes = min(v.pmdMapped, v.rss)
         r.baseBytes = v.rss - r.hugeBytes
-        let reason = notEligible(v, settings: settings)
+        let reason = notHuge(v, settings: settings)?.text
         r.thpEligible = v.thpEligible ?? (reason == nil)
         guard r.baseBytes > 0 else { return r }
         if let reason {
             r.whyNotHuge = reason
-        } else if let interiorBase, interiorBase == 0 {
+        } else if interiorBase() == 0 {
             r.whyNotHuge = "its 4 KiB pages lie outside its aligned 2 MiB extents (the mapping is misaligned "
                 + "or its size not a multiple of 2 MiB): no huge page can hold them"
         } else {
@@ -113,21 +115,14 @@ package enum Inspection {
         return r
     }
 
-    /// Why a mapping cannot hold transparent huge pages at all; nil when it can.
-    /// The THP modes (enabled, shmem_enabled) keep faults from making huge
-    /// pages but not MADV_COLLAPSE, which ignores them: their reasons say so.
-    package static func notEligible(_ v: VMAStats, settings: THPSettings) -> String? {
-        notHuge(v, settings: settings)?.text
-    }
-
-    /// The first reason, and whether MADV_COLLAPSE would still work.
+    /// Why a mapping cannot hold transparent huge pages at all (nil when it
+    /// can), and whether MADV_COLLAPSE still would make it huge: the THP
+    /// modes (enabled, shmem_enabled) keep faults from making huge pages but
+    /// not MADV_COLLAPSE, which ignores them, and their reasons say so.
     package static func notHuge(_ v: VMAStats, settings: THPSettings) -> (text: String, collapsible: Bool)? {
-        let regardless = " (MADV_COLLAPSE or PHYR_PIN_HUGE collapses it regardless)"
-        guard let (text, collapsible) = blocker(v, settings: settings) else { return nil }
-        return (collapsible ? text + regardless : text, collapsible)
-    }
-
-    private static func blocker(_ v: VMAStats, settings: THPSettings) -> (String, Bool)? {
+        func regardless(_ text: String) -> (String, Bool) {
+            (text + " (MADV_COLLAPSE or PHYR_PIN_HUGE collapses it regardless)", true)
+        }
         let m = v.mapping
         if settings.processDisabled {
             return ("THP disabled for this process (prctl PR_SET_THP_DISABLE, inherited across fork)", false)
@@ -149,14 +144,14 @@ package enum Inspection {
         if !anonymous {
             switch settings.shmem {
             case "deny": return ("shmem THP is denied (transparent_hugepage/shmem_enabled: deny)", false)
-            case "never": return ("shmem THP is off (transparent_hugepage/shmem_enabled: never)", true)
-            case "advise" where !advised: return ("shmem_enabled is advise and the mapping has no MADV_HUGEPAGE", true)
+            case "never": return regardless("shmem THP is off (transparent_hugepage/shmem_enabled: never)")
+            case "advise" where !advised: return regardless("shmem_enabled is advise and the mapping has no MADV_HUGEPAGE")
             default: break
             }
         } else {
             switch settings.mode {
-            case .never: return ("THP is off system-wide (transparent_hugepage/enabled: never)", true)
-            case .madvise where !advised: return ("madvise mode without MADV_HUGEPAGE", true)
+            case .never: return regardless("THP is off system-wide (transparent_hugepage/enabled: never)")
+            case .madvise where !advised: return regardless("madvise mode without MADV_HUGEPAGE")
             default: break
             }
         }

@@ -51,30 +51,14 @@ struct Inspector {
     /// A live thread of the process other than its main one, which may have
     /// exited (pthread_exit) and left nothing to read in /proc/PID.
     private func otherThread() -> ProcFiles? {
-        guard let dir = opendir(files.path("task")) else { return nil }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let tid = Int32(name), tid != pid { return ProcFiles(pid: pid, thread: tid) }
-        }
-        return nil
+        let tids = ((try? directoryEntries(files.path("task"))) ?? []).compactMap { Int32($0) }
+        return tids.first { $0 != pid }.map { ProcFiles(pid: pid, thread: $0) }
     }
 
     private func readSmaps(from lo: UInt64, to hi: UInt64) throws(InspectError) -> [VMAStats] {
         var all: [VMAStats] = []
         do throws(Errno) {
-            _ = try Mappings.smaps(in: files, from: lo, to: hi) { v in
-                // smaps is not read at once: a VMA that other threads split
-                // or merged meanwhile can come again over what was printed
-                // before it.  Keep what is new of it.
-                var v = v
-                if let last = all.last, v.mapping.start < last.mapping.end {
-                    guard v.mapping.end > last.mapping.end else { return true }
-                    v.mapping.start = last.mapping.end
-                }
-                all.append(v)
-                return true
-            }
+            _ = try Mappings.smaps(in: files, from: lo, to: hi) { all.append($0); return true }
         } catch {
             throw failure(error, reading: "smaps")
         }
@@ -103,9 +87,7 @@ struct Inspector {
             shown = all.filter { $0.mapping.start < range.upperBound && range.lowerBound < $0.mapping.end }
             if shown.isEmpty { throw .nothingMapped(range) }
         }
-        let mappings = shown.map { v in
-            Inspection.report(v, settings: settings, interiorBase: interiorBase(v, settings: settings))
-        }
+        let mappings = shown.map { v in Inspection.report(v, settings: settings) { interiorBase(v.mapping) } }
         var rings: [RingReport] = []
         var unlisted: [UInt64] = []
         if wantRings {
@@ -168,19 +150,15 @@ struct Inspector {
         return lines.joined(separator: "\n")
     }
 
-    /// Bytes of 4 KiB pages inside the aligned 2 MiB extents of a mapping
-    /// that is eligible and not all huge, by a scan of just those extents;
-    /// nil where it need not be told, or cannot be cheaply and for certain:
-    /// before 6.7 the scan reads 8 bytes of pagemap per 4 KiB page (a
-    /// reservation of terabytes), and without PFNs it guesses huge pages.
-    private func interiorBase(_ v: VMAStats, settings: THPSettings) -> UInt64? {
-        let m = v.mapping
-        guard !m.isHugetlb, !m.noFolio, v.rss > v.pmdMapped, Inspection.notEligible(v, settings: settings) == nil else {
-            return nil
-        }
+    /// Bytes of 4 KiB pages inside the aligned 2 MiB extents of an eligible
+    /// mapping that is not all huge, by a scan of just those extents; nil
+    /// where that cannot be told cheaply and for certain: before 6.7 the scan
+    /// reads 8 bytes of pagemap per 4 KiB page (a reservation of terabytes),
+    /// and without PFNs it guesses huge pages.
+    private func interiorBase(_ m: Mapping) -> UInt64? {
         let huge: UInt64 = 1 << UInt64(pmdPageShift)
         let lo = alignUp(m.start, huge), hi = alignDown(m.end, huge)
-        guard Inspection.alignedExtentBytes(m) > 0, PageScanner.scansRegions,
+        guard lo < hi, PageScanner.scansRegions,
               let regions = try? PageScanner.scan(lo..<hi, mappings: [m], in: files) else { return nil }
         return Backing.classify(regions, span: lo..<hi, mappings: [m])
             .filter { $0.present && !$0.flags.contains(.noFolio) && $0.pageShift == basePageShift }

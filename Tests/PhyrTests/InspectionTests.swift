@@ -65,7 +65,7 @@ import Testing
         #expect(!Inspection.report(Self.vma(0, 8 * Self.M, flags: ["hg"], eligible: false), settings: Self.madvise).thpEligible)
         // 4 KiB pages only in a misaligned mapping's ends, as a scan found.
         let ends = Inspection.report(Self.vma(Self.M, 7 * Self.M, rss: 6 * Self.M, pmd: 4 * Self.M, flags: ["hg"]),
-                                     settings: Self.madvise, interiorBase: 0)
+                                     settings: Self.madvise) { 0 }
         #expect((ends.whyNotHuge ?? "").contains("outside its aligned"))
     }
 

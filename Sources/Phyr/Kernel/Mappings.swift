@@ -219,11 +219,8 @@ package enum Mappings {
 
     /// The hugetlb page sizes this system offers, ascending (sysfs).
     private static let hugetlbSizes: [UInt64] = {
-        guard let dir = opendir("/sys/kernel/mm/hugepages") else { return [1 << 21, 1 << 30] }
-        defer { closedir(dir) }
         var sizes: [UInt64] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for name in (try? directoryEntries("/sys/kernel/mm/hugepages")) ?? [] {
             guard name.hasPrefix("hugepages-"), name.hasSuffix("kB"),
                   let kb = UInt64(name.dropFirst("hugepages-".count).dropLast(2)),
                   kb > 0, kb <= UInt64.max / 1024 else { continue }
@@ -505,6 +502,10 @@ package enum Mappings {
     /// further than `high` and returns the start of the first VMA at or
     /// after it (nil: none, or stopped before).  The lines of VMAs below
     /// `low` are skipped unparsed: in a pin's read they are most of the file.
+    /// smaps is read in pieces while other threads split and merge VMAs, so
+    /// the kernel can list a VMA again, grown back over what it printed
+    /// before: only what is new of it is passed on (its counts are the whole
+    /// VMA's), and the VMAs never overlap.
     package static func smaps(in files: ProcFiles = .shared, from low: UInt64 = 0, to high: UInt64 = .max,
                               _ body: (VMAStats) -> Bool) throws(Errno) -> UInt64? {
         var following: UInt64?
@@ -513,9 +514,13 @@ package enum Mappings {
                                                 pageSize: basePageSize, noFolio: false, pmdMappedBytes: 0, name: ""))
         var reading = false
         var stopped = false
+        var delivered: UInt64 = 0
         func finish() -> Bool {
             guard reading else { return true }
             reading = false
+            guard current.mapping.end > delivered else { return true }
+            current.mapping.start = max(current.mapping.start, delivered)
+            delivered = current.mapping.end
             if !body(current) { stopped = true }
             return !stopped
         }

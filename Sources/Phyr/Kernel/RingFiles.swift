@@ -82,15 +82,7 @@ package enum RingFiles {
 
     /// Every io_uring descriptor of the process, ascending.
     package static func ioUrings(in files: ProcFiles) throws(Errno) -> [Int32] {
-        guard let dir = opendir(files.path("fd")) else { throw Errno(code: errno) }
-        defer { closedir(dir) }
-        var fds: [Int32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), isIoUring(fd, in: files) else { continue }
-            fds.append(fd)
-        }
-        return fds.sorted()
+        try directoryEntries(files.path("fd")).compactMap { Int32($0) }.filter { isIoUring($0, in: files) }.sorted()
     }
 
     /// Whether the ring was open when this process was forked: then it is the

@@ -119,6 +119,18 @@ func readNumber(_ path: String) -> UInt64? {
 }
 
 /// The value after `key` on its line of a /proc "Key:  value" file.
+/// The names in a directory (without "." and ".."); the errno of opening it.
+package func directoryEntries(_ path: String) throws(Errno) -> [String] {
+    guard let dir = opendir(path) else { throw Errno(code: errno) }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
+
 package func procField(_ path: String, _ key: String) -> UInt64? {
     let k = Array(key.utf8)
     var value: UInt64?
