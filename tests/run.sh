@@ -73,7 +73,7 @@ if [ $only_kernel = 0 ]; then
 for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_huge; do
 	run "$t [6.7-6.10 path: no PROCMAP_QUERY]" env PHYR_FORCE_FALLBACK=procmap "$bindir/$t"
 done
-for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_fork test_populate test_threads test_huge; do
+for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_fork test_populate test_threads test_huge test_workers; do
 	run "$t [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
 done
 run "test_ring_big [pre-6.13 path: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"
@@ -81,7 +81,7 @@ run "test_longterm [long-term ranges registered directly, not cloned]" env PHYR_
 run "test_longterm [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/test_longterm"
 
 nouring="io_uring_setup,io_uring_enter,io_uring_register"
-for t in test_ring test_ring_big test_ring_threads test_seccomp test_longterm; do
+for t in test_ring test_ring_big test_ring_threads test_seccomp test_longterm test_workers test_ring_lifetime; do
 	must_skip "$t [io_uring denied by seccomp: skips]" "$bindir/deny" $nouring 1 "$bindir/$t"
 done
 for t in test_pin test_hostile test_remap test_fork; do
@@ -117,7 +117,7 @@ as_user() { # caps name program
 }
 for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir"/test_errors "$bindir"/test_ring \
 	"$bindir"/test_hostile "$bindir"/test_remap "$bindir"/test_fork "$bindir"/test_populate "$bindir"/test_seccomp \
-	"$bindir"/test_longterm "$bindir"/test_huge; do
+	"$bindir"/test_longterm "$bindir"/test_huge "$bindir"/test_workers "$bindir"/test_ring_lifetime; do
 	b=$(basename "$t")
 	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
 done
@@ -128,9 +128,9 @@ if [ "$(id -u)" = 0 ] && [ $only_kernel = 0 ]; then
 		--inh-caps=+ipc_lock --ambient-caps=+ipc_lock \
 		env LD_LIBRARY_PATH="$work/stage/lib" PHYR_FORCE_FALLBACK=scan,populate "$work/bin/test_huge"
 fi
-for t in "$bindir"/memlock_*; do
+for t in "$bindir"/memlock_* "$bindir"/test_workers "$bindir"/test_ring_lifetime; do
 	b=$(basename "$t")
-	as_user none "$b [uid 65534, no capabilities]" "$b"
+	as_user none "$b [uid 65534, no capabilities: the 8 MiB lock limit]" "$b"
 done
 
 if [ $only_kernel = 1 ]; then

@@ -3,205 +3,404 @@
  * What fork() does to libphyr.
  *
  * A child gets a copy of the address space but only the thread that forked:
- * a lock another thread held at that instant stays held forever in the child
- * (Swift's Mutex then traps the child's first call), and so does a lazy
- * global another thread was initialising.  So every call into libphyr warms
- * its globals inside the fork guard before anything else, and every critical
- * section runs inside the guard, shared; pthread_atfork takes it exclusively
- * before fork() copies anything, which waits for those in flight to finish
- * and lets none start.  The copy the child gets is consistent and unlocked;
- * the child then counts one more fork epoch, and libphyr's state notices the
+ * a lock another thread held at that instant stays held forever in the child,
+ * and so does a lazy global another thread was initialising (libphyr's, or a
+ * piece of the Swift runtime's).  So every call into libphyr runs inside the
+ * fork guard, and fork() waits, in its prepare handler, until no call is in
+ * flight and lets none start: the copy the child gets is consistent and
+ * unlocked.
+ *
+ * The guard costs a call no shared write: each thread that calls libphyr has
+ * a record of its own, and a call only marks its own record busy, fences, and
+ * checks the process-wide "forking" word (Dekker's handshake with the forker,
+ * which sets that word, fences, and waits for every record to go idle).  The
+ * records are never freed: a thread's is recycled when it exits.
+ *
+ * The child then counts one more fork epoch, and libphyr's state notices the
  * new epoch and starts afresh: a child inherits no ranges and no
- * registrations (mlock is not inherited either).
+ * registrations (mlock is not inherited either).  The descriptors libphyr
+ * keeps open beyond a call -- its holder rings, its duplicates of callers'
+ * rings, its /proc files -- are closed in the child at once, however many:
+ * a holder ring kept open in a child would keep the parent's pages pinned and
+ * charged for the child's whole life.  The identities of the callers' rings
+ * libphyr had buffer tables in are remembered: those rings are shared with
+ * the parent, and only they are refused to the child.
  *
  * A child made without the atfork handlers (_Fork(), clone(2) without
  * CLONE_VM) is noticed too, by a page the kernel wipes in every child
  * (MADV_WIPEONFORK); only a single-threaded process may fork that way.
+ *
+ * No function here changes errno: the handlers and every call save and
+ * restore it.
  */
 #define _GNU_SOURCE
 #include "phyr_kernel.h"
 
-#include <dirent.h>
+#include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
 #endif
 
-static pthread_rwlock_t fork_guard;
-static _Thread_local unsigned guard_depth;
-static _Thread_local int guard_cancel_state;
-/* Set by the prepare handler when it could not take the guard: a fork from a
- * signal handler that interrupted a critical section of the same thread. */
-static _Thread_local int guard_skipped;
 unsigned long phyr_fork_epoch_counter;
 static unsigned long token_at_load = 1;
 volatile unsigned long *phyr_fork_wiped_token = &token_at_load;
 int phyr_globals_warm;
 
-/* Lookups resolve registration handles through this table, with no lock and
- * no lazy initialisation (it is zero at load). */
-uintptr_t phyr_published_index[PHYR_REGISTRATIONS_MAX];
+/* ------------------------------------------------------------ the guard */
 
-/* The identities (device, inode) of the io_urings this process had open when
- * it was forked: they are shared with the parent. */
-static struct phyr_file_identity *inherited_rings;
-static size_t inherited_count;
+struct caller {
+	/* 1 while this thread is inside a call (its outermost one). */
+	int inside;
+	/* 1 while a thread owns the record. */
+	int taken;
+	struct caller *next;
+};
 
-static void guard_init(void)
+static struct caller *callers;          /* pushed only, never freed */
+static pthread_mutex_t callers_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Serialises forks (and makes the prepare handler a lock the child resets). */
+static pthread_mutex_t forking_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Nonzero while a fork waits or runs: callers wait on it (a futex word). */
+static int forking;
+
+static _Thread_local struct caller *me;
+static _Thread_local unsigned depth;
+static _Thread_local int saved_cancel_state;
+/* The prepare handler ran inside a call of the forking thread (a fork from
+ * a signal handler that interrupted it, or an atfork handler of the caller's
+ * own calling libphyr): it did not wait for that call. */
+static _Thread_local int forked_inside;
+
+static pthread_key_t exit_key;
+
+static long futex(int *word, int op, int value, const struct timespec *timeout)
 {
-	pthread_rwlockattr_t attr;
-	pthread_rwlockattr_init(&attr);
-	/* A waiting fork() must not be starved by a stream of new calls. */
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&fork_guard, &attr);
-	pthread_rwlockattr_destroy(&attr);
+	return syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, value, timeout, NULL, 0);
 }
 
-static void before_fork(void)
+/* Runs at the exit of a thread that called libphyr: its record is free for
+ * the next new thread. */
+static void caller_exited(void *record)
 {
-	guard_skipped = guard_depth > 0;
-	if (!guard_skipped)
-		pthread_rwlock_wrlock(&fork_guard);
+	struct caller *c = record;
+	__atomic_store_n(&c->inside, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->taken, 0, __ATOMIC_RELEASE);
 }
 
-static void after_fork_in_parent(void)
+static struct caller *my_record(void)
 {
-	if (!guard_skipped)
-		pthread_rwlock_unlock(&fork_guard);
-}
-
-/* Which of the child's descriptors are io_urings: they are its parent's
- * rings.  Only for processes that called libphyr at all. */
-static void note_inherited_rings(void)
-{
-	free(inherited_rings);
-	inherited_rings = NULL;
-	inherited_count = 0;
-	if (!__atomic_load_n(&phyr_globals_warm, __ATOMIC_RELAXED))
-		return;
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return;
-	size_t cap = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		char link[64], target[32];
-		snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
-		ssize_t n = readlink(link, target, sizeof target - 1);
-		if (n <= 0)
-			continue;
-		target[n] = 0;
-		struct stat st;
-		if (strcmp(target, "anon_inode:[io_uring]") != 0 || stat(link, &st) != 0)
-			continue;
-		if (inherited_count == cap) {
-			cap = cap ? 2 * cap : 8;
-			struct phyr_file_identity *grown = realloc(inherited_rings, cap * sizeof *grown);
-			if (!grown)
-				break;
-			inherited_rings = grown;
+	if (__builtin_expect(me != NULL, 1))
+		return me;
+	struct caller *c;
+	pthread_mutex_lock(&callers_lock);
+	for (c = callers; c; c = c->next)
+		if (!__atomic_load_n(&c->taken, __ATOMIC_ACQUIRE))
+			break;
+	if (!c) {
+		c = calloc(1, sizeof *c);
+		if (c) {
+			c->next = callers;
+			callers = c;
 		}
-		inherited_rings[inherited_count++] = (struct phyr_file_identity){ st.st_dev, st.st_ino };
 	}
-	closedir(d);
+	if (c)
+		__atomic_store_n(&c->taken, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&callers_lock);
+	if (!c)
+		return NULL;
+	me = c;
+	pthread_setspecific(exit_key, c);
+	return c;
 }
 
-/* libphyr's holder rings (Holder.swift): a child closes its copies at once,
- * so the parent's long-term pins never outlive the parent in a child that
- * never calls libphyr.  Changed only inside the fork guard. */
-static int phyr_holder_fds[PHYR_HOLDERS_MAX];
-static int phyr_holder_count;
+/* Without memory for a record the thread takes the forking lock instead:
+ * correct, and only ever slow. */
+static _Thread_local int holds_forking_lock;
 
-void phyr_shim_holder_opened(int fd)
+static void guard_enter(void)
 {
-	if (phyr_holder_count < PHYR_HOLDERS_MAX)
-		phyr_holder_fds[phyr_holder_count++] = fd;
+	if (depth++ > 0)
+		return;
+	/* A thread cancelled inside a call would stay inside for good, and every
+	 * later fork() in the process would wait for it. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &saved_cancel_state);
+	struct caller *c = my_record();
+	if (!c) {
+		pthread_mutex_lock(&forking_lock);
+		holds_forking_lock = 1;
+		return;
+	}
+	for (;;) {
+		__atomic_store_n(&c->inside, 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&forking, __ATOMIC_RELAXED))
+			return;
+		/* A fork is waiting: step aside until it is done. */
+		__atomic_store_n(&c->inside, 0, __ATOMIC_RELEASE);
+		futex(&c->inside, FUTEX_WAKE, 1, NULL);
+		int f;
+		while ((f = __atomic_load_n(&forking, __ATOMIC_ACQUIRE)) != 0)
+			futex(&forking, FUTEX_WAIT, f, NULL);
+	}
 }
 
-void phyr_shim_holders_forgotten(void)
+static void guard_leave(void)
 {
-	phyr_holder_count = 0;
+	if (--depth > 0)
+		return;
+	if (holds_forking_lock) {
+		holds_forking_lock = 0;
+		pthread_mutex_unlock(&forking_lock);
+	} else if (me) {
+		__atomic_store_n(&me->inside, 0, __ATOMIC_RELEASE);
+		/* Wake a forker waiting for this call.  No fence between the store
+		 * and the load: a forker that misses the wake sleeps in slices and
+		 * looks again. */
+		if (__builtin_expect(__atomic_load_n(&forking, __ATOMIC_RELAXED) != 0, 0))
+			futex(&me->inside, FUTEX_WAKE, 1, NULL);
+	}
+	pthread_setcancelstate(saved_cancel_state, NULL);
 }
 
-static void close_inherited_holders(void)
+void phyr_shim_fork_guard_enter(void)
 {
-	for (int i = 0; i < phyr_holder_count; i++)
-		close(phyr_holder_fds[i]);
-	phyr_holder_count = 0;
+	guard_enter();
 }
 
-static void after_fork_in_child(void)
+void phyr_shim_fork_guard_leave(void)
 {
-	/* glibc's rwlock remembers the writer's thread id, which the child's
-	 * only thread does not have: start the lock anew instead of unlocking.
-	 * A section this thread was inside when a signal handler forked goes on
-	 * in the child and will leave the guard: hold it for that. */
-	guard_init();
-	if (guard_skipped && guard_depth > 0)
-		pthread_rwlock_rdlock(&fork_guard);
+	guard_leave();
+}
+
+int phyr_shim_call_enter(void)
+{
+	int saved = errno;
+	guard_enter();
+	return saved;
+}
+
+void phyr_shim_call_leave(int saved_errno)
+{
+	guard_leave();
+	errno = saved_errno;
+}
+
+int phyr_shim_errno_save(void)
+{
+	return errno;
+}
+
+void phyr_shim_errno_restore(int saved_errno)
+{
+	errno = saved_errno;
+}
+
+/* ------------------------------------------- descriptors libphyr keeps */
+
+struct kept_fd {
+	int fd;
+	int kind;
+	uint64_t device, inode;
+};
+
+static struct kept_fd *kept;
+static size_t kept_count, kept_cap;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Identities of the rings this process's ancestors had buffer tables in,
+ * when they forked it (or an ancestor of it). */
+static struct phyr_file_identity *inherited_rings;
+static size_t inherited_count, inherited_cap;
+
+int phyr_shim_kept_fd_add(int fd, int kind)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	int rc = 0;
+	pthread_mutex_lock(&kept_lock);
+	if (kept_count == kept_cap) {
+		size_t cap = kept_cap ? 2 * kept_cap : 16;
+		struct kept_fd *grown = realloc(kept, cap * sizeof *grown);
+		if (grown) {
+			kept = grown;
+			kept_cap = cap;
+		}
+	}
+	if (kept_count < kept_cap)
+		kept[kept_count++] = (struct kept_fd){ fd, kind, (uint64_t)st.st_dev, (uint64_t)st.st_ino };
 	else
-		guard_depth = 0;
-	guard_skipped = 0;
-	close_inherited_holders();
-	note_inherited_rings();
-	__atomic_add_fetch(&phyr_fork_epoch_counter, 1, __ATOMIC_RELEASE);
+		rc = -ENOMEM;
+	pthread_mutex_unlock(&kept_lock);
+	return rc;
 }
 
-void phyr_shim_forked_without_handlers(void)
+void phyr_shim_kept_fd_forget(int fd)
 {
-	*phyr_fork_wiped_token = 1;
-	if (guard_depth == 0)
-		guard_init();
-	note_inherited_rings();
-	__atomic_add_fetch(&phyr_fork_epoch_counter, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&kept_lock);
+	for (size_t i = 0; i < kept_count; i++) {
+		if (kept[i].fd == fd) {
+			kept[i] = kept[--kept_count];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&kept_lock);
+}
+
+int phyr_shim_kept_fd_count(void)
+{
+	pthread_mutex_lock(&kept_lock);
+	int n = (int)kept_count;
+	pthread_mutex_unlock(&kept_lock);
+	return n;
+}
+
+static void remember_inherited(uint64_t device, uint64_t inode)
+{
+	for (size_t i = 0; i < inherited_count; i++)
+		if (inherited_rings[i].device == device && inherited_rings[i].inode == inode)
+			return;
+	if (inherited_count == inherited_cap) {
+		size_t cap = inherited_cap ? 2 * inherited_cap : 8;
+		struct phyr_file_identity *grown = realloc(inherited_rings, cap * sizeof *grown);
+		if (!grown)
+			return;
+		inherited_rings = grown;
+		inherited_cap = cap;
+	}
+	inherited_rings[inherited_count++] = (struct phyr_file_identity){ device, inode };
+}
+
+/* In a child: closes its copies of the parent's kept descriptors -- those
+ * that still name the same file: a child made without the handlers may have
+ * closed a number and opened something else there -- and remembers the
+ * callers' rings among them.  Runs single-threaded. */
+static void forget_parents_descriptors(void)
+{
+	for (size_t i = 0; i < kept_count; i++) {
+		struct kept_fd *k = &kept[i];
+		if (k->kind == PHYR_KEPT_RING)
+			remember_inherited(k->device, k->inode);
+		struct stat st;
+		if (fstat(k->fd, &st) == 0 && (uint64_t)st.st_dev == k->device && (uint64_t)st.st_ino == k->inode)
+			close(k->fd);
+	}
+	kept_count = 0;
+	pthread_mutex_init(&kept_lock, NULL);
 }
 
 int phyr_shim_ring_inherited(uint64_t device, uint64_t inode)
 {
 	phyr_shim_fork_epoch(); /* a fork without handlers notes them first */
-	for (size_t i = 0; i < inherited_count; i++)
-		if (inherited_rings[i].device == device && inherited_rings[i].inode == inode)
-			return 1;
-	return 0;
+	pthread_mutex_lock(&kept_lock);
+	int found = 0;
+	for (size_t i = 0; i < inherited_count && !found; i++)
+		found = inherited_rings[i].device == device && inherited_rings[i].inode == inode;
+	pthread_mutex_unlock(&kept_lock);
+	return found;
+}
+
+/* ----------------------------------------------------------- handlers */
+
+static void before_fork(void)
+{
+	int saved = errno;
+	if (!holds_forking_lock)
+		pthread_mutex_lock(&forking_lock);
+	forked_inside = depth > 0;
+	__atomic_store_n(&forking, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Every call in flight finishes; none starts. */
+	pthread_mutex_lock(&callers_lock);
+	for (struct caller *c = callers; c; c = c->next) {
+		if (c == me && forked_inside)
+			continue;
+		const struct timespec slice = { 0, 1000000 };
+		int busy;
+		while ((busy = __atomic_load_n(&c->inside, __ATOMIC_ACQUIRE)) != 0)
+			futex(&c->inside, FUTEX_WAIT, busy, &slice);
+	}
+	/* callers_lock stays held: no thread takes a record mid-fork. */
+	errno = saved;
+}
+
+static void after_fork_in_parent(void)
+{
+	int saved = errno;
+	pthread_mutex_unlock(&callers_lock);
+	__atomic_store_n(&forking, 0, __ATOMIC_RELEASE);
+	futex(&forking, FUTEX_WAKE, 0x7fffffff, NULL);
+	if (!holds_forking_lock)
+		pthread_mutex_unlock(&forking_lock);
+	errno = saved;
+}
+
+/* The child's only thread is the one that forked: every other record is
+ * free (and idle: the prepare handler waited, or a fork without handlers
+ * came from a single thread). */
+static void reset_records(void)
+{
+	for (struct caller *c = callers; c; c = c->next) {
+		if (c == me)
+			continue;
+		c->inside = 0;
+		c->taken = 0;
+	}
+	if (me)
+		me->inside = depth > 0;
+}
+
+static void start_child(void)
+{
+	/* The lock a fork without handlers may have copied held. */
+	pthread_mutex_init(&callers_lock, NULL);
+	pthread_mutex_init(&forking_lock, NULL);
+	if (holds_forking_lock)
+		pthread_mutex_lock(&forking_lock); /* the call this thread forked inside still holds it */
+	forking = 0;
+	reset_records();
+	forget_parents_descriptors();
+	*phyr_fork_wiped_token = 1;
+	__atomic_add_fetch(&phyr_fork_epoch_counter, 1, __ATOMIC_RELEASE);
+}
+
+static void after_fork_in_child(void)
+{
+	int saved = errno;
+	start_child();
+	forked_inside = 0;
+	errno = saved;
+}
+
+void phyr_shim_forked_without_handlers(void)
+{
+	int saved = errno;
+	start_child();
+	errno = saved;
 }
 
 __attribute__((constructor)) static void fork_guard_setup(void)
 {
-	guard_init();
+	int saved = errno;
+	pthread_key_create(&exit_key, caller_exited);
 	pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
 	long page = sysconf(_SC_PAGESIZE);
 	void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p != MAP_FAILED && madvise(p, (size_t)page, MADV_WIPEONFORK) == 0) {
 		phyr_fork_wiped_token = p;
 		*phyr_fork_wiped_token = 1;
-	} else {
-		if (p != MAP_FAILED)
-			munmap(p, (size_t)page);
-		/* before 4.14: the handlers only (the token at load stays 1) */
+	} else if (p != MAP_FAILED) {
+		munmap(p, (size_t)page); /* before 4.14: the handlers only (the token at load stays 1) */
 	}
-}
-
-void phyr_shim_fork_guard_enter(void)
-{
-	if (guard_depth++ == 0) {
-		/* A thread cancelled inside a critical section would hold the guard
-		 * for good, and every later fork() in the process would hang. */
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &guard_cancel_state);
-		pthread_rwlock_rdlock(&fork_guard);
-	}
-}
-
-void phyr_shim_fork_guard_leave(void)
-{
-	if (--guard_depth == 0) {
-		pthread_rwlock_unlock(&fork_guard);
-		pthread_setcancelstate(guard_cancel_state, NULL);
-	}
+	errno = saved;
 }

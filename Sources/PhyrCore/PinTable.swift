@@ -51,7 +51,8 @@ package struct PinnedRange: Sendable {
 package struct HeldBuffer: Equatable, Sendable {
     /// Unique in the process, never reused.
     package var serial: UInt64
-    package var ringFd: Int32
+    /// The holder ring, by a number never reused in the process.
+    package var ring: UInt64
     package var slot: Int
     package var unit: BufferUnit
     /// What the kernel charged for it, and the huge spans that charge counts
@@ -59,10 +60,10 @@ package struct HeldBuffer: Equatable, Sendable {
     package var charge: UInt64
     package var hugeSpans: [Range<UInt64>]
 
-    package init(serial: UInt64, ringFd: Int32, slot: Int, unit: BufferUnit, charge: UInt64,
+    package init(serial: UInt64, ring: UInt64, slot: Int, unit: BufferUnit, charge: UInt64,
                  hugeSpans: [Range<UInt64>]) {
         self.serial = serial
-        self.ringFd = ringFd
+        self.ring = ring
         self.slot = slot
         self.unit = unit
         self.charge = charge
@@ -92,6 +93,10 @@ package struct PinTable {
     /// Ids below this were handed out before this process was forked: they
     /// are its parent's, never live here.
     private var inheritedBelow: UInt64 = 0
+    /// What an ancestor had MADV_DONTFORK (PHYR_PIN_DONTFORK) when it forked
+    /// this process: fork() left it out, so it is not mapped here, unless
+    /// this process mapped something there since.  Sorted, disjoint.
+    package private(set) var inheritedDontfork: [Range<UInt64>] = []
 
     package init() {}
 
@@ -102,6 +107,7 @@ package struct PinTable {
         var child = PinTable()
         child.nextID = nextID
         child.inheritedBelow = nextID
+        child.inheritedDontfork = Self.union(inheritedDontfork, dontforkCoverage.coveredRuns.map(\.range))
         return child
     }
 
@@ -309,6 +315,25 @@ package struct PinTable {
     /// The parts of `spans` (sorted, disjoint) that no live range covers.
     package func uncovered(_ spans: [Range<UInt64>]) -> [Range<UInt64>] {
         Self.subtract(spans, coverage.coveredRuns.map(\.range))
+    }
+
+    /// The parts of `span` an ancestor's PHYR_PIN_DONTFORK left out of this
+    /// process (see `inheritedDontfork`).
+    package func leftOutByFork(_ span: Range<UInt64>) -> [Range<UInt64>] {
+        Self.intersect(inheritedDontfork, [span])
+    }
+
+    /// `a` and `b` together, both sorted lists of disjoint intervals.
+    package static func union(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
+        var out: [Range<UInt64>] = []
+        for r in (a + b).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = out.last, r.lowerBound <= last.upperBound {
+                out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
     }
 
     /// `a` minus `b`, both sorted lists of disjoint intervals.

@@ -18,7 +18,7 @@ import Testing
         p.lockable = []
         p.held = try RegistrationPlan(segments: Array(p.segments)).units.map { u in
             serial += 1
-            return HeldBuffer(serial: serial, ringFd: 3, slot: Int(serial), unit: u, charge: 0, hugeSpans: [])
+            return HeldBuffer(serial: serial, ring: 3, slot: Int(serial), unit: u, charge: 0, hugeSpans: [])
         }
         return p
     }
@@ -34,8 +34,8 @@ import Testing
         let cut = PinTable.heldCut(whole, at: (3 << 20) + 100)
         #expect(cut?.head == BufferUnit(addr: 0, len: 4 << 20, pageShift: 21))
         #expect(cut?.tail == BufferUnit(addr: 2 << 20, len: 6 << 20, pageShift: 21))
-        let h = HeldBuffer(serial: 100, ringFd: 3, slot: 100, unit: try #require(cut?.head), charge: 0, hugeSpans: [])
-        let tl = HeldBuffer(serial: 101, ringFd: 3, slot: 101, unit: try #require(cut?.tail), charge: 0, hugeSpans: [])
+        let h = HeldBuffer(serial: 100, ring: 3, slot: 100, unit: try #require(cut?.head), charge: 0, hugeSpans: [])
+        let tl = HeldBuffer(serial: 101, ring: 3, slot: 101, unit: try #require(cut?.tail), charge: 0, hugeSpans: [])
         // The wrong buffers are refused, and nothing changes.
         #expect(throws: PinTable.SplitError.heldChanged) { try t.split(id, at: (3 << 20) + 100, heldHead: tl, heldTail: h) }
         let (tail, unheld) = try t.split(id, at: (3 << 20) + 100, heldHead: h, heldTail: tl)
@@ -55,7 +55,7 @@ import Testing
         let whole = try #require(t.range(id))
         let cut = try #require(PinTable.heldCut(whole, at: 100))
         #expect(cut.tail == nil && cut.head == BufferUnit(addr: 0, len: 2 << 20, pageShift: 21))
-        let h = HeldBuffer(serial: 100, ringFd: 3, slot: 100, unit: try #require(cut.head), charge: 0, hugeSpans: [])
+        let h = HeldBuffer(serial: 100, ring: 3, slot: 100, unit: try #require(cut.head), charge: 0, hugeSpans: [])
         let retained = t.retain(id)  // a registration's reference
         let copy = try #require(retained)
         let (tail, unheld) = try t.split(id, at: 100, heldHead: h)
@@ -119,7 +119,7 @@ import Testing
                     guard let u else { return nil }
                     serial += 1
                     ever.insert(serial)
-                    return HeldBuffer(serial: serial, ringFd: 3, slot: Int(serial), unit: u, charge: 0, hugeSpans: [])
+                    return HeldBuffer(serial: serial, ring: 3, slot: Int(serial), unit: u, charge: 0, hugeSpans: [])
                 }
                 let (tail, unheld) = try t.split(id, at: off, heldHead: fresh(cut?.head), heldTail: fresh(cut?.tail))
                 release(unheld)

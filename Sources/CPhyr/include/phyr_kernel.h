@@ -115,14 +115,19 @@ int phyr_shim_thp_disabled(void);
 int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags);
 
 /*
- * The fork guard (fork.c): every critical section of libphyr runs between
- * enter and leave (nesting is counted per thread), and fork() waits until
- * none is in flight.  The epoch counts the forks this process is a child of;
- * reading it also notices a fork that ran no atfork handlers (the wiped
- * token reads 0 in such a child).
+ * The fork guard (fork.c): every call into libphyr runs between enter and
+ * leave (nesting is counted per thread), and fork() waits until none is in
+ * flight.  phyr_shim_call_enter also saves errno, which phyr_shim_call_leave
+ * restores: no libphyr function changes it.  The epoch counts the forks this
+ * process is a child of; reading it also notices a fork that ran no atfork
+ * handlers (the wiped token reads 0 in such a child).
  */
 void phyr_shim_fork_guard_enter(void);
 void phyr_shim_fork_guard_leave(void);
+int phyr_shim_call_enter(void);
+void phyr_shim_call_leave(int saved_errno);
+int phyr_shim_errno_save(void);
+void phyr_shim_errno_restore(int saved_errno);
 void phyr_shim_forked_without_handlers(void);
 extern unsigned long phyr_fork_epoch_counter;
 extern volatile unsigned long *phyr_fork_wiped_token;
@@ -145,32 +150,49 @@ static inline void phyr_shim_set_globals_warm(void)
 	__atomic_store_n(&phyr_globals_warm, 1, __ATOMIC_RELEASE);
 }
 
-/* Whether the io_uring with this identity was open when this process was
- * forked (it is then its parent's ring too). */
+/*
+ * Descriptors libphyr keeps open beyond a call (fork.c): a forked child
+ * closes its copies at once, in the atfork handler, however many there are.
+ * Add after opening (0, or -errno and the caller closes it), forget before
+ * closing.  The identities of kept RING descriptors (libphyr's duplicates of
+ * callers' rings) are remembered in the child: those rings are its parent's.
+ */
+#define PHYR_KEPT_HOLDER 1 /* a holder ring of long-term pins */
+#define PHYR_KEPT_RING   2 /* libphyr's duplicate of a caller's ring */
+#define PHYR_KEPT_PROC   3 /* a cached /proc file */
+int phyr_shim_kept_fd_add(int fd, int kind);
+void phyr_shim_kept_fd_forget(int fd);
+int phyr_shim_kept_fd_count(void);
+
+/* Whether the io_uring with this identity is one an ancestor had a buffer
+ * table of libphyr's in when it forked this process (or an ancestor). */
 struct phyr_file_identity {
 	uint64_t device;
 	uint64_t inode;
 };
 int phyr_shim_ring_inherited(uint64_t device, uint64_t inode);
 
-/* The published lookup index of each registration handle slot (fork.c):
- * plain C storage, so a lookup touches no lazily made global. */
-#define PHYR_REGISTRATIONS_MAX 65536
-extern uintptr_t phyr_published_index[PHYR_REGISTRATIONS_MAX];
+/* The published lookup index of each registration handle slot (handles.c):
+ * chunks of plain C storage made on first use, so a lookup touches no lazily
+ * made global.  A slot's chunk is reserved (under the registrar's lock)
+ * before the slot is published. */
+#define PHYR_REGISTRATIONS_MAX (1u << 22)
+#define PHYR_HANDLE_CHUNK 4096u
+extern uintptr_t *phyr_published_chunks[PHYR_REGISTRATIONS_MAX / PHYR_HANDLE_CHUNK];
+int phyr_shim_handle_slot_reserve(unsigned slot);
 static inline uintptr_t phyr_shim_published(unsigned slot)
 {
-	return __atomic_load_n(&phyr_published_index[slot], __ATOMIC_ACQUIRE);
+	if (slot >= PHYR_REGISTRATIONS_MAX)
+		return 0;
+	uintptr_t *chunk = __atomic_load_n(&phyr_published_chunks[slot / PHYR_HANDLE_CHUNK], __ATOMIC_ACQUIRE);
+	return chunk ? __atomic_load_n(&chunk[slot % PHYR_HANDLE_CHUNK], __ATOMIC_ACQUIRE) : 0;
 }
 static inline void phyr_shim_publish(unsigned slot, uintptr_t index)
 {
-	__atomic_store_n(&phyr_published_index[slot], index, __ATOMIC_RELEASE);
+	uintptr_t *chunk = __atomic_load_n(&phyr_published_chunks[slot / PHYR_HANDLE_CHUNK], __ATOMIC_ACQUIRE);
+	if (chunk)
+		__atomic_store_n(&chunk[slot % PHYR_HANDLE_CHUNK], index, __ATOMIC_RELEASE);
 }
-
-/* The descriptors of libphyr's holder rings, closed in a child by the
- * atfork handler (fork.c); kept by Holder.swift under its lock. */
-#define PHYR_HOLDERS_MAX 64
-void phyr_shim_holder_opened(int fd);
-void phyr_shim_holders_forgotten(void);
 
 /* ioctl(2) with a pointer argument (Swift cannot call C variadics); the
  * result or -errno. */

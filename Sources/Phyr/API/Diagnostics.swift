@@ -10,12 +10,15 @@ nonisolated(unsafe) let versionString: UnsafeMutablePointer<CChar>? =
 
 @c @implementation
 public func phyr_version() -> UnsafePointer<CChar>? {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     return UnsafePointer(versionString)
 }
 
 @c @implementation
 public func phyr_last_error() -> UnsafePointer<CChar>? {
-    UnsafePointer(phyr_shim_error_buffer())
+    // The first touch of a thread's buffer may allocate it (dynamic TLS).
+    let savedErrno = phyr_shim_errno_save()
+    defer { phyr_shim_errno_restore(savedErrno) }
+    return UnsafePointer(phyr_shim_error_buffer())
 }

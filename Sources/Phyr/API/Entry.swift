@@ -11,22 +11,23 @@ import PhyrCore
 // cancellation is deferred to the end of the call.  ring_reg_lookup is the
 // exception: lock-free, it only warms the globals once (`warmLibrary`).
 
+/// Enters a call; returns the caller's errno for `leaveLibrary`.
 @inline(__always)
-func enterLibrary() {
-    phyr_shim_fork_guard_enter()
+func enterLibrary() -> Int32 {
+    let saved = phyr_shim_call_enter()
     if phyr_shim_globals_warm() == 0 { makeGlobals() }
+    return saved
 }
 
 @inline(__always)
-func leaveLibrary() {
-    phyr_shim_fork_guard_leave()
+func leaveLibrary(_ savedErrno: Int32) {
+    phyr_shim_call_leave(savedErrno)
 }
 
 @inline(__always)
 func warmLibrary() {
     if phyr_shim_globals_warm() == 0 {
-        enterLibrary()
-        leaveLibrary()
+        leaveLibrary(enterLibrary())
     }
 }
 

@@ -10,8 +10,8 @@ import PhyrCore
 @c @implementation
 public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     guard let out else { return fail(PhyrError(EINVAL, "phyr_pin: out is NULL")) }
     // size_t arrives as Int: read it back as the unsigned value C passed.
     let length = UInt64(UInt(bitPattern: len))
@@ -36,8 +36,8 @@ public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
 @c @implementation
 public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
                        _ tail: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     guard let tail else { return fail(PhyrError(EINVAL, "phyr_split: tail is NULL")) }
     let cut = UInt64(UInt(bitPattern: offset))
     let id: UInt64
@@ -62,8 +62,8 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
 
 @c @implementation
 public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     let id: UInt64
     do { id = try pinID(r, "phyr_unpin") } catch { return fail(error) }
     do throws(Absence) {
@@ -77,8 +77,8 @@ public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
 @c @implementation
 public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                        _ len: UnsafeMutablePointer<Int>?) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     let id: UInt64, span: Range<UInt64>
     do { id = try pinID(r, "phyr_range") } catch { return fail(error) }
     do throws(Absence) {
@@ -93,8 +93,8 @@ public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeM
 
 @c @implementation
 public func phyr_segs(_ r: OpaquePointer?, _ segs: UnsafeMutablePointer<phyr_seg>?, _ nr: UInt32) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     if segs == nil && nr > 0 { return fail(PhyrError(EINVAL, "phyr_segs: segs is NULL but nr is \(nr)")) }
     let id: UInt64
     do { id = try pinID(r, "phyr_segs") } catch { return fail(error) }

@@ -8,8 +8,8 @@ import PhyrCore
 @c @implementation
 public func ring_register_ranges(_ ring: OpaquePointer?, _ ranges: UnsafePointer<OpaquePointer?>?, _ nr: UInt32,
                                  _ flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     guard let ring else { return fail(PhyrError(EINVAL, "ring_register_ranges: ring is NULL")) }
     guard let out else { return fail(PhyrError(EINVAL, "ring_register_ranges: out is NULL")) }
     guard let ranges, nr > 0 else { return fail(PhyrError(EINVAL, "ring_register_ranges: no ranges (ranges NULL or nr 0)")) }
@@ -30,8 +30,8 @@ public func ring_register_ranges(_ ring: OpaquePointer?, _ ranges: UnsafePointer
 
 @c @implementation
 public func ring_reg_bufs(_ reg: OpaquePointer?, _ bufs: UnsafeMutablePointer<ring_buf>?, _ nr: UInt32) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     if bufs == nil && nr > 0 { return fail(PhyrError(EINVAL, "ring_reg_bufs: bufs is NULL but nr is \(nr)")) }
     // Copied out only once the read is known to be consistent.
     let snapshot = Registrar.read(UnsafeRawPointer(reg)) { index -> (Int, [ring_buf]) in
@@ -62,13 +62,13 @@ public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ 
         table.find(a).map { (table.slot($0), table.end($0) &- a) }
     }
     guard let hit else {
-        enterLibrary()
-        defer { leaveLibrary() }
+        let savedErrno = enterLibrary()
+        defer { leaveLibrary(savedErrno) }
         return fail(notLive("ring_reg_lookup", reg, "registration", Registrar.absence(of: UnsafeRawPointer(reg))))
     }
     guard let (slot, room) = hit else {
-        enterLibrary()
-        defer { leaveLibrary() }
+        let savedErrno = enterLibrary()
+        defer { leaveLibrary(savedErrno) }
         return fail(PhyrError(ENOENT, "ring_reg_lookup: no buffer of this registration holds \(hex(a))"))
     }
     index?.pointee = slot
@@ -78,8 +78,8 @@ public func ring_reg_lookup(_ reg: OpaquePointer?, _ addr: UnsafeRawPointer?, _ 
 
 @c @implementation
 public func ring_unregister_ranges(_ reg: OpaquePointer?) -> Int32 {
-    enterLibrary()
-    defer { leaveLibrary() }
+    let savedErrno = enterLibrary()
+    defer { leaveLibrary(savedErrno) }
     do throws(PhyrError) {
         try Registrar.unregister(UnsafeRawPointer(reg))
         return 0

@@ -38,10 +38,9 @@ package final class ProcFiles: Sendable {
 
     private struct Opened: Sendable { var fd: Int32 = -1; var dev: UInt = 0; var ino: UInt = 0 }
     private struct Descriptors: Sendable { var maps = Opened(); var pagemap = Opened() }
-    private let fds = ProcessLocal(Descriptors()) { inherited in
-        for o in [inherited.maps, inherited.pagemap] where ProcFiles.stillOurs(o) { close(o.fd) }
-        return Descriptors()
-    }
+    /// A forked child's copies were closed by the fork (they are kept
+    /// descriptors, see `RingFiles.keep`).
+    private let fds = ProcessLocal(Descriptors()) { _ in Descriptors() }
 
     package enum File { case maps, pagemap }
 
@@ -52,9 +51,15 @@ package final class ProcFiles: Sendable {
         try fds.withLock { d throws(Errno) -> Int32 in
             let cached = file == .maps ? d.maps : d.pagemap
             if Self.stillOurs(cached) { return cached.fd }
+            // Closed behind libphyr's back: the number is not ours to close.
+            if cached.fd >= 0 { RingFiles.forgetKept(cached.fd) }
             let fd = try syscallRetrying { open(path(file == .maps ? "maps" : "pagemap"), O_RDONLY | O_CLOEXEC) }
             var st = stat()
             fstat(fd, &st)
+            do throws(Errno) { try RingFiles.keep(fd, as: .proc) } catch {
+                close(fd)
+                throw error
+            }
             let opened = Opened(fd: fd, dev: UInt(st.st_dev), ino: UInt(st.st_ino))
             if file == .maps { d.maps = opened } else { d.pagemap = opened }
             return fd

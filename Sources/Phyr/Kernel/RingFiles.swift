@@ -29,6 +29,52 @@ package enum RingFiles {
         _ = Glibc.close(fd)
     }
 
+    /// What a descriptor libphyr keeps open beyond a call is.
+    enum Kept {
+        case holder, ring, proc
+        var code: Int32 {
+            switch self {
+            case .holder: PHYR_KEPT_HOLDER
+            case .ring: PHYR_KEPT_RING
+            case .proc: PHYR_KEPT_PROC
+            }
+        }
+    }
+
+    /// Records `fd` as kept: a forked child closes its copy at once (the
+    /// atfork handler, Sources/CPhyr/fork.c), and remembers a kept `.ring`
+    /// as its parent's.  The caller closes `fd` when this throws.
+    static func keep(_ fd: Int32, as kind: Kept) throws(Errno) {
+        _ = try shimRetrying { phyr_shim_kept_fd_add(fd, kind.code) }
+    }
+
+    /// Closes a kept descriptor.
+    static func closeKept(_ fd: Int32) {
+        phyr_shim_kept_fd_forget(fd)
+        _ = Glibc.close(fd)
+    }
+
+    /// Forgets a kept descriptor that is no longer libphyr's to close (the
+    /// program closed it behind libphyr's back; its number may be anyone's).
+    static func forgetKept(_ fd: Int32) {
+        phyr_shim_kept_fd_forget(fd)
+    }
+
+    /// A descriptor of this process that names ring `identity` (the
+    /// program's own, say), found by looking at every descriptor: for the
+    /// rare call that lost libphyr's duplicate.
+    static func descriptor(naming ring: Identity) -> Int32? {
+        guard let names = try? directoryEntries("/proc/self/fd") else { return nil }
+        return names.lazy.compactMap { Int32($0) }.first { (try? identity($0)) == ring }
+    }
+
+    /// Whether `fd` still names `identity`: a program may close a descriptor
+    /// libphyr keeps (a daemon closing every fd), and the number go to any
+    /// file it opens next.
+    static func still(_ fd: Int32, names identity: Identity) -> Bool {
+        (try? self.identity(fd)) == identity
+    }
+
     /// Whether each io_uring has an inode of its own, as Linux 5.12+ gives
     /// it (a "secure" anonymous inode), rather than the one anonymous inode
     /// an eventfd gets.  Asked once, with the first ring libphyr sees.
@@ -85,8 +131,8 @@ package enum RingFiles {
         try directoryEntries(files.path("fd")).compactMap { Int32($0) }.filter { isIoUring($0, in: files) }.sorted()
     }
 
-    /// Whether the ring was open when this process was forked: then it is the
-    /// parent's ring as well (the fork noted the io_urings it copied).
+    /// Whether the ring is one an ancestor had a buffer table of libphyr's in
+    /// when it forked this process: its table is the ancestor's.
     static func inheritedAcrossFork(_ ring: Identity) -> Bool {
         phyr_shim_ring_inherited(ring.device, ring.inode) != 0
     }

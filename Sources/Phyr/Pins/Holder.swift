@@ -7,8 +7,12 @@ import PhyrCore
 /// One of libphyr's holder rings: an io_uring of its own whose buffer table
 /// is nothing but long-term pins.
 struct HolderRing: Sendable {
+    /// Never reused in the process, unlike descriptor numbers.
+    var number: UInt64
     var fd: Int32
-    var identity: RingFiles.Identity?
+    /// Checked before each use: a program that closes every descriptor (a
+    /// daemon) closes this one too, and its number may name anything next.
+    var identity: RingFiles.Identity
     var slots: SlotTable
     /// Huge folios its table is charged for (see `LockCharge`).
     var charged = CountedIntervalMap()
@@ -17,18 +21,13 @@ struct HolderRing: Sendable {
 struct HolderState: Sendable {
     var rings: [HolderRing] = []
     var nextSerial: UInt64 = 1
+    var nextRing: UInt64 = 1
 
     /// A forked child holds nothing: the holder rings are the parent's (their
-    /// pins stay the parent's), and the child closes its copies of them --
-    /// those that still name the same ring.
+    /// pins stay the parent's), and the fork closed the child's copies of
+    /// them (they are kept descriptors, see `RingFiles.keep`).
     func forChild() -> HolderState {
-        // The atfork handler closed them already; a child made without the
-        // handlers closes those that still name the same ring.
-        for ring in rings {
-            if let identity = ring.identity, (try? RingFiles.identity(ring.fd)) == identity { RingFiles.close(ring.fd) }
-        }
-        phyr_shim_holders_forgotten()
-        return HolderState()
+        HolderState()
     }
 }
 
@@ -58,14 +57,17 @@ enum Holder {
     /// memory for messages.
     static func hold(_ units: [BufferUnit], what: String) throws(PhyrError) -> [HeldBuffer] {
         guard !units.isEmpty else { return [] }
+        forgetClosedRings()
         let planned = try reserve(units, what: what)
         var done: [HeldBuffer] = []
         for group in groupsByRing(planned) {
             let iovecs = group.map { phyr_iovec(base: $0.unit.addr, len: $0.unit.len) }
             var failure: (Errno, HeldBuffer)?
-            var at = 0
-            for run in SlotTable.runs(group.map(\.slot)) {
-                let (n, error) = BufferTable.update(group[at].ringFd, offset: run.lowerBound,
+            let fd = descriptor(ofRing: group[0].ring)
+            if fd == nil { failure = (Errno(code: EBADF), group[0]) }
+            var at = failure == nil ? 0 : group.count
+            for run in SlotTable.runs(group.map(\.slot)) where at < group.count {
+                let (n, error) = BufferTable.update(fd ?? -1, offset: run.lowerBound,
                                                     Array(iovecs[at..<(at + run.count)]))
                 done += group[at..<(at + n)]
                 if let error { failure = (error, group[at + n]); break }
@@ -111,7 +113,7 @@ enum Holder {
                 var charged = s.rings[r].charged
                 for (u, slot) in zip(chunk, slots) {
                     let c = LockCharge.charge([u], ring: &charged)
-                    out.append(HeldBuffer(serial: s.nextSerial, ringFd: s.rings[r].fd, slot: slot, unit: u,
+                    out.append(HeldBuffer(serial: s.nextSerial, ring: s.rings[r].number, slot: slot, unit: u,
                                           charge: c.bytes, hugeSpans: c.hugeSpans))
                     s.nextSerial += 1
                     charge += c.bytes
@@ -133,7 +135,7 @@ enum Holder {
     private static func give(_ buffers: [HeldBuffer]) {
         state.withLock { s in
             for b in buffers {
-                guard let r = s.rings.firstIndex(where: { $0.fd == b.ringFd }) else { continue }
+                guard let r = s.rings.firstIndex(where: { $0.number == b.ring }) else { continue }
                 s.rings[r].slots.release([b.slot])
                 LockCharge.release(b.hugeSpans, ring: &s.rings[r].charged)
             }
@@ -147,9 +149,11 @@ enum Holder {
     private static func empty(_ buffers: [HeldBuffer]) -> [HeldBuffer] {
         var kept: [HeldBuffer] = []
         for group in groupsByRing(buffers) {
+            // A ring closed behind libphyr's back took its pins with it.
+            guard let fd = descriptor(ofRing: group[0].ring) else { continue }
             var at = 0
             for run in SlotTable.runs(group.map(\.slot)) {
-                let (n, error) = BufferTable.update(group[at].ringFd, offset: run.lowerBound,
+                let (n, error) = BufferTable.update(fd, offset: run.lowerBound,
                                                     Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
                 if error != nil { kept += group[(at + n)..<(at + run.count)] }
                 at += run.count
@@ -158,11 +162,31 @@ enum Holder {
         return kept
     }
 
+    /// The descriptor of holder ring `number`, checked to be still the ring
+    /// libphyr made; nil when it is not.  A ring closed behind libphyr's back
+    /// is forgotten (its descriptor number is no longer libphyr's), and its
+    /// slots are never used again.
+    static func descriptor(ofRing number: UInt64) -> Int32? {
+        guard let ring = state.withLock({ s in s.rings.first { $0.number == number } }) else { return nil }
+        if RingFiles.still(ring.fd, names: ring.identity) { return ring.fd }
+        state.withLock { s in s.rings.removeAll { $0.number == number } }
+        RingFiles.forgetKept(ring.fd)
+        return nil
+    }
+
+    /// Forgets the holder rings a program closed behind libphyr's back (a
+    /// daemon closing every descriptor): new pins go to rings that work.
+    private static func forgetClosedRings() {
+        for ring in state.withLock({ $0.rings }) where !RingFiles.still(ring.fd, names: ring.identity) {
+            _ = descriptor(ofRing: ring.number)
+        }
+    }
+
     /// Buffers grouped by ring, each group sorted by slot (as `SlotTable.runs`
     /// returns runs).
     private static func groupsByRing(_ buffers: [HeldBuffer]) -> [[HeldBuffer]] {
-        var byRing: [Int32: [HeldBuffer]] = [:]
-        for b in buffers { byRing[b.ringFd, default: []].append(b) }
+        var byRing: [UInt64: [HeldBuffer]] = [:]
+        for b in buffers { byRing[b.ring, default: []].append(b) }
         return byRing.values.map { $0.sorted { $0.slot < $1.slot } }
     }
 
@@ -182,10 +206,17 @@ enum Holder {
             throw IoUringCharge.unavailable(error, doing: "PHYR_PIN_LONGTERM of \(what): making a buffer table of "
                                             + "\(size) slots to hold the pin")
         }
-        // A ring is told apart by its inode only where each has its own (5.12+).
-        let identity = RingFiles.inodesTellRingsApart(fd) ? try? RingFiles.identity(fd) : nil
-        s.rings.append(HolderRing(fd: fd, identity: identity, slots: SlotTable(size: size)))
-        phyr_shim_holder_opened(fd)
+        let identity: RingFiles.Identity
+        do {
+            identity = try RingFiles.identity(fd)
+            try RingFiles.keep(fd, as: .holder)
+        } catch {
+            RingFiles.close(fd)
+            throw PhyrError(error.code, "PHYR_PIN_LONGTERM of \(what): recording libphyr's holder io_uring "
+                            + "failed: \(error)")
+        }
+        s.rings.append(HolderRing(number: s.nextRing, fd: fd, identity: identity, slots: SlotTable(size: size)))
+        s.nextRing += 1
         return s.rings.count - 1
     }
 
@@ -204,6 +235,9 @@ enum Holder {
                              + "(its io_uring pins only anonymous, shmem and hugetlb memory, no other file-backed memory)")
         case EPERM, ENOSYS, EACCES:
             return IoUringCharge.unavailable(e, doing: "PHYR_PIN_LONGTERM of \(what)")
+        case EBADF:
+            return PhyrError(EBADF, "PHYR_PIN_LONGTERM of \(what): one of libphyr's holder io_urings was "
+                             + "closed behind its back; the pins it held are gone (try again: a new one is made)")
         default:
             return PhyrError(e.code, "PHYR_PIN_LONGTERM of \(what): the kernel refused to pin \(piece): \(e)")
         }

@@ -471,6 +471,11 @@ enum Pinner {
         } catch {
             switch error {
             case .unmapped(let hole):
+                if let gone = table.withLock({ $0.leftOutByFork(hole) }).first {
+                    throw PhyrError(EFAULT, "\(spanText(gone)) is not mapped in this process: a process it was "
+                                    + "forked from pinned it with PHYR_PIN_DONTFORK, so fork() left it out "
+                                    + "(pinning \(spanText(range)))")
+                }
                 throw PhyrError(EFAULT, "\(spanText(hole)) is not mapped (pinning \(spanText(range)))")
             case .system(let e):
                 throw PhyrError(e.code, "cannot read this process's mappings (/proc/self/maps): \(e)")

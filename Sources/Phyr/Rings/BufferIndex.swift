@@ -153,24 +153,31 @@ struct BufferIndexPool {
 
 /// Registration handles, resolvable without a lock: a handle names a slot and
 /// the serial number of the registration, unique in this process and its
-/// forked children; the slot holds the published block, in a table of the C
-/// shim's (`phyr_published_index`) that needs no initialising.
+/// forked children; the slot holds the published block, in chunks of the C
+/// shim's (`phyr_published_chunks`) made on first use and never freed.
 enum RegistrationHandles {
     /// The limit on live registrations in a process, in the header.
     static let capacity = Int(PHYR_REGISTRATIONS_MAX)
     /// Bits 63 and 61 set: non-canonical on x86-64 and arm64, unlike any
     /// pointer, and unlike a range handle (bit 63 alone).
     static let tag: UInt64 = 0xA
-    static let serialBits: UInt64 = 44
+    static let slotBits: UInt64 = 22
+    static let serialBits: UInt64 = 60 - slotBits
 
     static func handle(slot: Int, serial: UInt64) -> UInt64 {
-        tag << 60 | (serial & (1 << serialBits - 1)) << 16 | UInt64(slot & 0xFFFF)
+        tag << 60 | (serial & (1 << serialBits - 1)) << slotBits | UInt64(slot) & (1 << slotBits - 1)
     }
 
     static func decode(_ handle: UInt) -> (slot: Int, serial: UInt64)? {
         let raw = UInt64(handle)
         guard raw >> 60 == tag else { return nil }
-        return (Int(raw & 0xFFFF), (raw >> 16) & (1 << serialBits - 1))
+        return (Int(raw & (1 << slotBits - 1)), (raw >> slotBits) & (1 << serialBits - 1))
+    }
+
+    /// Makes sure slot `slot` can be published (its chunk exists); false when
+    /// memory for it cannot be had.
+    static func reserve(slot: Int) -> Bool {
+        phyr_shim_handle_slot_reserve(UInt32(slot)) == 0
     }
 
     static func publish(_ index: BufferIndex, slot: Int) {

@@ -8,34 +8,41 @@ import PhyrCore
 struct RingState {
     /// libphyr's own duplicate of the ring's fd.  It keeps every registration
     /// unregisterable after the caller's io_uring_queue_exit(), and is closed,
-    /// with the table destroyed, when the ring's last registration goes.
+    /// with the table destroyed, when the ring's last registration goes; -1
+    /// once the program closed it behind libphyr's back (a new registration
+    /// in the ring duplicates the caller's fd again).
     var fd: Int32
+    /// What `fd` names, checked before each use of it: its number may have
+    /// gone to another file.
+    var file: RingFiles.Identity
     /// The ring's inode, which tells it from a new ring behind a reused fd
     /// number; nil on kernels that give every ring one inode (kcmp then).
     var identity: RingFiles.Identity?
-    var slots: SlotTable
+    let table = RingTable()
+}
+
+/// A ring's buffer table as libphyr keeps it, with its own lock, which
+/// serialises the kernel work on the table: two rings register at once.
+/// Its fields are read and written only inside `run`; lock order: the
+/// table, then the registrar's state.  A class, so that a registration
+/// changes one slot of the table in place rather than copying all of it.
+final class RingTable: @unchecked Sendable {
+    private let mutex = Mutex(())
+    var slots = SlotTable(size: 0)
     /// The kernel table's contents, slot by slot, for re-registration.
-    var iovecs: [phyr_iovec]
+    var iovecs: [phyr_iovec] = []
     var registrations: Set<Int> = []
+    /// The kernel answered that the table is gone: the program unregistered
+    /// it behind libphyr's back.  Registrations in it can only be released.
+    var tableGone = false
     /// Huge folios this ring's table has been charged for (the kernel charges
-    /// each once per ring), and base-page bytes.
+    /// each once per ring).
     var hugeCharged = CountedIntervalMap()
-    var chargedBytes: UInt64 = 0
     /// Slots holding buffers cloned from holder rings: re-registering the
     /// table would pin and charge them anew, so such a table only grows by
     /// cloning.
     var clonedSlots = 0
-    /// Serialises the kernel work on this ring's table, and only that: two
-    /// rings register at once, and the registrar's own lock is held only to
-    /// read and write the bookkeeping, never across a system call.
-    let gate = RingGate()
-}
 
-/// A ring's own lock (see `RingState.gate`).  Whoever holds it may change
-/// the ring's table and its `RingState`; lock order: gate, then the
-/// registrar's state.
-final class RingGate: Sendable {
-    private let mutex = Mutex(())
     func run<R: Sendable, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         try mutex.withLock { (_: inout ()) throws(E) -> R in try body() }
     }
@@ -61,7 +68,9 @@ struct RegistrarState {
     var nextRing: UInt64 = 1
     /// By handle slot.
     var registrations: [Int: Registration] = [:]
-    var freeHandleSlots: [Int] = Array((0..<RegistrationHandles.capacity).reversed())
+    var freeHandleSlots: [Int] = []
+    /// Slots at and past this were never used.
+    var freshHandleSlot = 0
     var nextSerial: UInt64 = 1
     /// Serials below this were handed out before this process was forked.
     var inheritedBelow: UInt64 = 0
@@ -69,19 +78,27 @@ struct RegistrarState {
 
     /// What a forked child starts with: no registrations.  The buffer tables
     /// are the parent's (a ring is shared across fork), so nothing is
-    /// unregistered; the child only closes its copies of libphyr's ring
-    /// duplicates -- those still naming the same ring, in case the child
-    /// closed the numbers itself and reused them.
+    /// unregistered; the fork closed the child's copies of libphyr's ring
+    /// duplicates (kept descriptors) and noted their rings as the parent's.
     func forChild() -> RegistrarState {
-        for ring in rings.values {
-            if let identity = ring.identity, (try? RingFiles.identity(ring.fd)) == identity {
-                RingFiles.close(ring.fd)
-            }
-        }
         var child = RegistrarState()
         child.nextSerial = nextSerial
         child.inheritedBelow = nextSerial
         return child
+    }
+
+    /// A handle slot for a new registration.
+    mutating func takeHandleSlot() throws(PhyrError) -> Int {
+        if let slot = freeHandleSlots.popLast() { return slot }
+        guard freshHandleSlot < RegistrationHandles.capacity else {
+            throw PhyrError(EMFILE, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live "
+                            + "already, the most a process may hold (ring_unregister_ranges some first)")
+        }
+        guard RegistrationHandles.reserve(slot: freshHandleSlot) else {
+            throw PhyrError(ENOMEM, "ring_register_ranges: out of memory for the lookup table of registrations")
+        }
+        freshHandleSlot += 1
+        return freshHandleSlot - 1
     }
 
     /// Why `handle` is not a live registration here.
@@ -94,7 +111,7 @@ struct RegistrarState {
 
 /// ring_register_ranges and ring_unregister_ranges.  The registrar's state
 /// has one lock, held only for bookkeeping; each ring's kernel work runs
-/// under that ring's gate, so registrations on different rings run at once.
+/// under that ring's table lock, so registrations on different rings run at once.
 /// The lookup path takes neither.
 enum Registrar {
     private static let state = ProcessLocal(RegistrarState()) { $0.forChild() }
@@ -162,25 +179,19 @@ enum Registrar {
 
     private static func registerUnits(_ units: [BufferUnit], sources: [HeldBuffer?], ringFd: Int32,
                                       retained: [UInt64]) throws(PhyrError) -> UInt {
-        let handleSlot = try state.withLock { s throws(PhyrError) -> Int in
-            guard let slot = s.freeHandleSlots.popLast() else {
-                throw PhyrError(ENOMEM, "ring_register_ranges: \(RegistrationHandles.capacity) registrations are live "
-                                + "already, the most a process may hold")
-            }
-            return slot
-        }
+        let handleSlot = try state.withLock { s throws(PhyrError) -> Int in try s.takeHandleSlot() }
         var cloning = sources.contains { $0 != nil }
         let none = [HeldBuffer?](repeating: nil, count: sources.count)
         while true {
             do throws(PhyrError) {
-                let (ringID, gate) = try state.withLock { s throws(PhyrError) -> (UInt64, RingGate) in
+                let (ringID, table) = try state.withLock { s throws(PhyrError) -> (UInt64, RingTable) in
                     let id = try ringState(&s, ringFd: ringFd)
-                    guard let gate = s.rings[id]?.gate else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
-                    return (id, gate)
+                    guard let table = s.rings[id]?.table else { throw PhyrError(EINVAL, "ring_register_ranges: lost ring state") }
+                    return (id, table)
                 }
-                let handle = try gate.run { () throws(PhyrError) -> UInt? in
+                let handle = try table.run { () throws(PhyrError) -> UInt? in
                     // Forgotten while this call waited (its last registration
-                    // failed): look it up again.
+                    // went): look it up again.
                     guard let ring = state.withLock({ $0.rings[ringID] }) else { return nil }
                     return try registerOnRing(ring, ringID: ringID, units: units, sources: cloning ? sources : none,
                                               retained: retained, handleSlot: handleSlot)
@@ -228,38 +239,36 @@ enum Registrar {
         }
     }
 
-    /// The kernel work of one registration, under the ring's gate; the
-    /// bookkeeping is written back under the state's lock whatever happens
-    /// (a grown table stays grown), and a ring left with no table and no
+    /// The kernel work of one registration, inside the ring's table lock
+    /// (`RingTable.run`), which changes the table in place (a grown table
+    /// stays grown whatever happens next); a ring left with no table and no
     /// registration is forgotten.
-    private static func registerOnRing(_ start: RingState, ringID: UInt64, units: [BufferUnit], sources: [HeldBuffer?],
+    private static func registerOnRing(_ ring: RingState, ringID: UInt64, units: [BufferUnit], sources: [HeldBuffer?],
                                        retained: [UInt64], handleSlot: Int) throws(PhyrError) -> UInt {
-        var ring = start
-        let isNew = ring.slots.size == 0
+        let table = ring.table
+        let isNew = table.slots.size == 0
         var ok = false
         defer {
-            if !ok {
-                let final = ring
-                let forgotten = state.withLock { s -> Int32? in
-                    if isNew && final.slots.size == 0 && final.registrations.isEmpty {
-                        return forget(&s, ringID)
-                    }
-                    s.rings[ringID] = final
-                    return nil
-                }
-                if let fd = forgotten { RingFiles.close(fd) }
+            if !ok && isNew && table.slots.size == 0 && table.registrations.isEmpty {
+                let forgotten = state.withLock { s -> Int32? in forget(&s, ringID) }
+                if let fd = forgotten, fd >= 0 { RingFiles.closeKept(fd) }
             }
         }
 
+        if table.tableGone {
+            throw PhyrError(ENXIO, "ring_register_ranges: the ring's buffer table is gone: it was unregistered behind "
+                            + "libphyr's back (io_uring_unregister_buffers?); ring_unregister_ranges the "
+                            + "registrations that were in it, and the next one makes a new table")
+        }
         let k = units.count
-        guard ring.slots.used + k <= maxSlots else {
+        guard table.slots.used + k <= maxSlots else {
             throw PhyrError(ENOSPC, "ring_register_ranges: \(k) buffers do not fit: the ring's table holds "
-                            + "\(ring.slots.used) of at most \(maxSlots)")
+                            + "\(table.slots.used) of at most \(maxSlots)")
         }
 
         // The lock charge, as the kernel will count it.  Worked out on a copy,
         // kept only if the kernel agrees.
-        var hugeCharged = ring.hugeCharged
+        var hugeCharged = table.hugeCharged
         let (charge, hugeSpans) = LockCharge.charge(units, cloned: { sources[$0] != nil }, ring: &hugeCharged)
         if let refusal = IoUringCharge.reserve(charge, for: "\(k) buffers") {
             throw PhyrError(ENOMEM, "ring_register_ranges: " + refusal.message)
@@ -287,11 +296,11 @@ enum Registrar {
                 try? BufferTable.destroy(ring.fd)
                 throw error
             }
-            ring.slots = SlotTable(size: size)
-            ring.iovecs = Array(repeating: phyr_iovec(base: 0, len: 0), count: size)
+            table.slots = SlotTable(size: size)
+            table.iovecs = Array(repeating: phyr_iovec(base: 0, len: 0), count: size)
         } else {
-            try ensureCapacity(&ring, for: k)  // the kernel's table has its new size whatever happens next
-            guard let free = ring.slots.lowestFree(k) else {
+            try ensureCapacity(ring, for: k)  // the kernel's table has its new size whatever happens next
+            guard let free = table.slots.lowestFree(k) else {
                 throw PhyrError(ENOSPC, "ring_register_ranges: no room for \(k) buffers in the ring's table")
             }
             try fill(ring, slots: direct.map { free[$0] }, iovecs: direct.map { iovecs[$0] }, charge: charge)
@@ -307,19 +316,16 @@ enum Registrar {
             slots = free
         }
 
-        ring.slots.take(slots, for: UInt64(handleSlot))
-        for (u, slot) in zip(iovecs, slots) { ring.iovecs[slot] = u }
-        ring.registrations.insert(handleSlot)
-        ring.hugeCharged = hugeCharged
-        ring.chargedBytes += charge
+        table.slots.take(slots, for: UInt64(handleSlot))
+        for (u, slot) in zip(iovecs, slots) { table.iovecs[slot] = u }
+        table.registrations.insert(handleSlot)
+        table.hugeCharged = hugeCharged
         let cloned = sources.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
-        ring.clonedSlots += cloned
+        table.clonedSlots += cloned
         charged = true
         ok = true
-        let done = ring
         let coalescing = KernelFeatures.shared.coalescing
         return state.withLock { s -> UInt in
-            s.rings[ringID] = done
             let serial = s.nextSerial
             s.nextSerial += 1
             let handle = RegistrationHandles.handle(slot: handleSlot, serial: serial)
@@ -342,10 +348,11 @@ enum Registrar {
         while i < slots.count {
             guard let first = sources[i] else { i += 1; continue }
             var n = 1
-            while i + n < slots.count, let next = sources[i + n], next.ringFd == first.ringFd,
+            while i + n < slots.count, let next = sources[i + n], next.ring == first.ring,
                   next.slot == first.slot + n, slots[i + n] == slots[i] + n { n += 1 }
             do throws(Errno) {
-                try BufferTable.clone(into: ring.fd, at: slots[i], from: first.ringFd, at: first.slot, count: n)
+                guard let source = Holder.descriptor(ofRing: first.ring) else { throw Errno(code: EBADF) }
+                try BufferTable.clone(into: ring.fd, at: slots[i], from: source, at: first.slot, count: n)
             } catch {
                 throw PhyrError(cloneRefused, "ring_register_ranges: cloning a held buffer was refused: \(error)")
             }
@@ -365,14 +372,23 @@ enum Registrar {
             }
             identity = me
             if RingFiles.inheritedAcrossFork(me) {
-                throw PhyrError(EBUSY, "ring_register_ranges: this ring was inherited from the parent process across "
-                                + "fork(); its buffer table is the parent's, and libphyr leaves it alone (make a "
-                                + "ring of your own)")
+                throw PhyrError(EBUSY, "ring_register_ranges: this ring was inherited across fork() from a process "
+                                + "that had buffers registered in it through libphyr: its buffer table is that "
+                                + "process's, and libphyr leaves it alone (make a ring of your own)")
             }
             // Inode numbers come back after 2^32 of them; where kcmp is
             // allowed it confirms the match.
-            if let id = s.ringByIdentity[me], let ring = s.rings[id], RingFiles.sameFile(ring.fd, ringFd) != false {
-                return id
+            if let id = s.ringByIdentity[me], let ring = s.rings[id] {
+                if !RingFiles.still(ring.fd, names: ring.file) {
+                    // libphyr's duplicate was closed behind its back: the
+                    // caller's fd names the same ring, duplicate it again.
+                    if ring.fd >= 0 { RingFiles.forgetKept(ring.fd) }
+                    let (dup, file) = try duplicateRing(ringFd)
+                    s.rings[id]?.fd = dup
+                    s.rings[id]?.file = file
+                    return id
+                }
+                if RingFiles.sameFile(ring.fd, ringFd) != false { return id }
             }
         } else if let id = s.ringByFd[ringFd], let ring = s.rings[id] {
             switch RingFiles.sameFile(ring.fd, ringFd) {
@@ -386,6 +402,17 @@ enum Registrar {
                                 + "denies kcmp(2) (a seccomp filter?)")
             }
         }
+        let (dup, file) = try duplicateRing(ringFd)
+        let id = s.nextRing
+        s.nextRing += 1
+        s.rings[id] = RingState(fd: dup, file: file, identity: identity)
+        if let identity { s.ringByIdentity[identity] = id } else { s.ringByFd[ringFd] = id }
+        return id
+    }
+
+    /// libphyr's own duplicate of the caller's ring fd, kept (a forked child
+    /// closes its copy at once), and what it names.
+    private static func duplicateRing(_ ringFd: Int32) throws(PhyrError) -> (Int32, RingFiles.Identity) {
         let dup: Int32
         do { dup = try RingFiles.duplicate(ringFd) } catch {
             if error.code == EMFILE || error.code == ENFILE {
@@ -394,15 +421,18 @@ enum Registrar {
             }
             throw PhyrError(EINVAL, "ring_register_ranges: the ring's fd \(ringFd) is not open")
         }
-        let id = s.nextRing
-        s.nextRing += 1
-        s.rings[id] = RingState(fd: dup, identity: identity, slots: SlotTable(size: 0), iovecs: [])
-        if let identity { s.ringByIdentity[identity] = id } else { s.ringByFd[ringFd] = id }
-        return id
+        do {
+            let file = try RingFiles.identity(dup)
+            try RingFiles.keep(dup, as: .ring)
+            return (dup, file)
+        } catch {
+            RingFiles.close(dup)
+            throw PhyrError(error.code, "ring_register_ranges: recording libphyr's duplicate of fd \(ringFd) failed: \(error)")
+        }
     }
 
-    /// Drops ring `id`'s state; returns libphyr's duplicate of its fd, for
-    /// the caller to close outside the state's lock.
+    /// Drops ring `id`'s state; returns libphyr's duplicate of its fd (-1 for
+    /// none), for the caller to close outside the state's lock.
     private static func forget(_ s: inout RegistrarState, _ id: UInt64) -> Int32? {
         guard let ring = s.rings.removeValue(forKey: id) else { return nil }
         if let identity = ring.identity, s.ringByIdentity[identity] == id { s.ringByIdentity[identity] = nil }
@@ -410,16 +440,17 @@ enum Registrar {
         return ring.fd
     }
 
-    private static func ensureCapacity(_ ring: inout RingState, for k: Int) throws(PhyrError) {
-        guard ring.slots.free < k else { return }
-        let size = ring.slots.size
-        let newSize = min(maxSlots, max(size * 2, ring.slots.used + k + spare(k)))
+    private static func ensureCapacity(_ ring: RingState, for k: Int) throws(PhyrError) {
+        let table = ring.table
+        guard table.slots.free < k else { return }
+        let size = table.slots.size
+        let newSize = min(maxSlots, max(size * 2, table.slots.used + k + spare(k)))
         let features = KernelFeatures.shared
         if features.cloneBuffers {
             do {
                 try BufferTable.growByCloning(ring.fd, from: size, to: newSize)
-                ring.slots.grow(to: newSize)
-                ring.iovecs.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
+                table.slots.grow(to: newSize)
+                table.iovecs.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
                 return
             } catch where [EINVAL, EOPNOTSUPP, EPERM, EACCES, ENOSYS, EBUSY].contains(error.code) {
                 // The probe said cloning works, but a seccomp filter may deny
@@ -430,26 +461,26 @@ enum Registrar {
                                 + "failed: \(error)")
             }
         }
-        guard ring.clonedSlots == 0 else {
+        guard table.clonedSlots == 0 else {
             throw PhyrError(ENOSPC, "ring_register_ranges: the ring's table of \(size) slots is full, and it holds "
-                            + "\(ring.clonedSlots) buffers cloned from long-term ranges, which re-registering the table "
+                            + "\(table.clonedSlots) buffers cloned from long-term ranges, which re-registering the table "
                             + "to grow it would pin and charge anew (growing by cloning was refused here)")
         }
         // Re-registration pins every buffer again; the old table's buffers stay
         // pinned by the kernel until in-flight I/O on them completes.
-        var grown = ring.iovecs
+        var grown = table.iovecs
         grown.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
         do {
             try BufferTable.destroy(ring.fd)
             try BufferTable.create(ring.fd, grown, size: newSize)
         } catch {
-            let restored = (try? BufferTable.create(ring.fd, ring.iovecs, size: size)) != nil
+            let restored = (try? BufferTable.create(ring.fd, table.iovecs, size: size)) != nil
             throw PhyrError(error.code, "ring_register_ranges: re-registering the ring's table at \(newSize) slots failed "
                             + "(\(error))"
                             + (restored ? "; the old table is back" : "; the old table could not be restored"))
         }
-        ring.slots.grow(to: newSize)
-        ring.iovecs = grown
+        table.slots.grow(to: newSize)
+        table.iovecs = grown
     }
 
     /// Puts `iovecs` into `slots`, one update per run of consecutive slots;
@@ -462,6 +493,7 @@ enum Registrar {
             let (done, error) = BufferTable.update(ring.fd, offset: run.lowerBound, batch)
             filled.append(run.lowerBound..<(run.lowerBound + done))
             if let error {
+                if error.code == ENXIO { ring.table.tableGone = true }
                 for r in filled where !r.isEmpty {
                     _ = BufferTable.update(ring.fd, offset: r.lowerBound,
                                            Array(repeating: phyr_iovec(base: 0, len: 0), count: r.count))
@@ -518,20 +550,46 @@ enum Registrar {
             }
             return (slot, reg, ring)
         }
-        let gate = try state.withLock { s throws(PhyrError) -> RingGate in try live(s).ring.gate }
-        let freed = try gate.run { () throws(PhyrError) -> [UInt64] in
-            // Asked again under the gate: another thread may have taken it.
-            let (slot, reg, ring) = try state.withLock { s throws(PhyrError) in try live(s) }
-            for run in SlotTable.runs(reg.slots) {
-                let (_, error) = BufferTable.update(ring.fd, offset: run.lowerBound,
-                                                    Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
-                if let error {
-                    throw PhyrError(error.code, "ring_unregister_ranges: emptying slots \(run.lowerBound)..<\(run.upperBound) "
-                                    + "failed: \(error)")
+        let table = try state.withLock { s throws(PhyrError) -> RingTable in try live(s).ring.table }
+        let freed = try table.run { () throws(PhyrError) -> [UInt64] in
+            // Asked again under the table's lock: another thread may have taken it.
+            var (slot, reg, ring) = try state.withLock { s throws(PhyrError) in try live(s) }
+            // What the kernel cannot be asked any more is released all the
+            // same: a table the program unregistered behind libphyr's back
+            // took its buffers with it, and a ring that is gone took its
+            // pins.  A program that closed libphyr's duplicate of its ring
+            // still has its own descriptor of it, as a rule: through that.
+            var tableGone = table.tableGone
+            var reachable = RingFiles.still(ring.fd, names: ring.file)
+            if !reachable {
+                if ring.fd >= 0 { RingFiles.forgetKept(ring.fd) }
+                ring.fd = -1
+                if let identity = ring.identity, let theirs = RingFiles.descriptor(naming: identity),
+                   let (dup, file) = try? duplicateRing(theirs) {
+                    (ring.fd, ring.file, reachable) = (dup, file, true)
+                }
+                let (fd, file) = (ring.fd, ring.file)
+                state.withLock { s in
+                    s.rings[reg.ring]?.fd = fd
+                    s.rings[reg.ring]?.file = file
                 }
             }
-            let last = ring.registrations == [slot]
-            if last {
+            if reachable && !tableGone {
+                for run in SlotTable.runs(reg.slots) {
+                    let (_, error) = BufferTable.update(ring.fd, offset: run.lowerBound,
+                                                        Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
+                    if let error {
+                        if error.code == ENXIO {
+                            tableGone = true
+                            break
+                        }
+                        throw PhyrError(error.code, "ring_unregister_ranges: emptying slots \(run.lowerBound)..<\(run.upperBound) "
+                                        + "failed: \(error)")
+                    }
+                }
+            }
+            let last = table.registrations == [slot]
+            if last && reachable && !tableGone {
                 // The table was ours and is empty: give the ring back as
                 // found, before any other call can see the ring again.
                 try? BufferTable.destroy(ring.fd)
@@ -542,19 +600,18 @@ enum Registrar {
                 s.indexPool.give(reg.index)
                 s.registrations[slot] = nil
                 s.freeHandleSlots.append(slot)
-                if last { return forget(&s, reg.ring) }
-                var r = ring
-                r.slots.release(reg.slots)
-                for i in reg.slots { r.iovecs[i] = phyr_iovec(base: 0, len: 0) }
-                LockCharge.release(reg.hugeSpans, ring: &r.hugeCharged)
-                r.chargedBytes -= min(r.chargedBytes, reg.charge)
-                r.clonedSlots -= min(r.clonedSlots, reg.cloned)
-                r.registrations.remove(slot)
-                s.rings[reg.ring] = r
-                return nil
+                return last ? forget(&s, reg.ring) : nil
+            }
+            if !last {
+                table.slots.release(reg.slots)
+                for i in reg.slots { table.iovecs[i] = phyr_iovec(base: 0, len: 0) }
+                LockCharge.release(reg.hugeSpans, ring: &table.hugeCharged)
+                table.clonedSlots -= min(table.clonedSlots, reg.cloned)
+                table.registrations.remove(slot)
+                table.tableGone = table.tableGone || tableGone
             }
             IoUringCharge.give(reg.charge)
-            if let fd = closing { RingFiles.close(fd) }
+            if let fd = closing, fd >= 0 { RingFiles.closeKept(fd) }
             return reg.retained
         }
         for id in freed { try? Pinner.unpin(id) }
