@@ -9,23 +9,33 @@
  * huge mapping, and nothing is counted per 4 KiB page.
  *
  * Conventions, for every function below:
- *   - 0 (or a count) on success, a negative errno on failure; errno is never
- *     set and the calling process is never aborted or sent a signal;
+ *   - 0 (or a count) on success, a negative errno on failure; errno is left
+ *     as the call found it, on success and failure alike, and the calling
+ *     process is never aborted or sent a signal;
  *   - a failed call changes nothing: no half-pinned range, no stray lock;
  *   - phyr_last_error() then names what was wrong, for the calling thread;
  *   - any function may be called from any thread at any time.
  *
- * fork(): a child starts with no ranges and no registrations of its own
- * (mlock is not inherited either).  The parent's handles are refused there
- * with -EINVAL and a sentence saying they are the parent's, and nothing the
- * child calls changes the parent's locks or buffer tables.  A fork while
- * other threads are inside libphyr waits for those calls to return (as it
- * waits for an mlock in flight anyway) and leaves the child free to call
- * libphyr; ring_reg_lookup() never makes it wait.  A child made by _Fork()
- * or clone(2) without the atfork handlers is recognised too, but only a
- * single-threaded process may fork that way.  A thread cancelled while
- * inside libphyr is cancelled when the call returns.  What fork does to
- * pinned memory: see PHYR_PIN_PHYS and ring_register_ranges.
+ * fork(): a child, of any generation, uses libphyr for itself -- its own
+ * rings, pins, registrations and I/O -- and starts with no ranges and no
+ * registrations (mlock is not inherited either).  The parent's handles are
+ * refused there with -EINVAL and a sentence saying they are the parent's,
+ * and nothing the child calls changes the parent's locks, pins or buffer
+ * tables.  The descriptors libphyr keeps (its holder rings, its duplicates
+ * of registered rings, /proc files) are closed in the child by fork itself,
+ * and every descriptor libphyr opens is close-on-exec: none reaches a child
+ * or an exec'd program.  Only a ring an ancestor had buffers registered in
+ * through libphyr when it forked is refused to the child (-EBUSY): its table
+ * is that ancestor's.  Memory pinned with PHYR_PIN_DONTFORK is not in the
+ * child (-EFAULT, saying so).  A fork while other threads are inside
+ * libphyr waits for those calls to return (as it waits for an mlock in
+ * flight anyway) and leaves the child free to call libphyr; the calls
+ * themselves share no lock for it, and ring_reg_lookup() never makes it
+ * wait.  A child made by _Fork() or clone(2) without the atfork handlers is
+ * recognised too, but only a single-threaded process may fork that way.  A
+ * thread cancelled while inside libphyr is cancelled when the call returns.
+ * What fork does to pinned memory: see PHYR_PIN_PHYS and
+ * ring_register_ranges.
  *
  * The address space may change under a live range (munmap, a new mapping at
  * the same address, mremap): a successful phyr_pin() always means its memory
@@ -58,7 +68,7 @@ extern "C" {
 
 #define PHYR_VERSION_MAJOR 0
 #define PHYR_VERSION_MINOR 3
-#define PHYR_VERSION_PATCH 1
+#define PHYR_VERSION_PATCH 2
 
 /* ---------------------------------------------------------------- types */
 
@@ -383,12 +393,12 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  * io_uring into the child at fork (so the parent keeps its physical pages),
  * which makes fork() cost 1.3 to 4 s per GiB registered and splits the
  * parent's huge mappings into 4 KiB pages (1024 -> 0 MiB PMD-mapped, measured
- * here); PHYR_PIN_DONTFORK ranges avoid both.  A child shares the ring and
- * its table with the parent: its own
- * registrations in a ring inherited from a parent that had used libphyr
- * are refused (-EBUSY); a ring of its own works.
+ * here); PHYR_PIN_DONTFORK ranges avoid both.  A child shares every ring
+ * it inherits with the parent: registering in one the parent had buffers
+ * of libphyr's in is refused (-EBUSY); a ring the parent made but never
+ * registered in, or a ring of the child's own, works.
  *
- * At most 65536 registrations are live in a process at once.
+ * At most 4,194,304 registrations are live in a process at once.
  *
  * All or nothing: on failure nothing is registered and no reference is held.
  * Returns 0 and the registration in *out, or:
@@ -404,13 +414,17 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  *                write), also when it was made read-only after it was pinned;
  *   -EFAULT      a range is no longer mapped, or was made PROT_NONE;
  *   -EBUSY       the ring already has a buffer table libphyr did not create,
- *                or (in a forked child) it is the parent's ring;
+ *                or (in a forked child) an ancestor had buffers registered
+ *                in it through libphyr when it forked;
  *   -ENOSPC      the buffers do not fit the 16384 slots of a table;
  *   -ENOMEM      RLIMIT_MEMLOCK cannot cover the kernel's lock charge (huge
- *                pages charged once per ring): the message gives both; or
- *                65536 registrations are live already;
+ *                pages charged once per ring): the message gives both;
+ *   -ENXIO       the program unregistered the ring's table behind libphyr's
+ *                back (io_uring_unregister_buffers) while registrations of
+ *                libphyr's were in it: unregister those first;
  *   -EEXIST      an IORING_SETUP_SINGLE_ISSUER ring, from another thread;
- *   -EMFILE      no descriptor left for libphyr's duplicate of the ring;
+ *   -EMFILE      no descriptor left for libphyr's duplicate of the ring, or
+ *                4,194,304 registrations are live already;
  *   other        what the kernel answered, with the buffer in the message.
  */
 PHYR_API int ring_register_ranges(struct io_uring *ring, phyr_t *const *ranges,
@@ -444,9 +458,15 @@ PHYR_API int ring_reg_lookup(const ring_reg_t *reg, const void *addr,
  * ring_unregister_ranges - free the slots and drop the references.
  *
  * I/O already in flight on these buffers completes safely: the kernel holds
- * its own pins until it does.  Returns 0, -EINVAL when reg is not live (in
- * a forked child, the parent's registrations are not: the child cannot
- * empty the parent's table), or what the kernel answered (nothing is
+ * its own pins until it does.  What the program did behind libphyr's back
+ * does not keep anything held: after io_uring_unregister_buffers() on the
+ * ring, or with libphyr's duplicate of the ring closed (a daemon closing
+ * every descriptor; the ring is reached through the program's own
+ * descriptor of it, or is gone with its pins), it still releases the
+ * registration whole and returns 0.  Returns 0, -EINVAL when reg is not
+ * live (in a forked child, the parent's registrations are not: the child
+ * cannot empty the parent's table), or what the kernel answered (-EEXIST
+ * from another thread of an IORING_SETUP_SINGLE_ISSUER ring: nothing is
  * released then).
  */
 PHYR_API int ring_unregister_ranges(ring_reg_t *reg);
