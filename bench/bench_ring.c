@@ -108,7 +108,7 @@ static void lookups(struct io_uring *ring)
 		libc[k] = (now() - t) / Q * 1e9;
 	}
 	row("ring_reg_lookup, 16384 buffers", median(ours, 5), "ns", "libc bsearch of the buffer starts", median(libc, 5),
-	    "< 50 ns");
+	    ">= 1.25x faster");
 	if (sink == 42)
 		printf("\n");
 	ring_unregister_ranges(reg);

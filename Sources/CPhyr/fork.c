@@ -37,6 +37,7 @@
 #include "phyr_kernel.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -285,6 +286,8 @@ static void remember_inherited(uint64_t device, uint64_t inode)
  * that still name the same file: a child made without the handlers may have
  * closed a number and opened something else there -- and remembers the
  * callers' rings among them.  Runs single-threaded. */
+static void forget_self_files(void);
+
 static void forget_parents_descriptors(void)
 {
 	for (size_t i = 0; i < kept_count; i++) {
@@ -370,6 +373,7 @@ static void start_child(void)
 	forking = 0;
 	reset_records();
 	forget_parents_descriptors();
+	forget_self_files();
 	*phyr_fork_wiped_token = 1;
 	__atomic_add_fetch(&phyr_fork_epoch_counter, 1, __ATOMIC_RELEASE);
 }
@@ -403,4 +407,84 @@ __attribute__((constructor)) static void fork_guard_setup(void)
 		munmap(p, (size_t)page); /* before 4.14: the handlers only (the token at load stays 1) */
 	}
 	errno = saved;
+}
+
+/* ------------------------------------------- this process's /proc files */
+
+/*
+ * /proc/self/maps and /proc/self/pagemap, opened once and kept: every pin
+ * asks them.  Each use checks that the number still names the file opened
+ * (one fstat): a program may close every descriptor (a daemon) and open
+ * anything at that number next -- another process's maps among them, whose
+ * answers would be about that process.  Read without a lock (a sequence
+ * count guards the three words); reopened under one.  A forked child's
+ * copies are the parent's files, closed by the fork: it starts with none.
+ */
+struct self_file {
+	unsigned seq;
+	int fd;
+	uint64_t device, inode;
+};
+
+static struct self_file self_files[2] = { { 0, -1, 0, 0 }, { 0, -1, 0, 0 } };
+static pthread_mutex_t self_files_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int names(int fd, uint64_t device, uint64_t inode)
+{
+	struct stat st;
+	return fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 && (uint64_t)st.st_dev == device &&
+	       (uint64_t)st.st_ino == inode;
+}
+
+int phyr_shim_self_file(int which)
+{
+	if (which < 0 || which > 1)
+		return -EINVAL;
+	struct self_file *f = &self_files[which];
+	unsigned seq = __atomic_load_n(&f->seq, __ATOMIC_ACQUIRE);
+	if (!(seq & 1)) {
+		int fd = __atomic_load_n(&f->fd, __ATOMIC_RELAXED);
+		uint64_t device = __atomic_load_n(&f->device, __ATOMIC_RELAXED);
+		uint64_t inode = __atomic_load_n(&f->inode, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&f->seq, __ATOMIC_RELAXED) == seq && names(fd, device, inode))
+			return fd;
+	}
+	pthread_mutex_lock(&self_files_lock);
+	int rc;
+	if (names(f->fd, f->device, f->inode)) {
+		rc = f->fd;
+	} else {
+		/* Closed behind libphyr's back: that number is not libphyr's. */
+		if (f->fd >= 0)
+			phyr_shim_kept_fd_forget(f->fd);
+		int fd;
+		do
+			fd = open(which == 0 ? "/proc/self/maps" : "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		while (fd < 0 && errno == EINTR);
+		struct stat st;
+		if (fd < 0) {
+			rc = -errno;
+		} else if (fstat(fd, &st) != 0 || (rc = phyr_shim_kept_fd_add(fd, PHYR_KEPT_PROC)) != 0) {
+			rc = rc ? rc : -errno;
+			close(fd);
+		} else {
+			rc = fd;
+		}
+		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		__atomic_store_n(&f->fd, rc >= 0 ? fd : -1, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->device, rc >= 0 ? (uint64_t)st.st_dev : 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->inode, rc >= 0 ? (uint64_t)st.st_ino : 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&self_files_lock);
+	return rc;
+}
+
+static void forget_self_files(void)
+{
+	for (int i = 0; i < 2; i++)
+		self_files[i] = (struct self_file){ 0, -1, 0, 0 };
+	pthread_mutex_init(&self_files_lock, NULL);
 }

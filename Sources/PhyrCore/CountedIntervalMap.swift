@@ -43,47 +43,61 @@ package struct CountedIntervalMap {
     /// a caller removing what it never added is a bug, never a negative count.
     package mutating func remove(_ interval: Range<UInt64>) -> [Range<UInt64>]? {
         guard !interval.isEmpty else { return [] }
-        if coverage(at: interval.lowerBound) < 1 { return nil }
-        var k = interval.lowerBound
-        while let next = steps.higher(k), next.key < interval.upperBound {
-            if next.value < 1 { return nil }
-            k = next.key
+        var p = steps.position(atOrAfter: interval.lowerBound)
+        if steps.isEnd(p) || steps.entry(at: p).key != interval.lowerBound {
+            // The count at lo is the one before it.
+            guard let q = steps.before(p), steps.entry(at: q).value >= 1 else { return nil }
+        }
+        while !steps.isEnd(p) {
+            let e = steps.entry(at: p)
+            guard e.key < interval.upperBound else { break }
+            if e.value < 1 { return nil }
+            p = steps.after(p)
         }
         return adjust(interval, by: -1, reporting: 1)
     }
 
+    /// Adds `delta` to the count over `interval`, keeping no redundant
+    /// boundary; returns the pieces whose count was `edge` before.  Two
+    /// searches, then a walk over the boundaries inside the interval.
     private mutating func adjust(_ interval: Range<UInt64>, by delta: Int64,
                                  reporting edge: Int64) -> [Range<UInt64>] {
         guard !interval.isEmpty else { return [] }
         let lo = interval.lowerBound, hi = interval.upperBound
-        if steps[lo] == nil { steps.set(lo, coverage(at: lo)) }
-        if steps[hi] == nil { steps.set(hi, coverage(at: hi)) }
-
+        var p = steps.position(atOrAfter: lo)
+        let before = steps.before(p).map { steps.entry(at: $0).value } ?? 0
+        if steps.isEnd(p) || steps.entry(at: p).key != lo {
+            p = steps.insert(OrderedMap.Entry(key: lo, value: before), at: p)
+        }
         var changed: [Range<UInt64>] = []
-        var k = lo
-        var v = steps[lo] ?? 0
-        while k < hi {
-            guard let next = steps.higher(k) else { break }
-            if v == edge {
-                if let last = changed.last, last.upperBound == k {
-                    changed[changed.count - 1] = last.lowerBound..<next.key
+        var last: Int64 = before  // the count just below hi, before the change
+        while true {
+            let e = steps.entry(at: p)
+            let next = steps.after(p)
+            let end = steps.isEnd(next) ? hi : min(steps.entry(at: next).key, hi)
+            if e.value == edge {
+                if let l = changed.last, l.upperBound == e.key {
+                    changed[changed.count - 1] = l.lowerBound..<end
                 } else {
-                    changed.append(k..<next.key)
+                    changed.append(e.key..<end)
                 }
             }
-            steps.set(k, v + delta)
-            k = next.key
-            v = next.value
+            last = e.value
+            steps.setValue(e.value + delta, at: p)
+            if end == hi {
+                // The boundary at hi: needed where the count past hi differs.
+                if steps.isEnd(next) || steps.entry(at: next).key != hi {
+                    steps.insert(OrderedMap.Entry(key: hi, value: last), at: next)
+                } else if steps.entry(at: next).value == last + delta {
+                    steps.remove(at: next)
+                }
+                break
+            }
+            p = next
         }
-        dropIfRedundant(lo)
-        dropIfRedundant(hi)
+        // The boundary at lo: redundant where the count below lo is the same.
+        let q = steps.position(atOrAfter: lo)
+        if steps.entry(at: q).value == before { steps.remove(at: q) }
         return changed
-    }
-
-    /// A boundary is redundant when the count does not change across it.
-    private mutating func dropIfRedundant(_ key: UInt64) {
-        guard let v = steps[key] else { return }
-        let before = steps.lower(key)?.value ?? 0
-        if v == before { steps.remove(key) }
     }
 }

@@ -9,6 +9,11 @@ package struct PhyrError: Error, Sendable {
         self.code = code
         self.message = message
     }
+
+    /// The same failure, its sentence starting with the function's name.
+    package func prefixed(_ function: String) -> PhyrError {
+        PhyrError(code, function + ": " + message)
+    }
 }
 
 /// `0x7f12_3456_7000` style, as /proc/self/maps prints addresses.

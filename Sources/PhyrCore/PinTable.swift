@@ -1,31 +1,29 @@
 // SPDX-License-Identifier: MIT
 /// One live pinned range.
+///
+/// What a pin learned about its memory -- segments, lockable pieces,
+/// MADV_DONTFORK extents, files -- is kept once, in a `PinDescription` the
+/// halves of a split and a registration's references share, and read
+/// through `range` and `lockInterval`: a split copies no array and allocates
+/// nothing, and a table of 100,000 pieces of one pin holds one description.
 package struct PinnedRange: Sendable {
     package var range: Range<UInt64>
     /// Whole folios covering `range`: what this pin holds locked.
     package var lockInterval: Range<UInt64>
-    /// The parts of `lockInterval` mlock applies to (see `Backing.lockablePieces`).
-    package var lockable: [Range<UInt64>]
-    package var segments: ContiguousArray<Segment>
     package var pinFlags: UInt32
     /// Where the lock ends when that is also where its mapping ended, with
     /// nothing mapped after it, at pin time: the one place mremap(2) can grow
     /// the locked mapping in place (and the kernel locks the growth).
     package var growableEnd: UInt64? = nil
-    /// What the memory was at pin time: anonymous, and which files.  A
-    /// release that finds its lock gone looks for it only among these.
-    package var anonymous: Bool = true
-    package var files: Set<FileKey> = []
     /// PHYR_PIN_LONGTERM: the buffers of libphyr's holder rings whose kernel
     /// pins hold the range's folios, in address order.  Shared by the
     /// range's references (a registration's, the halves of a split), each
     /// emptied when the last range holding it goes.
     package var held: [HeldBuffer] = []
-    /// PHYR_PIN_DONTFORK: the folio extents MADV_DONTFORK covers for it.
-    package var dontfork: [Range<UInt64>] = []
-
     /// PHYR_PIN_LONGTERM: held, not locked.
     package var isLongterm: Bool = false
+    /// The pin's findings, for a span that may be wider than `range`.
+    private var found: PinDescription
 
     package init(range: Range<UInt64>, lockInterval: Range<UInt64>, lockable: [Range<UInt64>],
                  segments: ContiguousArray<Segment>, pinFlags: UInt32, growableEnd: UInt64? = nil,
@@ -33,15 +31,65 @@ package struct PinnedRange: Sendable {
                  dontfork: [Range<UInt64>] = [], isLongterm: Bool = false) {
         self.range = range
         self.lockInterval = lockInterval
-        self.lockable = lockable
-        self.segments = segments
         self.pinFlags = pinFlags
         self.growableEnd = growableEnd
-        self.anonymous = anonymous
-        self.files = files
         self.held = held
-        self.dontfork = dontfork
         self.isLongterm = isLongterm
+        found = PinDescription(segments: segments, lockable: lockable, dontfork: dontfork, files: files,
+                               anonymous: anonymous)
+    }
+
+    /// The segments of `range`.
+    package var segments: ContiguousArray<Segment> {
+        get { PinTable.clip(found.segments, to: range) }
+        set { found = found.with(segments: newValue) }
+    }
+
+    /// Segments of a span around `range` (at least all of it): enough to find
+    /// the folio at an address inside it, with no copy.
+    package var segmentsAround: ContiguousArray<Segment> { found.segments }
+
+    /// The parts of `lockInterval` mlock applies to (see `Backing.lockablePieces`).
+    package var lockable: [Range<UInt64>] {
+        get { PinTable.intersect([lockInterval], found.lockable) }
+        set { found = found.with(lockable: newValue) }
+    }
+
+    /// PHYR_PIN_DONTFORK: the folio extents MADV_DONTFORK covers for it.
+    package var dontfork: [Range<UInt64>] {
+        found.dontfork.isEmpty ? [] : PinTable.intersect(found.dontfork, [lockInterval])
+    }
+
+    /// What the memory was at pin time: anonymous, and which files.  A
+    /// release that finds its lock gone looks for it only among these.
+    package var anonymous: Bool { found.anonymous }
+    package var files: Set<FileKey> { found.files }
+}
+
+/// What a pin found out about its memory (see `PinnedRange`); never changed
+/// once made, so any number of ranges share it.
+package final class PinDescription: Sendable {
+    let segments: ContiguousArray<Segment>
+    let lockable: [Range<UInt64>]
+    let dontfork: [Range<UInt64>]
+    let files: Set<FileKey>
+    let anonymous: Bool
+
+    init(segments: ContiguousArray<Segment>, lockable: [Range<UInt64>], dontfork: [Range<UInt64>],
+         files: Set<FileKey>, anonymous: Bool) {
+        self.segments = segments
+        self.lockable = lockable
+        self.dontfork = dontfork
+        self.files = files
+        self.anonymous = anonymous
+    }
+
+    func with(segments: ContiguousArray<Segment>) -> PinDescription {
+        PinDescription(segments: segments, lockable: lockable, dontfork: dontfork, files: files, anonymous: anonymous)
+    }
+
+    func with(lockable: [Range<UInt64>]) -> PinDescription {
+        PinDescription(segments: segments, lockable: lockable, dontfork: dontfork, files: files, anonymous: anonymous)
     }
 }
 
@@ -76,23 +124,37 @@ package struct HeldBuffer: Equatable, Sendable {
 /// Pure bookkeeping: it says which memory to lock or unlock and the caller
 /// makes the syscalls, so every counting rule is testable without a kernel.
 /// Handles are never reused: a released or foreign handle is always caught.
+///
+/// Ranges live in an array of slots, not a hash table: an id names its slot
+/// and the slot's generation, so finding a range is one index, and 100,000
+/// live ranges cost an operation little more than 1,000 do.
 package struct PinTable {
     /// Handles are ids tagged into non-canonical x86-64/arm64 addresses, so no
     /// real pointer a caller might pass by mistake can ever match one.
     package static let handleTag: UInt64 = 0x8000_0000_0000_0000
+    /// An id: the slot's generation above `slotBits` bits of slot number,
+    /// 56 bits in all.
+    static let slotBits: UInt64 = 24
+    package static let maxLive = 1 << Int(slotBits)
+    static let generationLimit: UInt64 = 1 << (56 - slotBits)
 
-    private var live: [UInt64: PinnedRange] = [:]
+    private struct Slot {
+        /// Of the range put here last (0: never used).
+        var generation: UInt64 = 0
+        /// Generations up to this were handed out by the parent process.
+        var inherited: UInt64 = 0
+        var range: PinnedRange?
+        /// Inserted but not yet published (see `publish`).
+        var pending = false
+    }
+    private var slots: [Slot] = []
+    private var freeSlots: [Int] = []
+    private var liveCount = 0
     private var coverage = CountedIntervalMap()
     /// How many live ranges share each held buffer, by serial.
     private var heldRefs: [UInt64: Int] = [:]
     /// How many live PHYR_PIN_DONTFORK ranges cover each folio extent.
     private var dontforkCoverage = CountedIntervalMap()
-    /// Ranges inserted but not yet published (see `publish`).
-    private var pending = Set<UInt64>()
-    private var nextID: UInt64 = 1
-    /// Ids below this were handed out before this process was forked: they
-    /// are its parent's, never live here.
-    private var inheritedBelow: UInt64 = 0
     /// What an ancestor had MADV_DONTFORK (PHYR_PIN_DONTFORK) when it forked
     /// this process: fork() left it out, so it is not mapped here, unless
     /// this process mapped something there since.  Sorted, disjoint.
@@ -101,28 +163,60 @@ package struct PinTable {
     package init() {}
 
     /// The table a forked child starts with: no ranges (mlock is not
-    /// inherited), and ids that go on from the parent's, so the child tells
-    /// the parent's handles from its own.
+    /// inherited), and generations that go on from the parent's, so the
+    /// child tells the parent's handles from its own.
     package func forChild() -> PinTable {
         var child = PinTable()
-        child.nextID = nextID
-        child.inheritedBelow = nextID
+        child.slots = slots.map { Slot(generation: $0.generation, inherited: $0.generation) }
+        child.freeSlots = Array(slots.indices.reversed())
         child.inheritedDontfork = Self.union(inheritedDontfork, dontforkCoverage.coveredRuns.map(\.range))
         return child
     }
 
+    private static func split(_ id: UInt64) -> (slot: Int, generation: UInt64) {
+        (Int(id & (1 << slotBits - 1)), id >> slotBits)
+    }
+
     /// Why `id` is not live; nil when it is.
     package func absence(of id: UInt64) -> Absence? {
-        if pending.contains(id) { return .foreign }
-        if live[id] != nil { return nil }
-        if id >= nextID || id == 0 { return .foreign }
-        return id < inheritedBelow ? .parents : .released
+        let (i, generation) = Self.split(id)
+        guard generation > 0, i < slots.count else { return .foreign }
+        let slot = slots[i]
+        if generation <= slot.inherited { return .parents }
+        if generation == slot.generation, slot.range != nil { return slot.pending ? .foreign : nil }
+        return generation <= slot.generation ? .released : .foreign
+    }
+
+    /// The live (or pending) range `id` names, in place.
+    private func index(of id: UInt64) -> Int? {
+        let (i, generation) = Self.split(id)
+        guard i < slots.count, slots[i].generation == generation, slots[i].range != nil else { return nil }
+        return i
+    }
+
+    /// Puts `pin` in a free slot; nil when `maxLive` ranges are live.
+    private mutating func store(_ pin: PinnedRange, pending: Bool) -> UInt64? {
+        let i: Int
+        if let free = freeSlots.popLast() {
+            i = free
+        } else {
+            guard slots.count < Self.maxLive else { return nil }
+            slots.append(Slot())
+            i = slots.count - 1
+        }
+        var generation = slots[i].generation + 1
+        if generation >= Self.generationLimit { generation = slots[i].inherited + 1 }
+        slots[i].generation = generation
+        slots[i].range = pin
+        slots[i].pending = pending
+        liveCount += 1
+        return generation << Self.slotBits | UInt64(i)
     }
 
     /// How many live ranges hold `address` locked.
     package func coverage(at address: UInt64) -> Int64 { coverage.coverage(at: address) }
 
-    package var count: Int { live.count }
+    package var count: Int { liveCount }
     package var lockBoundaries: Int { coverage.boundaryCount }
     package var coveredRuns: [(range: Range<UInt64>, count: Int64)] { coverage.coveredRuns }
 
@@ -130,27 +224,30 @@ package struct PinTable {
 
     package static func id(forHandle handle: UInt) -> UInt64? {
         let raw = UInt64(handle)
-        guard raw & handleTag != 0, raw & 0x7FFF_0000_0000_0000 == 0 else { return nil }
+        guard raw & handleTag != 0, raw & 0x7F00_0000_0000_0000 == 0 else { return nil }
         return raw & ~handleTag
     }
 
-    package func range(_ id: UInt64) -> PinnedRange? { pending.contains(id) ? nil : live[id] }
+    package func range(_ id: UInt64) -> PinnedRange? {
+        guard let i = index(of: id), !slots[i].pending else { return nil }
+        return slots[i].range
+    }
 
     /// A range inserted `pending` is counted but not yet anyone's: no call
     /// reads, splits or retains it until its pin has done its kernel work and
     /// publishes it.
-    package mutating func publish(_ id: UInt64) { pending.remove(id) }
+    package mutating func publish(_ id: UInt64) {
+        if let i = index(of: id) { slots[i].pending = false }
+    }
 
     /// Adds a range; returns its id, the memory that must now be locked, and
     /// the extents that must now be MADV_DONTFORK.  A long-term range locks
-    /// nothing: its held buffers pin it.
+    /// nothing: its held buffers pin it.  Nil, with nothing changed, when
+    /// `maxLive` ranges are live.
     package mutating func insert(_ pin: PinnedRange,
                                  pending isPending: Bool = false) -> (id: UInt64, lock: [Range<UInt64>],
-                                                                      dontfork: [Range<UInt64>]) {
-        let id = nextID
-        nextID += 1
-        live[id] = pin
-        if isPending { pending.insert(id) }
+                                                                      dontfork: [Range<UInt64>])? {
+        guard let id = store(pin, pending: isPending) else { return nil }
         let fresh = pin.isLongterm ? [] : coverage.add(pin.lockInterval)
         for h in pin.held { heldRefs[h.serial, default: 0] += 1 }
         var dontfork: [Range<UInt64>] = []
@@ -166,14 +263,14 @@ package struct PinTable {
 
     /// Replaces the description of live range `id` (with physical addresses).
     package mutating func describe(_ id: UInt64, segments: ContiguousArray<Segment>) {
-        live[id]?.segments = segments
+        if let i = index(of: id) { slots[i].range?.segments = segments }
     }
 
     /// Another reference to live range `id`: a new id over the same memory
-    /// that keeps it locked on its own.  Nil when `id` is not live.
+    /// that keeps it locked on its own.  Nil when `id` is not live, or when
+    /// `maxLive` ranges are live.
     package mutating func retain(_ id: UInt64) -> UInt64? {
-        guard let pin = range(id) else { return nil }
-        let (copy, lock, dontfork) = insert(pin)
+        guard let pin = range(id), let (copy, lock, dontfork) = insert(pin) else { return nil }
         assert(lock.isEmpty && dontfork.isEmpty, "a live range's memory is already locked and marked")
         return copy
     }
@@ -197,8 +294,11 @@ package struct PinTable {
 
     /// Removes a range; nil when `id` is not live.
     package mutating func removeRange(_ id: UInt64) -> Removal? {
-        guard let pin = live.removeValue(forKey: id) else { return nil }
-        pending.remove(id)
+        guard let i = index(of: id), let pin = slots[i].range else { return nil }
+        slots[i].range = nil
+        slots[i].pending = false
+        freeSlots.append(i)
+        liveCount -= 1
         // The pin's own intervals are covered while it is live, so these cannot fail.
         let freed = pin.isLongterm ? [] : coverage.remove(pin.lockInterval) ?? []
         var doFork: [Range<UInt64>] = []
@@ -219,6 +319,8 @@ package struct PinTable {
 
     package enum SplitError: Error, Equatable {
         case notLive(Absence), offsetOutside(length: UInt64)
+        /// `maxLive` ranges are live already.
+        case tooMany
         /// The buffers given for a long-term split are not the ones the range
         /// needs now (another thread split it meanwhile).
         case heldChanged
@@ -232,7 +334,7 @@ package struct PinTable {
     package static func heldCut(_ pin: PinnedRange, at cut: UInt64) -> (index: Int, head: BufferUnit?, tail: BufferUnit?)? {
         guard let i = pin.held.firstIndex(where: { $0.unit.addr < cut && cut < $0.unit.end }) else { return nil }
         let u = pin.held[i].unit
-        let folio = Backing.folio(at: cut, in: pin.segments)
+        let folio = Backing.folio(at: cut, in: pin.segmentsAround)
         let straddles = folio.lowerBound < cut
         let head = BufferUnit(addr: u.addr, len: (straddles ? min(u.end, folio.upperBound) : cut) - u.addr,
                               pageShift: u.pageShift)
@@ -253,23 +355,19 @@ package struct PinTable {
         guard let pin = range(id) else { throw .notLive(absence(of: id) ?? .foreign) }
         let length = UInt64(pin.range.count)
         guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
+        guard !freeSlots.isEmpty || slots.count < Self.maxLive else { throw .tooMany }
         let cut = pin.range.lowerBound + offset
-        var folio = Backing.folio(at: cut, in: pin.segments)
+        var folio = Backing.folio(at: cut, in: pin.segmentsAround)
         folio = max(folio.lowerBound, pin.lockInterval.lowerBound)..<min(folio.upperBound, pin.lockInterval.upperBound)
         let straddles = folio.lowerBound < cut
 
+        // The halves share the pin's description: nothing is copied.
         var head = pin, tail = pin
         head.range = pin.range.lowerBound..<cut
         tail.range = cut..<pin.range.upperBound
         head.lockInterval = pin.lockInterval.lowerBound..<(straddles ? folio.upperBound : cut)
         tail.lockInterval = (straddles ? folio.lowerBound : cut)..<pin.lockInterval.upperBound
         head.growableEnd = nil
-        head.lockable = Self.intersect([head.lockInterval], pin.lockable)
-        tail.lockable = Self.intersect([tail.lockInterval], pin.lockable)
-        head.segments = Self.clip(pin.segments, to: head.range)
-        tail.segments = Self.clip(pin.segments, to: tail.range)
-        head.dontfork = Self.intersect(pin.dontfork, [head.lockInterval])
-        tail.dontfork = Self.intersect(pin.dontfork, [tail.lockInterval])
 
         var unheld: [HeldBuffer] = []
         if let c = Self.heldCut(pin, at: cut) {
@@ -292,12 +390,12 @@ package struct PinTable {
         if straddles {
             // Already covered: nothing to lock or mark.
             if !pin.isLongterm { _ = coverage.add(folio) }
-            for e in Self.intersect(pin.dontfork, [folio]) { _ = dontforkCoverage.add(e) }
+            let marked = pin.dontfork
+            if !marked.isEmpty { for e in Self.intersect(marked, [folio]) { _ = dontforkCoverage.add(e) } }
         }
-        let tailID = nextID
-        nextID += 1
-        live[id] = head
-        live[tailID] = tail
+        if let i = index(of: id) { slots[i].range = head }
+        // Room was made sure of above.
+        let tailID = store(tail, pending: false) ?? 0
         return (tailID, unheld)
     }
 
@@ -359,6 +457,11 @@ package struct PinTable {
 
     /// The intersection of two sorted lists of disjoint intervals.
     package static func intersect(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
+        // The common cases, without making an array: one side empty, or
+        // the one interval of `a` inside the one of `b`.
+        if a.isEmpty || b.isEmpty { return [] }
+        if a.count == 1, b.count == 1, !a[0].isEmpty,
+           b[0].lowerBound <= a[0].lowerBound, a[0].upperBound <= b[0].upperBound { return a }
         var out: [Range<UInt64>] = []
         var i = 0, j = 0
         while i < a.count && j < b.count {

@@ -27,7 +27,7 @@ import Testing
         let layout = PinTableTests.Layout(hugeBlock: Array(repeating: true, count: 16))
         var serial: UInt64 = 0
         var t = PinTable()
-        let (id, lock, _) = t.insert(try Self.pin(0..<(8 << 20), layout, serial: &serial))
+        let (id, lock, _) = try t.added(try Self.pin(0..<(8 << 20), layout, serial: &serial))
         #expect(lock.isEmpty)
         let old = try #require(t.range(id)?.held.first)
         let whole = try #require(t.range(id))
@@ -50,7 +50,7 @@ import Testing
         let layout = PinTableTests.Layout(hugeBlock: Array(repeating: true, count: 16))
         var serial: UInt64 = 0
         var t = PinTable()
-        let (id, _, _) = t.insert(try Self.pin(0..<(8 << 20), layout, serial: &serial))
+        let (id, _, _) = try t.added(try Self.pin(0..<(8 << 20), layout, serial: &serial))
         let old = try #require(t.range(id)?.held.first)
         let whole = try #require(t.range(id))
         let cut = try #require(PinTable.heldCut(whole, at: 100))
@@ -106,7 +106,7 @@ import Testing
                 let hi = min(total, lo + UInt64.random(in: 1...(6 << 20), using: &rng))
                 let p = try Self.pin(lo..<hi, layout, serial: &serial)
                 for h in p.held { ever.insert(h.serial) }
-                live.append(t.insert(p).id)
+                live.append(try (t.added(p)).id)
             case 3 where !live.isEmpty:
                 if let c = t.retain(live.randomElement(using: &rng)!) { live.append(c) }
             case 4..<7 where !live.isEmpty:

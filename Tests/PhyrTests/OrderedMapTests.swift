@@ -46,6 +46,37 @@ import Testing
         #expect(map.remove(0) && !map.remove(0))
     }
 
+    /// Blocks fill, split, empty and are reused: the whole map twice over,
+    /// in random order, against a reference, walked by positions both ways.
+    @Test(arguments: 0..<6)
+    func blocksSplitEmptyAndAreReused(seed: Int) {
+        var rng = SplitMix(seed: UInt64(seed) &+ 77)
+        var map = OrderedMap()
+        var ref: [UInt64: Int64] = [:]
+        for round in 0..<2 {
+            var keys = (0..<10_000).map { _ in UInt64.random(in: 0..<1_000_000, using: &rng) }
+            for k in keys {
+                map.set(k, Int64(round) + Int64(k % 7))
+                ref[k] = Int64(round) + Int64(k % 7)
+            }
+            #expect(map.count == ref.count)
+            let sorted = ref.keys.sorted()
+            var forward: [UInt64] = []
+            var p = map.position(atOrAfter: 0)
+            while !map.isEnd(p) { forward.append(map.entry(at: p).key); p = map.after(p) }
+            #expect(forward == sorted)
+            var backward: [UInt64] = []
+            var q = map.before(map.endPosition)
+            while let at = q { backward.append(map.entry(at: at).key); q = map.before(at) }
+            #expect(backward == sorted.reversed())
+            keys.shuffle(using: &rng)
+            for k in keys.prefix(keys.count - 100) {
+                #expect(map.remove(k) == (ref.removeValue(forKey: k) != nil))
+            }
+            #expect(map.entries.map(\.key) == ref.keys.sorted())
+        }
+    }
+
     @Test func depthStaysLogarithmic() {
         // Sorted inserts are the worst case for an unbalanced tree; a treap
         // must absorb 200k of them without deep recursion.

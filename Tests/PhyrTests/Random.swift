@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+import Testing
+@testable import PhyrCore
 /// A seeded generator, so every property test replays the same cases.
 struct SplitMix: RandomNumberGenerator {
     var state: UInt64
@@ -17,3 +19,11 @@ struct SplitMix: RandomNumberGenerator {
 /// it in `_convertToAnyHashable`, Swift 6.3.1): tests ask this instead, and
 /// compare optional integers as `x ?? 0 == y`.
 func isNil<T>(_ x: T?) -> Bool { x == nil }
+
+extension PinTable {
+    /// `insert` in a test: a table this small always has room.
+    mutating func added(_ pin: PinnedRange) throws -> (id: UInt64, lock: [Range<UInt64>], dontfork: [Range<UInt64>]) {
+        let result = insert(pin)
+        return try #require(result)
+    }
+}

@@ -164,6 +164,10 @@ int phyr_shim_kept_fd_add(int fd, int kind);
 void phyr_shim_kept_fd_forget(int fd);
 int phyr_shim_kept_fd_count(void);
 
+/* /proc/self/maps (0) or /proc/self/pagemap (1), kept open and checked to
+ * be still that file at each call (fork.c): the fd, or -errno. */
+int phyr_shim_self_file(int which);
+
 /* Whether the io_uring with this identity is one an ancestor had a buffer
  * table of libphyr's in when it forked this process (or an ancestor). */
 struct phyr_file_identity {

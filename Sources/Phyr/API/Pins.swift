@@ -52,6 +52,8 @@ public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
             return fail(notLive("phyr_split", r, "range", why))
         case .table(.offsetOutside(let length)):
             return fail(PhyrError(EINVAL, "phyr_split: offset \(cut) is not inside the range (0 < offset < \(length))"))
+        case .table(.tooMany):
+            return fail(Pinner.tooMany().prefixed("phyr_split"))
         case .table(.heldChanged):
             return fail(PhyrError(EAGAIN, "phyr_split: the range changed while it was being split"))
         case .kernel(let e):

@@ -42,34 +42,37 @@ package enum PageScanner {
     static func pagemapScan(_ span: Range<UInt64>, fileCategory: Bool = true, in files: ProcFiles = .shared) throws(Errno)
         -> [ScanRegion] {
         let fd = try files.descriptor(.pagemap)
-        var out: [ScanRegion] = []
-        var vec = [phyr_page_region](repeating: phyr_page_region(), count: 512)
-        var start = span.lowerBound
-        while start < span.upperBound {
-            var arg = phyr_pm_scan_arg()
-            arg.size = UInt64(MemoryLayout<phyr_pm_scan_arg>.size)
-            arg.start = start
-            arg.end = span.upperBound
-            arg.return_mask = returnMask | (fileCategory ? UInt64(PHYR_PAGE_IS_FILE) : 0)
-            let n = try typed {
-                try vec.withUnsafeMutableBufferPointer { buf -> Int32 in
-                    arg.vec = UInt64(UInt(bitPattern: buf.baseAddress))
-                    arg.vec_len = UInt64(buf.count)
-                    return try shimRetrying { phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg) }
+        // A span of a few huge pages has a few regions: its buffer lives on
+        // the stack.  A full buffer makes the kernel stop at walk_end, and the
+        // next call goes on from there.
+        let capacity = span.count <= 8 << pmdPageShift ? 16 : 512
+        return try typed {
+            try withUnsafeTemporaryAllocation(of: phyr_page_region.self, capacity: capacity) { vec throws(Errno) in
+                var out: [ScanRegion] = []
+                var start = span.lowerBound
+                while start < span.upperBound {
+                    var arg = phyr_pm_scan_arg()
+                    arg.size = UInt64(MemoryLayout<phyr_pm_scan_arg>.size)
+                    arg.start = start
+                    arg.end = span.upperBound
+                    arg.return_mask = returnMask | (fileCategory ? UInt64(PHYR_PAGE_IS_FILE) : 0)
+                    arg.vec = UInt64(UInt(bitPattern: vec.baseAddress))
+                    arg.vec_len = UInt64(vec.count)
+                    let n = try shimRetrying { phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg) }
+                    for r in vec[0..<min(Int(n), vec.count)] {
+                        let c = r.categories
+                        out.append(ScanRegion(start: r.start, end: r.end,
+                                              present: c & UInt64(PHYR_PAGE_IS_PRESENT) != 0,
+                                              huge: c & UInt64(PHYR_PAGE_IS_HUGE) != 0,
+                                              file: c & UInt64(PHYR_PAGE_IS_FILE) != 0,
+                                              zeroPage: c & UInt64(PHYR_PAGE_IS_PFNZERO) != 0))
+                    }
+                    guard arg.walk_end > start else { break }
+                    start = arg.walk_end
                 }
+                return out
             }
-            for r in vec[0..<Int(n)] {
-                let c = r.categories
-                out.append(ScanRegion(start: r.start, end: r.end,
-                                      present: c & UInt64(PHYR_PAGE_IS_PRESENT) != 0,
-                                      huge: c & UInt64(PHYR_PAGE_IS_HUGE) != 0,
-                                      file: c & UInt64(PHYR_PAGE_IS_FILE) != 0,
-                                      zeroPage: c & UInt64(PHYR_PAGE_IS_PFNZERO) != 0))
-            }
-            guard arg.walk_end > start else { break }
-            start = arg.walk_end
         }
-        return out
     }
 
     /// The fallback: one pagemap entry per page.  Huge pages are not marked in

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+import CPhyr
 import Glibc
 import PhyrCore
 
@@ -48,7 +49,11 @@ package final class ProcFiles: Sendable {
     func warm() { fds.withLock { _ in } }
 
     package func descriptor(_ file: File) throws(Errno) -> Int32 {
-        try fds.withLock { d throws(Errno) -> Int32 in
+        // This process's own files: kept in the C shim, checked without a lock.
+        if pid == nil && directory == "/proc/self" {
+            return try shimRetrying { phyr_shim_self_file(file == .maps ? 0 : 1) }
+        }
+        return try fds.withLock { d throws(Errno) -> Int32 in
             let cached = file == .maps ? d.maps : d.pagemap
             if Self.stillOurs(cached) { return cached.fd }
             // Closed behind libphyr's back: the number is not ours to close.

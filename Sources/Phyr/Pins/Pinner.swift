@@ -109,16 +109,15 @@ enum Pinner {
         let mappings = layout.mappings
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
-        var pinned = PinnedRange(range: range, lockInterval: interval, lockable: longterm ? [] : lockable,
-                                 segments: Backing.segments(runs, range: range), pinFlags: flags)
-        pinned.anonymous = mappings.contains { !$0.fileBacked && !$0.noFolio }
-        pinned.files = Set(mappings.compactMap(\.file))
-        pinned.growableEnd = longterm ? nil : growableEnd(of: lockable, in: layout)
-        if flags & PinFlag.dontfork != 0 {
-            pinned.dontfork = Backing.lockablePieces(runs, interval: interval, hugetlb: true)
-        }
+        var pinned = PinnedRange(
+            range: range, lockInterval: interval, lockable: longterm ? [] : lockable,
+            segments: Backing.segments(runs, range: range), pinFlags: flags,
+            growableEnd: longterm ? nil : growableEnd(of: lockable, in: layout),
+            anonymous: mappings.contains { !$0.fileBacked && !$0.noFolio },
+            files: Set(mappings.compactMap(\.file)),
+            dontfork: flags & PinFlag.dontfork != 0 ? Backing.lockablePieces(runs, interval: interval, hugetlb: true) : [],
+            isLongterm: longterm)
         if longterm {
-            pinned.isLongterm = true
             pinned.held = try holdLongterm(pinned, mappings: mappings)
         }
         var committed = false
@@ -134,7 +133,9 @@ enum Pinner {
         // splitting or registering ranges never waits for an mlock.  The range
         // is counted from here but nobody's until it is published.
         let id = try lockCalls.withLock { _ throws(PhyrError) -> UInt64 in
-            let (id, fresh, _) = table.withLock { $0.insert(pinned, pending: true) }
+            guard let (id, fresh, _) = table.withLock({ $0.insert(pinned, pending: true) }) else {
+                throw Pinner.tooMany()
+            }
             // Pieces the count says are locked already are asserted again: the
             // kernel's lock may be gone with the memory it was on.
             let counted = PinTable.subtract(pinned.lockable, fresh)
@@ -329,7 +330,14 @@ enum Pinner {
     /// `ranges[index]` could not be retained, and why.
     struct RetainFailure: Error {
         var index: Int
-        var absence: Absence
+        /// Nil: the range is live, but `PinTable.maxLive` ranges are.
+        var absence: Absence?
+    }
+
+    /// The refusal when `PinTable.maxLive` ranges are live.
+    static func tooMany() -> PhyrError {
+        PhyrError(EMFILE, "\(PinTable.maxLive) ranges are live already (references held by registrations "
+                  + "count), the most a process may hold")
     }
 
     /// A new reference to each of live ranges `ids`, all or none: new ids
@@ -340,7 +348,7 @@ enum Pinner {
             var out: [(id: UInt64, range: PinnedRange)] = []
             for (i, id) in ids.enumerated() {
                 guard let copy = t.retain(id), let pin = t.range(copy) else {
-                    let why = t.absence(of: id) ?? .foreign
+                    let why = t.absence(of: id)
                     // Dropping references just taken frees nothing: the
                     // ranges retained still hold every lock, mark and buffer.
                     for c in out { _ = t.removeRange(c.id) }
@@ -394,10 +402,14 @@ enum Pinner {
     /// Unlocks `piece`, all of it that is still mapped; false when part of the
     /// lock left there is gone: that memory was unmapped, replaced or moved.
     /// Each VMA is probed where PROCMAP_QUERY finds them cheaply; before 6.11
-    /// the piece is probed whole, which misses a part replaced alone.
+    /// the piece is probed whole, which misses a part replaced alone (a
+    /// piece of one page is one VMA's either way).
     private static func unlockChecked(_ piece: Range<UInt64>) -> Bool {
         var intact = true
-        if KernelFeatures.shared.procmapQuery.load(ordering: .relaxed),
+        if UInt64(piece.count) == basePageSize {
+            // One page lies in one VMA: its probe needs no list of them.
+            intact = Locker.probe(piece) == .someLocked
+        } else if KernelFeatures.shared.procmapQuery.load(ordering: .relaxed),
            let vmas = try? Mappings.mappedParts(piece, merged: false) {
             let mapped = vmas.reduce(UInt64(0)) { $0 + UInt64($1.count) }
             intact = mapped == UInt64(piece.count) && vmas.allSatisfy { Locker.probe($0) == .someLocked }

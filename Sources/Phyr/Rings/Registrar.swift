@@ -138,7 +138,8 @@ enum Registrar {
         do throws(Pinner.RetainFailure) {
             retained = try Pinner.retain(ids)
         } catch {
-            throw PhyrError(EINVAL, "ring_register_ranges: ranges[\(error.index)] is not a live range: \(error.absence.reason)")
+            guard let absence = error.absence else { throw Pinner.tooMany().prefixed("ring_register_ranges") }
+            throw PhyrError(EINVAL, "ring_register_ranges: ranges[\(error.index)] is not a live range: \(absence.reason)")
         }
         var committed = false
         defer { if !committed { for r in retained { try? Pinner.unpin(r.id) } } }
