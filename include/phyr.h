@@ -14,7 +14,9 @@
  *     process is never aborted or sent a signal;
  *   - a failed call changes nothing: no half-pinned range, no stray lock;
  *   - phyr_last_error() then names what was wrong, for the calling thread;
- *   - any function may be called from any thread at any time.
+ *   - any function may be called from any thread at any time, but not from
+ *     a signal handler (libphyr allocates memory: it is not
+ *     async-signal-safe).
  *
  * fork(): a child, of any generation, uses libphyr for itself -- its own
  * rings, pins, registrations and I/O -- and starts with no ranges and no
@@ -266,8 +268,9 @@ struct ring_buf {
  *            vm.max_map_count, or memory ran out (a hugetlb pool with no
  *            page left: MAP_NORESERVE mappings reserve none);
  *   -EAGAIN  the kernel could not lock every page for lack of memory;
- *   -EMFILE  (kernels before 5.14) no descriptor left for the pipe that
- *            faulting pages in takes there;
+ *   -EMFILE  16,777,216 ranges are live already (a registration's references
+ *            count), or (kernels before 5.14) no descriptor left for the
+ *            pipe that faulting pages in takes there;
  *   -EOPNOTSUPP  the kernel's base page is not 4 KiB.
  */
 PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
@@ -293,8 +296,8 @@ PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
  * pages before the old buffer's are given back).
  *
  * Returns 0, or -EINVAL: r is not a live range, tail is NULL, or offset is not
- * inside the range (0 < offset < len); for long-term ranges, what pinning
- * the halves answered.
+ * inside the range (0 < offset < len); -EMFILE: 16,777,216 ranges are live
+ * already; for long-term ranges, what pinning the halves answered.
  */
 PHYR_API int phyr_split(phyr_t *r, size_t offset, phyr_t **tail);
 

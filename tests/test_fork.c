@@ -347,9 +347,16 @@ static void child_of_underscore_fork(void)
 	pid_t pid = _Fork();
 	CHECK(pid >= 0, "_Fork: %s", strerror(errno));
 	if (pid == 0) {
+		/* Memory only the child has: its first pin must read the child's
+		 * own maps and pagemap, not the parent's files it inherited. */
+		char *mine = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mine != MAP_FAILED, "mmap");
+		phyr_t *own;
+		CHECK_RC(phyr_pin(mine, 64 * KiB, PHYR_PIN_WRITE, &own), 0);
+		CHECK_LOCKED_EXACTLY(mine, 64 * KiB, mine, mine + 64 * KiB);
+		CHECK_RC(phyr_unpin(own), 0);
 		CHECK_RC(phyr_unpin(r), -EINVAL);
 		check_message("parent");
-		phyr_t *own;
 		CHECK_RC(phyr_pin(p, 64 * KiB, 0, &own), 0);
 		CHECK_LOCKED_EXACTLY(p, 64 * KiB, p, p + 64 * KiB);
 		CHECK_RC(phyr_unpin(own), 0);

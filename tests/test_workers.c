@@ -103,7 +103,9 @@ static void master_intact(const char *after)
 	CHECK(fdinfo_bufs(mring.ring_fd, NULL) == 1, "after %s: the master's table lists %d buffers", after,
 	      fdinfo_bufs(mring.ring_fd, NULL));
 	CHECK(vmlck_bytes() == m_vmlck, "after %s: VmLck %" PRIu64 ", was %" PRIu64, after, vmlck_bytes(), m_vmlck);
-	CHECK(vmpin_bytes() == m_vmpin, "after %s: VmPin %" PRIu64 ", was %" PRIu64, after, vmpin_bytes(), m_vmpin);
+	/* 6.1 drops the pins of released buffers in delayed work: wait for it. */
+	CHECK(vmpin_reaches(m_vmpin) == m_vmpin, "after %s: VmPin %" PRIu64 ", was %" PRIu64, after, vmpin_bytes(),
+	      m_vmpin);
 	int rings, fds = count_fds(&rings);
 	CHECK(fds == m_fds && rings == m_rings, "after %s: %d descriptors (%d io_urings), were %d (%d)", after, fds, rings,
 	      m_fds, m_rings);
@@ -483,6 +485,58 @@ static void forks_while_threads_call(void)
 	master_teardown();
 }
 
+/* A child with threads of its own, all calling libphyr at once: its locks
+ * are contended in the child, whose threads have ids its parent's never had
+ * (a lock that records its owner's thread id, as Swift's Mutex does, fails
+ * the child there). */
+static void *child_thread(void *arg)
+{
+	uint64_t seed = 0xbb67ae8584caa73bULL + (uint64_t)(uintptr_t)arg;
+	struct io_uring r;
+	CHECK_RC(io_uring_queue_init(8, &r, 0), 0);
+	char *p = base_alloc(512 * KiB);
+	for (int i = 0; i < rounds(300); i++) {
+		phyr_t *a, *b = NULL;
+		ring_reg_t *reg;
+		uint64_t off = next_rand(&seed) % (256 * KiB);
+		CHECK_RC(phyr_pin(p + off, 1 + next_rand(&seed) % (128 * KiB), PHYR_PIN_WRITE, &a), 0);
+		size_t len;
+		CHECK_RC(phyr_range(a, NULL, &len), 0);
+		if (len > 1)
+			CHECK_RC(phyr_split(a, len / 2, &b), 0);
+		CHECK_RC(ring_register_ranges(&r, &a, 1, 0, &reg), 0);
+		CHECK_RC(ring_unregister_ranges(reg), 0);
+		CHECK_RC(phyr_unpin(a), 0);
+		if (b)
+			CHECK_RC(phyr_unpin(b), 0);
+	}
+	io_uring_queue_exit(&r);
+	munmap(p, 512 * KiB);
+	return NULL;
+}
+
+static void child_with_threads(void *arg)
+{
+	(void)arg;
+	alarm(120);
+	pthread_t t[3];
+	for (uintptr_t i = 0; i < 3; i++)
+		CHECK(pthread_create(&t[i], NULL, child_thread, (void *)i) == 0, "pthread_create");
+	child_thread((void *)3);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	CHECK(vmlck_bytes() == 0, "the child's VmLck %" PRIu64, vmlck_bytes());
+}
+
+static void threads_in_a_child(void)
+{
+	master_setup();
+	for (int i = 0; i < 3; i++)
+		CHECK_CHILD(child_with_threads, NULL);
+	master_intact("children with threads");
+	master_teardown();
+}
+
 /* exec and posix_spawn: the new program gets no descriptor of libphyr's --
  * holder rings, ring duplicates, /proc files -- while the master holds all
  * of them, and while a thread is inside libphyr at that moment. */
@@ -738,6 +792,7 @@ int main(int argc, char **argv)
 	RUN(a_daemon);
 	RUN(ring_number_reused);
 	RUN(forks_while_threads_call);
+	RUN(threads_in_a_child);
 	RUN(exec_and_spawn);
 	RUN(many_rings);
 	RUN(errno_untouched);

@@ -14,24 +14,29 @@
  * a record of its own, and a call only marks its own record busy, fences, and
  * checks the process-wide "forking" word (Dekker's handshake with the forker,
  * which sets that word, fences, and waits for every record to go idle).  The
- * records are never freed: a thread's is recycled when it exits.
+ * records are never freed: a thread's is recycled when it exits.  A call that
+ * blocks in the kernel for as long as a ring's requests take (emptying a
+ * table) steps out of the guard meanwhile, holding only its ring's lock,
+ * which a child never touches.
  *
  * The child then counts one more fork epoch, and libphyr's state notices the
  * new epoch and starts afresh: a child inherits no ranges and no
  * registrations (mlock is not inherited either).  The descriptors libphyr
- * keeps open beyond a call -- its holder rings, its duplicates of callers'
- * rings, its /proc files -- are closed in the child at once, however many:
- * a holder ring kept open in a child would keep the parent's pages pinned and
- * charged for the child's whole life.  The identities of the callers' rings
- * libphyr had buffer tables in are remembered: those rings are shared with
- * the parent, and only they are refused to the child.
+ * keeps beyond a call -- its holder rings, its duplicates of callers' rings,
+ * its /proc files -- are closed in the child at once, however many: a holder
+ * ring kept open in a child would keep the parent's pages pinned and charged
+ * for the child's whole life.  The identities of the callers' rings libphyr
+ * had buffer tables in are remembered: those rings are shared with the
+ * parent, and only they are refused to the child.
  *
  * A child made without the atfork handlers (_Fork(), clone(2) without
  * CLONE_VM) is noticed too, by a page the kernel wipes in every child
- * (MADV_WIPEONFORK); only a single-threaded process may fork that way.
+ * (MADV_WIPEONFORK), at its first call; only a single-threaded process may
+ * fork that way.
  *
  * No function here changes errno: the handlers and every call save and
- * restore it.
+ * restore it.  libphyr is not async-signal-safe (it allocates): a signal
+ * handler must not call it.
  */
 #define _GNU_SOURCE
 #include "phyr_kernel.h"
@@ -40,9 +45,11 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -57,6 +64,41 @@ static unsigned long token_at_load = 1;
 volatile unsigned long *phyr_fork_wiped_token = &token_at_load;
 int phyr_globals_warm;
 
+static long futex(int *word, int op, int value, const struct timespec *timeout)
+{
+	return syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, value, timeout, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- lock */
+
+/*
+ * A plain futex lock (Drepper's "mutex 3": 0 free, 1 held, 2 held with
+ * waiters) for the Swift side.  Not Swift's Mutex: that is a priority-
+ * inheritance futex holding its owner's thread id, which Swift caches per
+ * thread, so a forked child's thread would lock with its parent's id and a
+ * contended unlock there fails the process.
+ */
+void phyr_shim_lock(int *word)
+{
+	int c = 0;
+	if (__atomic_compare_exchange_n(word, &c, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return;
+	if (c != 2)
+		c = __atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE);
+	while (c != 0) {
+		futex(word, FUTEX_WAIT, 2, NULL);
+		c = __atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE);
+	}
+}
+
+void phyr_shim_unlock(int *word)
+{
+	if (__atomic_fetch_sub(word, 1, __ATOMIC_RELEASE) != 1) {
+		__atomic_store_n(word, 0, __ATOMIC_RELEASE);
+		futex(word, FUTEX_WAKE, 1, NULL);
+	}
+}
+
 /* ------------------------------------------------------------ the guard */
 
 struct caller {
@@ -69,7 +111,7 @@ struct caller {
 
 static struct caller *callers;          /* pushed only, never freed */
 static pthread_mutex_t callers_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Serialises forks (and makes the prepare handler a lock the child resets). */
+/* Serialises forks (and, without memory for a record, calls). */
 static pthread_mutex_t forking_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Nonzero while a fork waits or runs: callers wait on it (a futex word). */
 static int forking;
@@ -77,23 +119,26 @@ static int forking;
 static _Thread_local struct caller *me;
 static _Thread_local unsigned depth;
 static _Thread_local int saved_cancel_state;
-/* The prepare handler ran inside a call of the forking thread (a fork from
- * a signal handler that interrupted it, or an atfork handler of the caller's
- * own calling libphyr): it did not wait for that call. */
+/* This thread is forking: between libphyr's prepare handler and the end of
+ * its parent or child handler.  Its calls meanwhile (another library's
+ * atfork handler calling libphyr) take no guard: nothing else runs. */
+static _Thread_local int forker;
+/* The outermost call of this thread entered without marking its record
+ * (the forker's calls), or holding the forking lock (no record to be had). */
+static _Thread_local int unmarked;
+static _Thread_local int holds_forking_lock;
+/* The prepare handler ran inside a call of the forking thread: it did not
+ * wait for that call. */
 static _Thread_local int forked_inside;
 
 static pthread_key_t exit_key;
-
-static long futex(int *word, int op, int value, const struct timespec *timeout)
-{
-	return syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, value, timeout, NULL, 0);
-}
 
 /* Runs at the exit of a thread that called libphyr: its record is free for
  * the next new thread. */
 static void caller_exited(void *record)
 {
 	struct caller *c = record;
+	me = NULL;
 	__atomic_store_n(&c->inside, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->taken, 0, __ATOMIC_RELEASE);
 }
@@ -124,29 +169,14 @@ static struct caller *my_record(void)
 	return c;
 }
 
-/* Without memory for a record the thread takes the forking lock instead:
- * correct, and only ever slow. */
-static _Thread_local int holds_forking_lock;
-
-static void guard_enter(void)
+/* Marks this thread's record busy; steps aside while a fork runs. */
+static void mark_inside(struct caller *c)
 {
-	if (depth++ > 0)
-		return;
-	/* A thread cancelled inside a call would stay inside for good, and every
-	 * later fork() in the process would wait for it. */
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &saved_cancel_state);
-	struct caller *c = my_record();
-	if (!c) {
-		pthread_mutex_lock(&forking_lock);
-		holds_forking_lock = 1;
-		return;
-	}
 	for (;;) {
 		__atomic_store_n(&c->inside, 1, __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if (!__atomic_load_n(&forking, __ATOMIC_RELAXED))
 			return;
-		/* A fork is waiting: step aside until it is done. */
 		__atomic_store_n(&c->inside, 0, __ATOMIC_RELEASE);
 		futex(&c->inside, FUTEX_WAKE, 1, NULL);
 		int f;
@@ -155,22 +185,57 @@ static void guard_enter(void)
 	}
 }
 
+static void mark_outside(struct caller *c)
+{
+	__atomic_store_n(&c->inside, 0, __ATOMIC_RELEASE);
+	/* Wake a forker waiting for this call.  No fence between the store and
+	 * the load: a forker that misses the wake sleeps in slices and looks
+	 * again. */
+	if (__builtin_expect(__atomic_load_n(&forking, __ATOMIC_RELAXED) != 0, 0))
+		futex(&c->inside, FUTEX_WAKE, 1, NULL);
+}
+
+static void guard_enter(void)
+{
+	if (depth > 0) {
+		depth++;
+		return;
+	}
+	phyr_shim_fork_epoch(); /* a child made without the handlers starts afresh first */
+	/* A thread cancelled inside a call would stay inside for good, and every
+	 * later fork() in the process would wait for it. */
+	int cancel;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+	struct caller *c = forker ? NULL : my_record();
+	if (forker) {
+		unmarked = 1;
+	} else if (!c) {
+		pthread_mutex_lock(&forking_lock);
+		holds_forking_lock = 1;
+	} else {
+		mark_inside(c);
+	}
+	saved_cancel_state = cancel;
+	depth = 1;
+}
+
 static void guard_leave(void)
 {
-	if (--depth > 0)
+	if (depth > 1) {
+		depth--;
 		return;
-	if (holds_forking_lock) {
+	}
+	int cancel = saved_cancel_state;
+	depth = 0;
+	if (unmarked) {
+		unmarked = 0;
+	} else if (holds_forking_lock) {
 		holds_forking_lock = 0;
 		pthread_mutex_unlock(&forking_lock);
 	} else if (me) {
-		__atomic_store_n(&me->inside, 0, __ATOMIC_RELEASE);
-		/* Wake a forker waiting for this call.  No fence between the store
-		 * and the load: a forker that misses the wake sleeps in slices and
-		 * looks again. */
-		if (__builtin_expect(__atomic_load_n(&forking, __ATOMIC_RELAXED) != 0, 0))
-			futex(&me->inside, FUTEX_WAKE, 1, NULL);
+		mark_outside(me);
 	}
-	pthread_setcancelstate(saved_cancel_state, NULL);
+	pthread_setcancelstate(cancel, NULL);
 }
 
 void phyr_shim_fork_guard_enter(void)
@@ -181,6 +246,26 @@ void phyr_shim_fork_guard_enter(void)
 void phyr_shim_fork_guard_leave(void)
 {
 	guard_leave();
+}
+
+void phyr_shim_fork_guard_step_out(void)
+{
+	if (depth == 0 || unmarked)
+		return;
+	if (holds_forking_lock)
+		pthread_mutex_unlock(&forking_lock);
+	else if (me)
+		mark_outside(me);
+}
+
+void phyr_shim_fork_guard_step_in(void)
+{
+	if (depth == 0 || unmarked)
+		return;
+	if (holds_forking_lock)
+		pthread_mutex_lock(&forking_lock);
+	else if (me)
+		mark_inside(me);
 }
 
 int phyr_shim_call_enter(void)
@@ -219,9 +304,17 @@ static size_t kept_count, kept_cap;
 static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Identities of the rings this process's ancestors had buffer tables in,
- * when they forked it (or an ancestor of it). */
+ * when they forked it (or an ancestor of it).  Changed only in a child's
+ * first moments, single-threaded. */
 static struct phyr_file_identity *inherited_rings;
 static size_t inherited_count, inherited_cap;
+
+static int names(int fd, uint64_t device, uint64_t inode)
+{
+	struct stat st;
+	return fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 && (uint64_t)st.st_dev == device &&
+	       (uint64_t)st.st_ino == inode;
+}
 
 int phyr_shim_kept_fd_add(int fd, int kind)
 {
@@ -230,6 +323,11 @@ int phyr_shim_kept_fd_add(int fd, int kind)
 		return -errno;
 	int rc = 0;
 	pthread_mutex_lock(&kept_lock);
+	/* An entry under the same number is stale: the program closed that
+	 * descriptor behind libphyr's back, and the number came back to us. */
+	for (size_t i = 0; i < kept_count; i++)
+		if (kept[i].fd == fd)
+			kept[i--] = kept[--kept_count];
 	if (kept_count == kept_cap) {
 		size_t cap = kept_cap ? 2 * kept_cap : 16;
 		struct kept_fd *grown = realloc(kept, cap * sizeof *grown);
@@ -246,14 +344,29 @@ int phyr_shim_kept_fd_add(int fd, int kind)
 	return rc;
 }
 
-void phyr_shim_kept_fd_forget(int fd)
+void phyr_shim_kept_fd_forget(int fd, uint64_t device, uint64_t inode)
 {
 	pthread_mutex_lock(&kept_lock);
 	for (size_t i = 0; i < kept_count; i++) {
-		if (kept[i].fd == fd) {
+		if (kept[i].fd == fd && kept[i].device == device && kept[i].inode == inode) {
 			kept[i] = kept[--kept_count];
 			break;
 		}
+	}
+	pthread_mutex_unlock(&kept_lock);
+}
+
+void phyr_shim_kept_fd_close(int fd)
+{
+	pthread_mutex_lock(&kept_lock);
+	for (size_t i = 0; i < kept_count; i++) {
+		if (kept[i].fd != fd)
+			continue;
+		/* Closed only while it still names what libphyr opened. */
+		if (names(fd, kept[i].device, kept[i].inode))
+			close(fd);
+		kept[i] = kept[--kept_count];
+		break;
 	}
 	pthread_mutex_unlock(&kept_lock);
 }
@@ -264,6 +377,32 @@ int phyr_shim_kept_fd_count(void)
 	int n = (int)kept_count;
 	pthread_mutex_unlock(&kept_lock);
 	return n;
+}
+
+/* Kept descriptors live high, where a program's own files seldom are: its
+ * lowest free numbers stay its own, and a number it opens after closing
+ * every descriptor rarely lands on one libphyr reopens later. */
+static int kept_floor;
+
+int phyr_shim_kept_fd_moved_high(int fd)
+{
+	int floor = __atomic_load_n(&kept_floor, __ATOMIC_RELAXED);
+	if (floor == 0) {
+		struct rlimit rl;
+		floor = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (int)(rl.rlim_cur / 2) : 512;
+		floor = floor > 512 ? 512 : floor < 3 ? 3 : floor;
+		__atomic_store_n(&kept_floor, floor, __ATOMIC_RELAXED);
+	}
+	if (fd >= floor)
+		return fd;
+	int saved = errno;
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+	if (high < 0) {
+		errno = saved;
+		return fd; /* no room up there: where it is */
+	}
+	close(fd);
+	return high;
 }
 
 static void remember_inherited(uint64_t device, uint64_t inode)
@@ -286,16 +425,13 @@ static void remember_inherited(uint64_t device, uint64_t inode)
  * that still name the same file: a child made without the handlers may have
  * closed a number and opened something else there -- and remembers the
  * callers' rings among them.  Runs single-threaded. */
-static void forget_self_files(void);
-
 static void forget_parents_descriptors(void)
 {
 	for (size_t i = 0; i < kept_count; i++) {
 		struct kept_fd *k = &kept[i];
 		if (k->kind == PHYR_KEPT_RING)
 			remember_inherited(k->device, k->inode);
-		struct stat st;
-		if (fstat(k->fd, &st) == 0 && (uint64_t)st.st_dev == k->device && (uint64_t)st.st_ino == k->inode)
+		if (names(k->fd, k->device, k->inode))
 			close(k->fd);
 	}
 	kept_count = 0;
@@ -305,12 +441,89 @@ static void forget_parents_descriptors(void)
 int phyr_shim_ring_inherited(uint64_t device, uint64_t inode)
 {
 	phyr_shim_fork_epoch(); /* a fork without handlers notes them first */
-	pthread_mutex_lock(&kept_lock);
 	int found = 0;
 	for (size_t i = 0; i < inherited_count && !found; i++)
 		found = inherited_rings[i].device == device && inherited_rings[i].inode == inode;
-	pthread_mutex_unlock(&kept_lock);
 	return found;
+}
+
+/* ------------------------------------------- this process's /proc files */
+
+/*
+ * /proc/self/maps and /proc/self/pagemap, opened once and kept: every pin
+ * asks them.  Each use checks that the number still names the file opened
+ * (one fstat): a program may close every descriptor (a daemon) and open
+ * anything at that number next -- another process's maps among them, whose
+ * answers would be about that process.  Read without a lock (a sequence
+ * count guards the three words); reopened under one.  A forked child's
+ * copies are the parent's files, closed by the fork: it starts with none.
+ */
+struct self_file {
+	unsigned seq;
+	int fd;
+	uint64_t device, inode;
+};
+
+static struct self_file self_files[2] = { { 0, -1, 0, 0 }, { 0, -1, 0, 0 } };
+static pthread_mutex_t self_files_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int phyr_shim_self_file(int which)
+{
+	if (which < 0 || which > 1)
+		return -EINVAL;
+	phyr_shim_fork_epoch(); /* a child made without the handlers drops its parent's first */
+	struct self_file *f = &self_files[which];
+	unsigned seq = __atomic_load_n(&f->seq, __ATOMIC_ACQUIRE);
+	if (!(seq & 1)) {
+		int fd = __atomic_load_n(&f->fd, __ATOMIC_RELAXED);
+		uint64_t device = __atomic_load_n(&f->device, __ATOMIC_RELAXED);
+		uint64_t inode = __atomic_load_n(&f->inode, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&f->seq, __ATOMIC_RELAXED) == seq && names(fd, device, inode))
+			return fd;
+	}
+	pthread_mutex_lock(&self_files_lock);
+	int rc;
+	if (names(f->fd, f->device, f->inode)) {
+		rc = f->fd;
+	} else {
+		/* Closed behind libphyr's back: that number is not libphyr's. */
+		if (f->fd >= 0)
+			phyr_shim_kept_fd_forget(f->fd, f->device, f->inode);
+		int fd;
+		do
+			fd = open(which == 0 ? "/proc/self/maps" : "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		while (fd < 0 && errno == EINTR);
+		struct stat st;
+		if (fd < 0) {
+			rc = -errno;
+		} else {
+			fd = phyr_shim_kept_fd_moved_high(fd);
+			if (fstat(fd, &st) != 0) {
+				rc = -errno;
+				close(fd);
+			} else if ((rc = phyr_shim_kept_fd_add(fd, PHYR_KEPT_PROC)) != 0) {
+				close(fd);
+			} else {
+				rc = fd;
+			}
+		}
+		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		__atomic_store_n(&f->fd, rc >= 0 ? fd : -1, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->device, rc >= 0 ? (uint64_t)st.st_dev : 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->inode, rc >= 0 ? (uint64_t)st.st_ino : 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&self_files_lock);
+	return rc;
+}
+
+static void forget_self_files(void)
+{
+	for (int i = 0; i < 2; i++)
+		self_files[i] = (struct self_file){ 0, -1, 0, 0 };
+	pthread_mutex_init(&self_files_lock, NULL);
 }
 
 /* ----------------------------------------------------------- handlers */
@@ -318,9 +531,10 @@ int phyr_shim_ring_inherited(uint64_t device, uint64_t inode)
 static void before_fork(void)
 {
 	int saved = errno;
+	forker = 1;
+	forked_inside = depth > 0;
 	if (!holds_forking_lock)
 		pthread_mutex_lock(&forking_lock);
-	forked_inside = depth > 0;
 	__atomic_store_n(&forking, 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	/* Every call in flight finishes; none starts. */
@@ -345,6 +559,7 @@ static void after_fork_in_parent(void)
 	futex(&forking, FUTEX_WAKE, 0x7fffffff, NULL);
 	if (!holds_forking_lock)
 		pthread_mutex_unlock(&forking_lock);
+	forker = 0;
 	errno = saved;
 }
 
@@ -360,12 +575,12 @@ static void reset_records(void)
 		c->taken = 0;
 	}
 	if (me)
-		me->inside = depth > 0;
+		me->inside = depth > 0 && !unmarked && !holds_forking_lock;
 }
 
 static void start_child(void)
 {
-	/* The lock a fork without handlers may have copied held. */
+	/* Locks a fork without handlers may have copied held. */
 	pthread_mutex_init(&callers_lock, NULL);
 	pthread_mutex_init(&forking_lock, NULL);
 	if (holds_forking_lock)
@@ -374,8 +589,8 @@ static void start_child(void)
 	reset_records();
 	forget_parents_descriptors();
 	forget_self_files();
-	*phyr_fork_wiped_token = 1;
 	__atomic_add_fetch(&phyr_fork_epoch_counter, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(phyr_fork_wiped_token, 1, __ATOMIC_RELEASE);
 }
 
 static void after_fork_in_child(void)
@@ -383,13 +598,22 @@ static void after_fork_in_child(void)
 	int saved = errno;
 	start_child();
 	forked_inside = 0;
+	forker = 0;
 	errno = saved;
 }
 
+/* The first thread to see the wiped token starts the child; any other
+ * (a handler-less child that made threads before calling libphyr) waits
+ * for it. */
 void phyr_shim_forked_without_handlers(void)
 {
 	int saved = errno;
-	start_child();
+	unsigned long expected = 0;
+	if (__atomic_compare_exchange_n(phyr_fork_wiped_token, &expected, 2, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+		start_child();
+	else
+		while (__atomic_load_n(phyr_fork_wiped_token, __ATOMIC_ACQUIRE) != 1)
+			sched_yield();
 	errno = saved;
 }
 
@@ -407,84 +631,4 @@ __attribute__((constructor)) static void fork_guard_setup(void)
 		munmap(p, (size_t)page); /* before 4.14: the handlers only (the token at load stays 1) */
 	}
 	errno = saved;
-}
-
-/* ------------------------------------------- this process's /proc files */
-
-/*
- * /proc/self/maps and /proc/self/pagemap, opened once and kept: every pin
- * asks them.  Each use checks that the number still names the file opened
- * (one fstat): a program may close every descriptor (a daemon) and open
- * anything at that number next -- another process's maps among them, whose
- * answers would be about that process.  Read without a lock (a sequence
- * count guards the three words); reopened under one.  A forked child's
- * copies are the parent's files, closed by the fork: it starts with none.
- */
-struct self_file {
-	unsigned seq;
-	int fd;
-	uint64_t device, inode;
-};
-
-static struct self_file self_files[2] = { { 0, -1, 0, 0 }, { 0, -1, 0, 0 } };
-static pthread_mutex_t self_files_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int names(int fd, uint64_t device, uint64_t inode)
-{
-	struct stat st;
-	return fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 && (uint64_t)st.st_dev == device &&
-	       (uint64_t)st.st_ino == inode;
-}
-
-int phyr_shim_self_file(int which)
-{
-	if (which < 0 || which > 1)
-		return -EINVAL;
-	struct self_file *f = &self_files[which];
-	unsigned seq = __atomic_load_n(&f->seq, __ATOMIC_ACQUIRE);
-	if (!(seq & 1)) {
-		int fd = __atomic_load_n(&f->fd, __ATOMIC_RELAXED);
-		uint64_t device = __atomic_load_n(&f->device, __ATOMIC_RELAXED);
-		uint64_t inode = __atomic_load_n(&f->inode, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&f->seq, __ATOMIC_RELAXED) == seq && names(fd, device, inode))
-			return fd;
-	}
-	pthread_mutex_lock(&self_files_lock);
-	int rc;
-	if (names(f->fd, f->device, f->inode)) {
-		rc = f->fd;
-	} else {
-		/* Closed behind libphyr's back: that number is not libphyr's. */
-		if (f->fd >= 0)
-			phyr_shim_kept_fd_forget(f->fd);
-		int fd;
-		do
-			fd = open(which == 0 ? "/proc/self/maps" : "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-		while (fd < 0 && errno == EINTR);
-		struct stat st;
-		if (fd < 0) {
-			rc = -errno;
-		} else if (fstat(fd, &st) != 0 || (rc = phyr_shim_kept_fd_add(fd, PHYR_KEPT_PROC)) != 0) {
-			rc = rc ? rc : -errno;
-			close(fd);
-		} else {
-			rc = fd;
-		}
-		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_RELEASE);
-		__atomic_store_n(&f->fd, rc >= 0 ? fd : -1, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->device, rc >= 0 ? (uint64_t)st.st_dev : 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->inode, rc >= 0 ? (uint64_t)st.st_ino : 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&self_files_lock);
-	return rc;
-}
-
-static void forget_self_files(void)
-{
-	for (int i = 0; i < 2; i++)
-		self_files[i] = (struct self_file){ 0, -1, 0, 0 };
-	pthread_mutex_init(&self_files_lock, NULL);
 }

@@ -168,7 +168,7 @@ package struct PinTable {
     package func forChild() -> PinTable {
         var child = PinTable()
         child.slots = slots.map { Slot(generation: $0.generation, inherited: $0.generation) }
-        child.freeSlots = Array(slots.indices.reversed())
+        child.freeSlots = slots.indices.reversed().filter { slots[$0].generation + 1 < Self.generationLimit }
         child.inheritedDontfork = Self.union(inheritedDontfork, dontforkCoverage.coveredRuns.map(\.range))
         return child
     }
@@ -204,8 +204,7 @@ package struct PinTable {
             slots.append(Slot())
             i = slots.count - 1
         }
-        var generation = slots[i].generation + 1
-        if generation >= Self.generationLimit { generation = slots[i].inherited + 1 }
+        let generation = slots[i].generation + 1
         slots[i].generation = generation
         slots[i].range = pin
         slots[i].pending = pending
@@ -297,7 +296,9 @@ package struct PinTable {
         guard let i = index(of: id), let pin = slots[i].range else { return nil }
         slots[i].range = nil
         slots[i].pending = false
-        freeSlots.append(i)
+        // A slot whose generations are used up is never used again: a handle
+        // must not come back.
+        if slots[i].generation + 1 < Self.generationLimit { freeSlots.append(i) }
         liveCount -= 1
         // The pin's own intervals are covered while it is live, so these cannot fail.
         let freed = pin.isLongterm ? [] : coverage.remove(pin.lockInterval) ?? []

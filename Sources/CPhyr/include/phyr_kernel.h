@@ -124,6 +124,10 @@ int phyr_shim_mlock2(const void *addr, size_t len, unsigned flags);
  */
 void phyr_shim_fork_guard_enter(void);
 void phyr_shim_fork_guard_leave(void);
+/* Around a kernel call that may block as long as a ring's requests take,
+ * holding no lock a child could need: a fork does not wait for it. */
+void phyr_shim_fork_guard_step_out(void);
+void phyr_shim_fork_guard_step_in(void);
 int phyr_shim_call_enter(void);
 void phyr_shim_call_leave(int saved_errno);
 int phyr_shim_errno_save(void);
@@ -133,7 +137,7 @@ extern unsigned long phyr_fork_epoch_counter;
 extern volatile unsigned long *phyr_fork_wiped_token;
 static inline unsigned long phyr_shim_fork_epoch(void)
 {
-	if (__builtin_expect(*phyr_fork_wiped_token == 0, 0))
+	if (__builtin_expect(__atomic_load_n(phyr_fork_wiped_token, __ATOMIC_ACQUIRE) != 1, 0))
 		phyr_shim_forked_without_handlers();
 	return __atomic_load_n(&phyr_fork_epoch_counter, __ATOMIC_ACQUIRE);
 }
@@ -161,8 +165,20 @@ static inline void phyr_shim_set_globals_warm(void)
 #define PHYR_KEPT_RING   2 /* libphyr's duplicate of a caller's ring */
 #define PHYR_KEPT_PROC   3 /* a cached /proc file */
 int phyr_shim_kept_fd_add(int fd, int kind);
-void phyr_shim_kept_fd_forget(int fd);
+/* Forgets the entry of exactly this file (the number is not libphyr's any
+ * more: the program closed it behind libphyr's back). */
+void phyr_shim_kept_fd_forget(int fd, uint64_t device, uint64_t inode);
+/* Closes a kept descriptor, if it still names what libphyr opened. */
+void phyr_shim_kept_fd_close(int fd);
 int phyr_shim_kept_fd_count(void);
+/* `fd` moved to a high number (the old one closed), where a program's own
+ * files seldom are; `fd` itself when there is no room up there. */
+int phyr_shim_kept_fd_moved_high(int fd);
+
+/* A futex lock for the Swift side (0 free): not Swift's Mutex, whose owner
+ * id a forked child gets wrong. */
+void phyr_shim_lock(int *word);
+void phyr_shim_unlock(int *word);
 
 /* /proc/self/maps (0) or /proc/self/pagemap (1), kept open and checked to
  * be still that file at each call (fork.c): the fd, or -errno. */

@@ -57,7 +57,9 @@ package final class ProcFiles: Sendable {
             let cached = file == .maps ? d.maps : d.pagemap
             if Self.stillOurs(cached) { return cached.fd }
             // Closed behind libphyr's back: the number is not ours to close.
-            if cached.fd >= 0 { RingFiles.forgetKept(cached.fd) }
+            if cached.fd >= 0 {
+                RingFiles.forgetKept(cached.fd, naming: RingFiles.Identity(device: UInt64(cached.dev), inode: UInt64(cached.ino)))
+            }
             let fd = try syscallRetrying { open(path(file == .maps ? "maps" : "pagemap"), O_RDONLY | O_CLOEXEC) }
             var st = stat()
             fstat(fd, &st)

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Synchronization
 import PhyrCore
 
 /// State that every thread of this process shares and that a forked child
@@ -11,31 +10,30 @@ import PhyrCore
 /// of one, and no lock is held in the child.  The first critical section in
 /// the child sees a new fork epoch and hands the parent's state to
 /// `forChild`, which keeps only what the child needs to explain itself
-/// (which handles were the parent's) and closes the parent's descriptors.
-final class ProcessLocal<State: Sendable>: Sendable {
-    private struct Slot: Sendable {
-        var epoch: UInt
-        var state: State
-    }
+/// (which handles were the parent's).
+final class ProcessLocal<State>: @unchecked Sendable {
+    private let lock = Lock()
+    // Read and written only under `lock`.
+    private var epoch: UInt
+    private var state: State
+    private let forChild: (State) -> State
 
-    private let slot: Mutex<Slot>
-    private let forChild: @Sendable (State) -> State
-
-    init(_ state: State, forChild: @escaping @Sendable (State) -> State) {
-        slot = Mutex(Slot(epoch: phyr_shim_fork_epoch(), state: state))
+    init(_ state: State, forChild: @escaping (State) -> State) {
+        epoch = phyr_shim_fork_epoch()
+        self.state = state
         self.forChild = forChild
     }
 
-    func withLock<R: Sendable, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
+    func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
         phyr_shim_fork_guard_enter()
         defer { phyr_shim_fork_guard_leave() }
-        return try slot.withLock { (s: inout Slot) throws(E) -> R in
-            let epoch = phyr_shim_fork_epoch()
-            if s.epoch != epoch {
-                s.state = forChild(s.state)
-                s.epoch = epoch
+        return try lock.withLock { () throws(E) -> R in
+            let now = phyr_shim_fork_epoch()
+            if epoch != now {
+                state = forChild(state)
+                epoch = now
             }
-            return try body(&s.state)
+            return try body(&state)
         }
     }
 }

@@ -20,9 +20,16 @@ package enum RingFiles {
         return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 
-    /// A close-on-exec duplicate of `fd`.
+    /// A close-on-exec duplicate of `fd`, at a high number (see `movedHigh`).
     static func duplicate(_ fd: Int32) throws(Errno) -> Int32 {
-        try syscallRetrying { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+        movedHigh(try syscallRetrying { fcntl(fd, F_DUPFD_CLOEXEC, 0) })
+    }
+
+    /// `fd` moved to a high number, where a program's own files seldom are
+    /// (the old number closed): a kept descriptor there is less often one a
+    /// program closes and reopens as something else.
+    static func movedHigh(_ fd: Int32) -> Int32 {
+        phyr_shim_kept_fd_moved_high(fd)
     }
 
     static func close(_ fd: Int32) {
@@ -48,16 +55,16 @@ package enum RingFiles {
         _ = try shimRetrying { phyr_shim_kept_fd_add(fd, kind.code) }
     }
 
-    /// Closes a kept descriptor.
+    /// Closes a kept descriptor, if it still names what libphyr opened.
     static func closeKept(_ fd: Int32) {
-        phyr_shim_kept_fd_forget(fd)
-        _ = Glibc.close(fd)
+        phyr_shim_kept_fd_close(fd)
     }
 
-    /// Forgets a kept descriptor that is no longer libphyr's to close (the
-    /// program closed it behind libphyr's back; its number may be anyone's).
-    static func forgetKept(_ fd: Int32) {
-        phyr_shim_kept_fd_forget(fd)
+    /// Forgets kept descriptor `fd`, which named `file`, now no longer
+    /// libphyr's to close (the program closed it behind libphyr's back; its
+    /// number may be anyone's).
+    static func forgetKept(_ fd: Int32, naming file: Identity) {
+        phyr_shim_kept_fd_forget(fd, file.device, file.inode)
     }
 
     /// A descriptor of this process that names ring `identity` (the

@@ -170,7 +170,7 @@ enum Holder {
         guard let ring = state.withLock({ s in s.rings.first { $0.number == number } }) else { return nil }
         if RingFiles.still(ring.fd, names: ring.identity) { return ring.fd }
         state.withLock { s in s.rings.removeAll { $0.number == number } }
-        RingFiles.forgetKept(ring.fd)
+        RingFiles.forgetKept(ring.fd, naming: ring.identity)
         return nil
     }
 
@@ -196,7 +196,7 @@ enum Holder {
         let doubling = firstTableSize << min(s.rings.count, 8)
         let size = min(maxSlots, max(doubling, count))
         let fd: Int32
-        do { fd = try BufferTable.makeRing() } catch {
+        do { fd = RingFiles.movedHigh(try BufferTable.makeRing()) } catch {
             throw IoUringCharge.unavailable(error, doing: "PHYR_PIN_LONGTERM of \(what): making an io_uring to hold the pin")
         }
         do {

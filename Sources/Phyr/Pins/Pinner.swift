@@ -259,13 +259,30 @@ enum Pinner {
     /// range shares it.  Tries again if another thread split it meanwhile.
     static func split(_ id: UInt64, at offset: UInt64) throws(SplitFailure) -> UInt64 {
         while true {
-            let (need, pin) = try wrap { () throws(PinTable.SplitError) in
-                try table.withLock { t throws(PinTable.SplitError) -> ((BufferUnit?, BufferUnit?)?, PinnedRange) in
+            // A cut that needs no new kernel pin (a lock-only range, or one
+            // on a held buffer's edge) is made at once, under one lock.
+            enum Step { case done(UInt64, [HeldBuffer]), pinHalves(BufferUnit?, BufferUnit?, PinnedRange) }
+            let step = try wrap { () throws(PinTable.SplitError) in
+                try table.withLock { t throws(PinTable.SplitError) -> Step in
                     guard let pin = t.range(id) else { throw .notLive(t.absence(of: id) ?? .foreign) }
                     let length = UInt64(pin.range.count)
                     guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
-                    return (PinTable.heldCut(pin, at: pin.range.lowerBound + offset).map { ($0.head, $0.tail) }, pin)
+                    if let cut = PinTable.heldCut(pin, at: pin.range.lowerBound + offset) {
+                        return .pinHalves(cut.head, cut.tail, pin)
+                    }
+                    let (tail, unheld) = try t.split(id, at: offset)
+                    return .done(tail, unheld)
                 }
+            }
+            let need: (BufferUnit?, BufferUnit?)?
+            let pin: PinnedRange
+            switch step {
+            case .done(let tail, let unheld):
+                Holder.release(unheld)
+                return tail
+            case .pinHalves(let head, let tail, let range):
+                need = (head, tail)
+                pin = range
             }
             var fresh: [HeldBuffer] = []
             if let (head, tail) = need {

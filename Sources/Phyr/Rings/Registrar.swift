@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
-import Synchronization
 import PhyrCore
 
 /// What libphyr knows about one ring whose buffer table it owns.
@@ -27,7 +26,7 @@ struct RingState {
 /// table, then the registrar's state.  A class, so that a registration
 /// changes one slot of the table in place rather than copying all of it.
 final class RingTable: @unchecked Sendable {
-    private let mutex = Mutex(())
+    private let lock = Lock()
     var slots = SlotTable(size: 0)
     /// The kernel table's contents, slot by slot, for re-registration.
     var iovecs: [phyr_iovec] = []
@@ -43,8 +42,8 @@ final class RingTable: @unchecked Sendable {
     /// cloning.
     var clonedSlots = 0
 
-    func run<R: Sendable, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
-        try mutex.withLock { (_: inout ()) throws(E) -> R in try body() }
+    func run<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        try lock.withLock(body)
     }
 }
 
@@ -383,7 +382,7 @@ enum Registrar {
                 if !RingFiles.still(ring.fd, names: ring.file) {
                     // libphyr's duplicate was closed behind its back: the
                     // caller's fd names the same ring, duplicate it again.
-                    if ring.fd >= 0 { RingFiles.forgetKept(ring.fd) }
+                    if ring.fd >= 0 { RingFiles.forgetKept(ring.fd, naming: ring.file) }
                     let (dup, file) = try duplicateRing(ringFd)
                     s.rings[id]?.fd = dup
                     s.rings[id]?.file = file
@@ -409,6 +408,16 @@ enum Registrar {
         s.rings[id] = RingState(fd: dup, file: file, identity: identity)
         if let identity { s.ringByIdentity[identity] = id } else { s.ringByFd[ringFd] = id }
         return id
+    }
+
+    /// Destroys a ring's table.  The kernel may wait for the ring's requests
+    /// in flight (a recv pending for minutes, say) before it returns: fork()
+    /// does not wait with it -- only the ring's own lock is held here, and a
+    /// forked child never touches its parent's tables.
+    private static func destroyTable(_ fd: Int32) throws(Errno) {
+        phyr_shim_fork_guard_step_out()
+        defer { phyr_shim_fork_guard_step_in() }
+        try BufferTable.destroy(fd)
     }
 
     /// libphyr's own duplicate of the caller's ring fd, kept (a forked child
@@ -472,7 +481,7 @@ enum Registrar {
         var grown = table.iovecs
         grown.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: newSize - size))
         do {
-            try BufferTable.destroy(ring.fd)
+            try destroyTable(ring.fd)
             try BufferTable.create(ring.fd, grown, size: newSize)
         } catch {
             let restored = (try? BufferTable.create(ring.fd, table.iovecs, size: size)) != nil
@@ -563,24 +572,37 @@ enum Registrar {
             var tableGone = table.tableGone
             var reachable = RingFiles.still(ring.fd, names: ring.file)
             if !reachable {
-                if ring.fd >= 0 { RingFiles.forgetKept(ring.fd) }
-                ring.fd = -1
-                if let identity = ring.identity, let theirs = RingFiles.descriptor(naming: identity),
-                   let (dup, file) = try? duplicateRing(theirs) {
-                    (ring.fd, ring.file, reachable) = (dup, file, true)
+                let (old, oldFile) = (ring.fd, ring.file)
+                var fresh: (Int32, RingFiles.Identity)?
+                if let identity = ring.identity, let theirs = RingFiles.descriptor(naming: identity) {
+                    fresh = try? duplicateRing(theirs)
                 }
-                let (fd, file) = (ring.fd, ring.file)
-                state.withLock { s in
-                    s.rings[reg.ring]?.fd = fd
-                    s.rings[reg.ring]?.file = file
+                // A registration may have duplicated the ring again meanwhile
+                // (under the state's lock only): one duplicate is kept.
+                let (current, replaced) = state.withLock { s -> ((Int32, RingFiles.Identity), Bool) in
+                    guard let now = s.rings[reg.ring], now.fd == old else {
+                        return (s.rings[reg.ring].map { ($0.fd, $0.file) } ?? (-1, oldFile), false)
+                    }
+                    s.rings[reg.ring]?.fd = fresh?.0 ?? -1
+                    s.rings[reg.ring]?.file = fresh?.1 ?? oldFile
+                    return ((fresh?.0 ?? -1, fresh?.1 ?? oldFile), true)
                 }
+                if replaced {
+                    if old >= 0 { RingFiles.forgetKept(old, naming: oldFile) }
+                } else if let (dup, _) = fresh {
+                    RingFiles.closeKept(dup)
+                }
+                (ring.fd, ring.file) = current
+                reachable = RingFiles.still(ring.fd, names: ring.file)
             }
             if reachable && !tableGone {
                 for run in SlotTable.runs(reg.slots) {
                     let (_, error) = BufferTable.update(ring.fd, offset: run.lowerBound,
                                                         Array(repeating: phyr_iovec(base: 0, len: 0), count: run.count))
                     if let error {
-                        if error.code == ENXIO {
+                        // ENXIO: no table; EINVAL: a table too small to hold
+                        // these slots, the program's own since.
+                        if error.code == ENXIO || error.code == EINVAL {
                             tableGone = true
                             break
                         }
@@ -593,7 +615,7 @@ enum Registrar {
             if last && reachable && !tableGone {
                 // The table was ours and is empty: give the ring back as
                 // found, before any other call can see the ring again.
-                try? BufferTable.destroy(ring.fd)
+                _ = try? destroyTable(ring.fd)
             }
             let closing = state.withLock { s -> Int32? in
                 RegistrationHandles.withdraw(slot: slot)
