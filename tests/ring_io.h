@@ -112,6 +112,18 @@ static inline int fixed_io(struct io_uring *ring, ring_reg_t *reg, int fd, char 
 	return splits;
 }
 
+/* Fixed reads of a new pattern file (seed) into [p, p+len) through reg, in
+ * four requests or so, and the data checked. */
+static inline void read_checked(struct io_uring *ring, ring_reg_t *reg, char *p, size_t len, uint64_t seed,
+				const char *what)
+{
+	int in = pattern_file(len, seed);
+	memset(p, 0, len);
+	fixed_io(ring, reg, in, p, len, 0, 0, len >= 4 * PAGE ? len / 4 : len);
+	CHECK(check_pattern(p, len, 0, seed) < 0, "%s: the fixed read", what);
+	close(in);
+}
+
 /*
  * The one way the tests make a ring: a ring test needs io_uring, and skips
  * saying why when this process may not have one (kernel.io_uring_disabled,

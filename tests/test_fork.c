@@ -230,12 +230,9 @@ static void child_into_inherited_ring(void *arg)
 	CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_WRITE, &r), 0);
 	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), 0);
 	CHECK(fdinfo_bufs(ring.ring_fd, NULL) == 1, "fdinfo lists %d buffers", fdinfo_bufs(ring.ring_fd, NULL));
-	int in = pattern_file(64 * KiB, 23);
-	fixed_io(&ring, reg, in, p, 64 * KiB, 0, 0, 16 * KiB);
-	CHECK(check_pattern(p, 64 * KiB, 0, 23) < 0, "the child's fixed read through the inherited ring");
+	read_checked(&ring, reg, p, 64 * KiB, 23, "the child, through the inherited ring");
 	CHECK_RC(ring_unregister_ranges(reg), 0);
 	CHECK_RC(phyr_unpin(r), 0);
-	close(in);
 }
 
 static void child_uses_parents_unregistered_ring(void)

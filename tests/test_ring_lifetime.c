@@ -56,6 +56,16 @@ static int new_ring_fd(const int *before, int nb, const int *after, int na)
 	return found;
 }
 
+/* Registers r in ring; returns the descriptor libphyr made for it (its
+ * duplicate of the ring), the one io_uring descriptor that is new. */
+static int register_finding_duplicate(struct io_uring *ring, phyr_t *r, ring_reg_t **reg)
+{
+	int before[64], after[64];
+	int nb = io_uring_fds(before, 64);
+	CHECK_RC(ring_register_ranges(ring, &r, 1, 0, reg), 0);
+	return new_ring_fd(before, nb, after, io_uring_fds(after, 64));
+}
+
 /* The program unregisters the table behind libphyr's back: a registration
  * there is refused saying so; unregistering releases every lock; the next
  * registration makes a new table that works. */
@@ -88,14 +98,11 @@ static void table_unregistered(void)
 	 * table of its own, and fixed reads through it are right. */
 	CHECK_RC(phyr_pin(p, 256 * KiB, PHYR_PIN_WRITE, &r[0]), 0);
 	CHECK_RC(ring_register_ranges(&ring, &r[0], 1, 0, &reg[0]), 0);
-	int in = pattern_file(256 * KiB, 71);
-	fixed_io(&ring, reg[0], in, p, 256 * KiB, 0, 0, 64 * KiB);
-	CHECK(check_pattern(p, 256 * KiB, 0, 71) < 0, "fixed read through the new table");
+	read_checked(&ring, reg[0], p, 256 * KiB, 71, "the new table");
 	CHECK_RC(ring_unregister_ranges(reg[0]), 0);
 	CHECK_RC(phyr_unpin(r[0]), 0);
 	CHECK(ring_has_no_table(&ring), "the new table outlived its registration");
 	io_uring_queue_exit(&ring);
-	close(in);
 	munmap(p, 256 * KiB);
 }
 
@@ -111,11 +118,9 @@ static void duplicate_closed(void)
 	phyr_t *r;
 	ring_reg_t *reg;
 	CHECK_RC(phyr_pin(p, 128 * KiB, PHYR_PIN_WRITE, &r), 0);
-	int before[64], after[64];
+	int before[64];
 	int nb = io_uring_fds(before, 64);
-	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), 0);
-	int na = io_uring_fds(after, 64);
-	int dup = new_ring_fd(before, nb, after, na);
+	int dup = register_finding_duplicate(&ring, r, &reg);
 	CHECK_RC(phyr_unpin(r), 0);
 
 	CHECK(close(dup) == 0, "close libphyr's duplicate %d: %s", dup, strerror(errno));
@@ -133,9 +138,7 @@ static void duplicate_closed(void)
 	CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_WRITE, &r2), 0);
 	CHECK_RC(ring_register_ranges(&ring, &r2, 1, 0, &reg2), 0);
 	CHECK(fdinfo_bufs(ring.ring_fd, NULL) == 2, "the ring holds %d buffers", fdinfo_bufs(ring.ring_fd, NULL));
-	int in = pattern_file(64 * KiB, 72);
-	fixed_io(&ring, reg2, in, p, 64 * KiB, 0, 0, 16 * KiB);
-	CHECK(check_pattern(p, 64 * KiB, 0, 72) < 0, "fixed read through the second registration");
+	read_checked(&ring, reg2, p, 64 * KiB, 72, "the second registration");
 	CHECK_RC(phyr_unpin(r2), 0);
 
 	CHECK_RC(ring_unregister_ranges(reg), 0);
@@ -149,9 +152,8 @@ static void duplicate_closed(void)
 	io_uring_queue_exit(&other);
 	close(dup);
 	io_uring_queue_exit(&ring);
-	int nf = io_uring_fds(after, 64);
+	int nf = io_uring_fds(before, 64);
 	CHECK(nf == nb - 1, "%d io_uring descriptors left, %d before the ring was made", nf, nb - 1);
-	close(in);
 	munmap(p, 128 * KiB);
 }
 
@@ -166,10 +168,7 @@ static void ring_gone(void)
 	phyr_t *r;
 	ring_reg_t *reg;
 	CHECK_RC(phyr_pin(p, 128 * KiB, PHYR_PIN_WRITE, &r), 0);
-	int before[64], after[64];
-	int nb = io_uring_fds(before, 64);
-	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), 0);
-	int dup = new_ring_fd(before, nb, after, io_uring_fds(after, 64));
+	int dup = register_finding_duplicate(&ring, r, &reg);
 	CHECK_RC(phyr_unpin(r), 0);
 	CHECK(vmpin_bytes() >= 128 * KiB, "VmPin %" PRIu64 " with the buffer registered", vmpin_bytes());
 	io_uring_queue_exit(&ring);

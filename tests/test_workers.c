@@ -306,13 +306,10 @@ static void worker_with_a_child(void *arg)
 	CHECK_RC(ring_register_ranges(&wring, &r, 1, 0, &reg), 0);
 	CHECK_CHILD(grandchild, NULL);
 	/* The worker's table is whole after its child. */
-	int in = pattern_file(64 * KiB, 302);
-	fixed_io(&wring, reg, in, p, 64 * KiB, 0, 0, 16 * KiB);
-	CHECK(check_pattern(p, 64 * KiB, 0, 302) < 0, "the worker's fixed read after its child");
+	read_checked(&wring, reg, p, 64 * KiB, 302, "the worker, after its child");
 	CHECK_RC(ring_unregister_ranges(reg), 0);
 	CHECK_RC(phyr_unpin(r), 0);
 	io_uring_queue_exit(&wring);
-	close(in);
 	worker_does_io(303);
 }
 
@@ -400,13 +397,10 @@ static void worker_gets_the_same_number(void *arg)
 	ring_reg_t *reg;
 	CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_WRITE, &r), 0);
 	CHECK_RC(ring_register_ranges(&own, &r, 1, 0, &reg), 0);
-	int in = pattern_file(64 * KiB, 501);
-	fixed_io(&own, reg, in, p, 64 * KiB, 0, 0, 16 * KiB);
-	CHECK(check_pattern(p, 64 * KiB, 0, 501) < 0, "the worker's fixed read");
+	read_checked(&own, reg, p, 64 * KiB, 501, "the worker's own ring");
 	CHECK_RC(ring_unregister_ranges(reg), 0);
 	CHECK_RC(phyr_unpin(r), 0);
 	io_uring_queue_exit(&own);
-	close(in);
 }
 
 static void ring_number_reused(void)
