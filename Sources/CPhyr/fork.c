@@ -40,18 +40,14 @@
  */
 #define _GNU_SOURCE
 #include "phyr_kernel.h"
+#include "fork_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,41 +59,6 @@ unsigned long phyr_fork_epoch_counter;
 static unsigned long token_at_load = 1;
 volatile unsigned long *phyr_fork_wiped_token = &token_at_load;
 int phyr_globals_warm;
-
-static long futex(int *word, int op, int value, const struct timespec *timeout)
-{
-	return syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, value, timeout, NULL, 0);
-}
-
-/* ---------------------------------------------------------------- lock */
-
-/*
- * A plain futex lock (Drepper's "mutex 3": 0 free, 1 held, 2 held with
- * waiters) for the Swift side.  Not Swift's Mutex: that is a priority-
- * inheritance futex holding its owner's thread id, which Swift caches per
- * thread, so a forked child's thread would lock with its parent's id and a
- * contended unlock there fails the process.
- */
-void phyr_shim_lock(int *word)
-{
-	int c = 0;
-	if (__atomic_compare_exchange_n(word, &c, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-		return;
-	if (c != 2)
-		c = __atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE);
-	while (c != 0) {
-		futex(word, FUTEX_WAIT, 2, NULL);
-		c = __atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE);
-	}
-}
-
-void phyr_shim_unlock(int *word)
-{
-	if (__atomic_fetch_sub(word, 1, __ATOMIC_RELEASE) != 1) {
-		__atomic_store_n(word, 0, __ATOMIC_RELEASE);
-		futex(word, FUTEX_WAKE, 1, NULL);
-	}
-}
 
 /* ------------------------------------------------------------ the guard */
 
@@ -178,10 +139,10 @@ static void mark_inside(struct caller *c)
 		if (!__atomic_load_n(&forking, __ATOMIC_RELAXED))
 			return;
 		__atomic_store_n(&c->inside, 0, __ATOMIC_RELEASE);
-		futex(&c->inside, FUTEX_WAKE, 1, NULL);
+		phyr_futex(&c->inside, FUTEX_WAKE, 1, NULL);
 		int f;
 		while ((f = __atomic_load_n(&forking, __ATOMIC_ACQUIRE)) != 0)
-			futex(&forking, FUTEX_WAIT, f, NULL);
+			phyr_futex(&forking, FUTEX_WAIT, f, NULL);
 	}
 }
 
@@ -192,7 +153,7 @@ static void mark_outside(struct caller *c)
 	 * the load: a forker that misses the wake sleeps in slices and looks
 	 * again. */
 	if (__builtin_expect(__atomic_load_n(&forking, __ATOMIC_RELAXED) != 0, 0))
-		futex(&c->inside, FUTEX_WAKE, 1, NULL);
+		phyr_futex(&c->inside, FUTEX_WAKE, 1, NULL);
 }
 
 static void guard_enter(void)
@@ -291,241 +252,6 @@ void phyr_shim_errno_restore(int saved_errno)
 	errno = saved_errno;
 }
 
-/* ------------------------------------------- descriptors libphyr keeps */
-
-struct kept_fd {
-	int fd;
-	int kind;
-	uint64_t device, inode;
-};
-
-static struct kept_fd *kept;
-static size_t kept_count, kept_cap;
-static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Identities of the rings this process's ancestors had buffer tables in,
- * when they forked it (or an ancestor of it).  Changed only in a child's
- * first moments, single-threaded. */
-static struct phyr_file_identity *inherited_rings;
-static size_t inherited_count, inherited_cap;
-
-static int names(int fd, uint64_t device, uint64_t inode)
-{
-	struct stat st;
-	return fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 && (uint64_t)st.st_dev == device &&
-	       (uint64_t)st.st_ino == inode;
-}
-
-int phyr_shim_kept_fd_add(int fd, int kind)
-{
-	struct stat st;
-	if (fstat(fd, &st) != 0)
-		return -errno;
-	int rc = 0;
-	pthread_mutex_lock(&kept_lock);
-	/* An entry under the same number is stale: the program closed that
-	 * descriptor behind libphyr's back, and the number came back to us. */
-	for (size_t i = 0; i < kept_count; i++)
-		if (kept[i].fd == fd)
-			kept[i--] = kept[--kept_count];
-	if (kept_count == kept_cap) {
-		size_t cap = kept_cap ? 2 * kept_cap : 16;
-		struct kept_fd *grown = realloc(kept, cap * sizeof *grown);
-		if (grown) {
-			kept = grown;
-			kept_cap = cap;
-		}
-	}
-	if (kept_count < kept_cap)
-		kept[kept_count++] = (struct kept_fd){ fd, kind, (uint64_t)st.st_dev, (uint64_t)st.st_ino };
-	else
-		rc = -ENOMEM;
-	pthread_mutex_unlock(&kept_lock);
-	return rc;
-}
-
-void phyr_shim_kept_fd_forget(int fd, uint64_t device, uint64_t inode)
-{
-	pthread_mutex_lock(&kept_lock);
-	for (size_t i = 0; i < kept_count; i++) {
-		if (kept[i].fd == fd && kept[i].device == device && kept[i].inode == inode) {
-			kept[i] = kept[--kept_count];
-			break;
-		}
-	}
-	pthread_mutex_unlock(&kept_lock);
-}
-
-void phyr_shim_kept_fd_close(int fd)
-{
-	pthread_mutex_lock(&kept_lock);
-	for (size_t i = 0; i < kept_count; i++) {
-		if (kept[i].fd != fd)
-			continue;
-		/* Closed only while it still names what libphyr opened. */
-		if (names(fd, kept[i].device, kept[i].inode))
-			close(fd);
-		kept[i] = kept[--kept_count];
-		break;
-	}
-	pthread_mutex_unlock(&kept_lock);
-}
-
-int phyr_shim_kept_fd_count(void)
-{
-	pthread_mutex_lock(&kept_lock);
-	int n = (int)kept_count;
-	pthread_mutex_unlock(&kept_lock);
-	return n;
-}
-
-/* Kept descriptors live high, where a program's own files seldom are: its
- * lowest free numbers stay its own, and a number it opens after closing
- * every descriptor rarely lands on one libphyr reopens later. */
-static int kept_floor;
-
-int phyr_shim_kept_fd_moved_high(int fd)
-{
-	int floor = __atomic_load_n(&kept_floor, __ATOMIC_RELAXED);
-	if (floor == 0) {
-		struct rlimit rl;
-		floor = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (int)(rl.rlim_cur / 2) : 512;
-		floor = floor > 512 ? 512 : floor < 3 ? 3 : floor;
-		__atomic_store_n(&kept_floor, floor, __ATOMIC_RELAXED);
-	}
-	if (fd >= floor)
-		return fd;
-	int saved = errno;
-	int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
-	if (high < 0) {
-		errno = saved;
-		return fd; /* no room up there: where it is */
-	}
-	close(fd);
-	return high;
-}
-
-static void remember_inherited(uint64_t device, uint64_t inode)
-{
-	for (size_t i = 0; i < inherited_count; i++)
-		if (inherited_rings[i].device == device && inherited_rings[i].inode == inode)
-			return;
-	if (inherited_count == inherited_cap) {
-		size_t cap = inherited_cap ? 2 * inherited_cap : 8;
-		struct phyr_file_identity *grown = realloc(inherited_rings, cap * sizeof *grown);
-		if (!grown)
-			return;
-		inherited_rings = grown;
-		inherited_cap = cap;
-	}
-	inherited_rings[inherited_count++] = (struct phyr_file_identity){ device, inode };
-}
-
-/* In a child: closes its copies of the parent's kept descriptors -- those
- * that still name the same file: a child made without the handlers may have
- * closed a number and opened something else there -- and remembers the
- * callers' rings among them.  Runs single-threaded. */
-static void forget_parents_descriptors(void)
-{
-	for (size_t i = 0; i < kept_count; i++) {
-		struct kept_fd *k = &kept[i];
-		if (k->kind == PHYR_KEPT_RING)
-			remember_inherited(k->device, k->inode);
-		if (names(k->fd, k->device, k->inode))
-			close(k->fd);
-	}
-	kept_count = 0;
-	pthread_mutex_init(&kept_lock, NULL);
-}
-
-int phyr_shim_ring_inherited(uint64_t device, uint64_t inode)
-{
-	phyr_shim_fork_epoch(); /* a fork without handlers notes them first */
-	int found = 0;
-	for (size_t i = 0; i < inherited_count && !found; i++)
-		found = inherited_rings[i].device == device && inherited_rings[i].inode == inode;
-	return found;
-}
-
-/* ------------------------------------------- this process's /proc files */
-
-/*
- * /proc/self/maps and /proc/self/pagemap, opened once and kept: every pin
- * asks them.  Each use checks that the number still names the file opened
- * (one fstat): a program may close every descriptor (a daemon) and open
- * anything at that number next -- another process's maps among them, whose
- * answers would be about that process.  Read without a lock (a sequence
- * count guards the three words); reopened under one.  A forked child's
- * copies are the parent's files, closed by the fork: it starts with none.
- */
-struct self_file {
-	unsigned seq;
-	int fd;
-	uint64_t device, inode;
-};
-
-static struct self_file self_files[2] = { { 0, -1, 0, 0 }, { 0, -1, 0, 0 } };
-static pthread_mutex_t self_files_lock = PTHREAD_MUTEX_INITIALIZER;
-
-int phyr_shim_self_file(int which)
-{
-	if (which < 0 || which > 1)
-		return -EINVAL;
-	phyr_shim_fork_epoch(); /* a child made without the handlers drops its parent's first */
-	struct self_file *f = &self_files[which];
-	unsigned seq = __atomic_load_n(&f->seq, __ATOMIC_ACQUIRE);
-	if (!(seq & 1)) {
-		int fd = __atomic_load_n(&f->fd, __ATOMIC_RELAXED);
-		uint64_t device = __atomic_load_n(&f->device, __ATOMIC_RELAXED);
-		uint64_t inode = __atomic_load_n(&f->inode, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&f->seq, __ATOMIC_RELAXED) == seq && names(fd, device, inode))
-			return fd;
-	}
-	pthread_mutex_lock(&self_files_lock);
-	int rc;
-	if (names(f->fd, f->device, f->inode)) {
-		rc = f->fd;
-	} else {
-		/* Closed behind libphyr's back: that number is not libphyr's. */
-		if (f->fd >= 0)
-			phyr_shim_kept_fd_forget(f->fd, f->device, f->inode);
-		int fd;
-		do
-			fd = open(which == 0 ? "/proc/self/maps" : "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-		while (fd < 0 && errno == EINTR);
-		struct stat st;
-		if (fd < 0) {
-			rc = -errno;
-		} else {
-			fd = phyr_shim_kept_fd_moved_high(fd);
-			if (fstat(fd, &st) != 0) {
-				rc = -errno;
-				close(fd);
-			} else if ((rc = phyr_shim_kept_fd_add(fd, PHYR_KEPT_PROC)) != 0) {
-				close(fd);
-			} else {
-				rc = fd;
-			}
-		}
-		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_RELEASE);
-		__atomic_store_n(&f->fd, rc >= 0 ? fd : -1, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->device, rc >= 0 ? (uint64_t)st.st_dev : 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->inode, rc >= 0 ? (uint64_t)st.st_ino : 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->seq, f->seq + 1, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&self_files_lock);
-	return rc;
-}
-
-static void forget_self_files(void)
-{
-	for (int i = 0; i < 2; i++)
-		self_files[i] = (struct self_file){ 0, -1, 0, 0 };
-	pthread_mutex_init(&self_files_lock, NULL);
-}
-
 /* ----------------------------------------------------------- handlers */
 
 static void before_fork(void)
@@ -545,7 +271,7 @@ static void before_fork(void)
 		const struct timespec slice = { 0, 1000000 };
 		int busy;
 		while ((busy = __atomic_load_n(&c->inside, __ATOMIC_ACQUIRE)) != 0)
-			futex(&c->inside, FUTEX_WAIT, busy, &slice);
+			phyr_futex(&c->inside, FUTEX_WAIT, busy, &slice);
 	}
 	/* callers_lock stays held: no thread takes a record mid-fork. */
 	errno = saved;
@@ -556,7 +282,7 @@ static void after_fork_in_parent(void)
 	int saved = errno;
 	pthread_mutex_unlock(&callers_lock);
 	__atomic_store_n(&forking, 0, __ATOMIC_RELEASE);
-	futex(&forking, FUTEX_WAKE, 0x7fffffff, NULL);
+	phyr_futex(&forking, FUTEX_WAKE, 0x7fffffff, NULL);
 	if (!holds_forking_lock)
 		pthread_mutex_unlock(&forking_lock);
 	forker = 0;
@@ -587,8 +313,8 @@ static void start_child(void)
 		pthread_mutex_lock(&forking_lock); /* the call this thread forked inside still holds it */
 	forking = 0;
 	reset_records();
-	forget_parents_descriptors();
-	forget_self_files();
+	phyr_forget_parents_descriptors();
+	phyr_forget_self_files();
 	__atomic_add_fetch(&phyr_fork_epoch_counter, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(phyr_fork_wiped_token, 1, __ATOMIC_RELEASE);
 }

@@ -11,14 +11,8 @@
 #include <linux/capability.h>
 #include <liburing.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#ifndef SYS_kcmp
-#define SYS_kcmp 312
-#endif
-#define PHYR_KCMP_FILE 0
 
 int phyr_shim_ring_fd(const struct io_uring *ring)
 {
@@ -38,21 +32,6 @@ int phyr_shim_io_uring_setup(unsigned entries)
 	memset(&p, 0, sizeof p);
 	long ret = syscall(__NR_io_uring_setup, entries, &p);
 	return ret < 0 ? -errno : (int)ret;
-}
-
-int phyr_shim_same_file(int fd1, int fd2)
-{
-	pid_t pid = getpid();
-	long ret = syscall(SYS_kcmp, pid, pid, PHYR_KCMP_FILE, fd1, fd2);
-	if (ret < 0)
-		return -errno;
-	return ret == 0;
-}
-
-int phyr_shim_anonymous_file(void)
-{
-	int fd = eventfd(0, EFD_CLOEXEC);
-	return fd < 0 ? -errno : fd;
 }
 
 int phyr_shim_has_capability(int cap)

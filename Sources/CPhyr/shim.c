@@ -106,3 +106,13 @@ int phyr_shim_ioctl(int fd, unsigned long request, void *arg)
 	int ret = ioctl(fd, request, arg);
 	return ret < 0 ? -errno : ret;
 }
+
+#include "phyr.h"
+
+#define PHYR_STRINGIFY_(x) #x
+#define PHYR_STRINGIFY(x) PHYR_STRINGIFY_(x)
+
+const char *phyr_shim_version(void)
+{
+	return PHYR_STRINGIFY(PHYR_VERSION_MAJOR) "." PHYR_STRINGIFY(PHYR_VERSION_MINOR) "." PHYR_STRINGIFY(PHYR_VERSION_PATCH);
+}

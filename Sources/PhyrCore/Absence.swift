@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /// Why a handle a caller passed is not live.
-package enum Absence: Error, Equatable, Sendable {
+package enum Absence: Equatable, Sendable {
     /// Made by this process and released since.
     case released
     /// Made before this process was forked, by its parent: handles do not
@@ -17,5 +17,13 @@ package enum Absence: Error, Equatable, Sendable {
             + "parent's ranges or registrations)"
         case .foreign: "it is not a handle libphyr returned"
         }
+    }
+}
+
+extension Absence {
+    /// The refusal of `handle`, a `kind` ("range", "registration") that is
+    /// not live.
+    package func error(_ kind: String, handle: UInt64) -> PhyrError {
+        PhyrError(.EINVAL, "\(hex(handle)) is not a live \(kind): \(reason)")
     }
 }

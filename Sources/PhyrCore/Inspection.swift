@@ -192,7 +192,7 @@ package enum Inspection {
         }
         let segments = Backing.segments(runs, range: addr..<end)
         let units: [BufferUnit]
-        do throws(RegistrationPlan.Refusal) {
+        do throws(PhyrError) {
             units = try RegistrationPlan(segments: Array(segments), maxUnit: UInt64.max).units
         } catch {
             r.backing = "not mapped"

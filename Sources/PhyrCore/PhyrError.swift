@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: MIT
-/// A failure as the C caller sees it: an errno and a sentence for
-/// `phyr_last_error()` that names the address, mapping or limit at fault.
+/// The one way libphyr fails above the kernel layer: an errno for the C
+/// caller and a sentence for `phyr_last_error()` that names the address,
+/// mapping or limit at fault.  The C edge puts the function's name in front.
 package struct PhyrError: Error, Sendable {
-    package var code: Int32
+    package var errno: Errno
     package var message: String
 
-    package init(_ code: Int32, _ message: String) {
-        self.code = code
+    package init(_ errno: Errno, _ message: String) {
+        self.errno = errno
         self.message = message
     }
 
     /// The same failure, its sentence starting with the function's name.
     package func prefixed(_ function: String) -> PhyrError {
-        PhyrError(code, function + ": " + message)
+        PhyrError(errno, function + ": " + message)
     }
 }
 

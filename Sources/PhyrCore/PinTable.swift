@@ -1,124 +1,4 @@
 // SPDX-License-Identifier: MIT
-/// One live pinned range.
-///
-/// What a pin learned about its memory -- segments, lockable pieces,
-/// MADV_DONTFORK extents, files -- is kept once, in a `PinDescription` the
-/// halves of a split and a registration's references share, and read
-/// through `range` and `lockInterval`: a split copies no array and allocates
-/// nothing, and a table of 100,000 pieces of one pin holds one description.
-package struct PinnedRange: Sendable {
-    package var range: Range<UInt64>
-    /// Whole folios covering `range`: what this pin holds locked.
-    package var lockInterval: Range<UInt64>
-    package var pinFlags: UInt32
-    /// Where the lock ends when that is also where its mapping ended, with
-    /// nothing mapped after it, at pin time: the one place mremap(2) can grow
-    /// the locked mapping in place (and the kernel locks the growth).
-    package var growableEnd: UInt64? = nil
-    /// PHYR_PIN_LONGTERM: the buffers of libphyr's holder rings whose kernel
-    /// pins hold the range's folios, in address order.  Shared by the
-    /// range's references (a registration's, the halves of a split), each
-    /// emptied when the last range holding it goes.
-    package var held: [HeldBuffer] = []
-    /// PHYR_PIN_LONGTERM: held, not locked.
-    package var isLongterm: Bool = false
-    /// The pin's findings, for a span that may be wider than `range`.
-    private var found: PinDescription
-
-    package init(range: Range<UInt64>, lockInterval: Range<UInt64>, lockable: [Range<UInt64>],
-                 segments: ContiguousArray<Segment>, pinFlags: UInt32, growableEnd: UInt64? = nil,
-                 anonymous: Bool = true, files: Set<FileKey> = [], held: [HeldBuffer] = [],
-                 dontfork: [Range<UInt64>] = [], isLongterm: Bool = false) {
-        self.range = range
-        self.lockInterval = lockInterval
-        self.pinFlags = pinFlags
-        self.growableEnd = growableEnd
-        self.held = held
-        self.isLongterm = isLongterm
-        found = PinDescription(segments: segments, lockable: lockable, dontfork: dontfork, files: files,
-                               anonymous: anonymous)
-    }
-
-    /// The segments of `range`.
-    package var segments: ContiguousArray<Segment> {
-        get { PinTable.clip(found.segments, to: range) }
-        set { found = found.with(segments: newValue) }
-    }
-
-    /// Segments of a span around `range` (at least all of it): enough to find
-    /// the folio at an address inside it, with no copy.
-    package var segmentsAround: ContiguousArray<Segment> { found.segments }
-
-    /// The parts of `lockInterval` mlock applies to (see `Backing.lockablePieces`).
-    package var lockable: [Range<UInt64>] {
-        get { PinTable.intersect([lockInterval], found.lockable) }
-        set { found = found.with(lockable: newValue) }
-    }
-
-    /// PHYR_PIN_DONTFORK: the folio extents MADV_DONTFORK covers for it.
-    package var dontfork: [Range<UInt64>] {
-        found.dontfork.isEmpty ? [] : PinTable.intersect(found.dontfork, [lockInterval])
-    }
-
-    /// What the memory was at pin time: anonymous, and which files.  A
-    /// release that finds its lock gone looks for it only among these.
-    package var anonymous: Bool { found.anonymous }
-    package var files: Set<FileKey> { found.files }
-}
-
-/// What a pin found out about its memory (see `PinnedRange`); never changed
-/// once made, so any number of ranges share it.
-package final class PinDescription: Sendable {
-    let segments: ContiguousArray<Segment>
-    let lockable: [Range<UInt64>]
-    let dontfork: [Range<UInt64>]
-    let files: Set<FileKey>
-    let anonymous: Bool
-
-    init(segments: ContiguousArray<Segment>, lockable: [Range<UInt64>], dontfork: [Range<UInt64>],
-         files: Set<FileKey>, anonymous: Bool) {
-        self.segments = segments
-        self.lockable = lockable
-        self.dontfork = dontfork
-        self.files = files
-        self.anonymous = anonymous
-    }
-
-    func with(segments: ContiguousArray<Segment>) -> PinDescription {
-        PinDescription(segments: segments, lockable: lockable, dontfork: dontfork, files: files, anonymous: anonymous)
-    }
-
-    func with(lockable: [Range<UInt64>]) -> PinDescription {
-        PinDescription(segments: segments, lockable: lockable, dontfork: dontfork, files: files, anonymous: anonymous)
-    }
-}
-
-/// A fixed buffer in one of libphyr's holder rings: the kernel's long-term
-/// pin (FOLL_PIN | FOLL_LONGTERM) of the unit's memory, one reference per
-/// folio where the unit coalesces.
-package struct HeldBuffer: Equatable, Sendable {
-    /// Unique in the process, never reused.
-    package var serial: UInt64
-    /// The holder ring, by a number never reused in the process.
-    package var ring: UInt64
-    package var slot: Int
-    package var unit: BufferUnit
-    /// What the kernel charged for it, and the huge spans that charge counts
-    /// in its ring (see `LockCharge`).
-    package var charge: UInt64
-    package var hugeSpans: [Range<UInt64>]
-
-    package init(serial: UInt64, ring: UInt64, slot: Int, unit: BufferUnit, charge: UInt64,
-                 hugeSpans: [Range<UInt64>]) {
-        self.serial = serial
-        self.ring = ring
-        self.slot = slot
-        self.unit = unit
-        self.charge = charge
-        self.hugeSpans = hugeSpans
-    }
-}
-
 /// The library's registry of live ranges and the lock counts behind them.
 ///
 /// Pure bookkeeping: it says which memory to lock or unlock and the caller
@@ -221,6 +101,10 @@ package struct PinTable {
 
     package static func handle(for id: UInt64) -> UInt { UInt(handleTag | id) }
 
+    /// The refusal when `maxLive` ranges are live.
+    package static let tooMany = PhyrError(.EMFILE, "\(maxLive) ranges are live already (references held by "
+                                           + "registrations count), the most a process may hold")
+
     package static func id(forHandle handle: UInt) -> UInt64? {
         let raw = UInt64(handle)
         guard raw & handleTag != 0, raw & 0x7F00_0000_0000_0000 == 0 else { return nil }
@@ -257,9 +141,6 @@ package struct PinTable {
     /// How many live ranges share held buffer `serial`.
     package func references(toHeld serial: UInt64) -> Int { heldRefs[serial] ?? 0 }
 
-    /// How many live PHYR_PIN_DONTFORK ranges cover `address`.
-    package func dontforkCoverage(at address: UInt64) -> Int64 { dontforkCoverage.coverage(at: address) }
-
     /// Replaces the description of live range `id` (with physical addresses).
     package mutating func describe(_ id: UInt64, segments: ContiguousArray<Segment>) {
         if let i = index(of: id) { slots[i].range?.segments = segments }
@@ -272,12 +153,6 @@ package struct PinTable {
         guard let pin = range(id), let (copy, lock, dontfork) = insert(pin) else { return nil }
         assert(lock.isEmpty && dontfork.isEmpty, "a live range's memory is already locked and marked")
         return copy
-    }
-
-    /// Removes a range; returns the memory that must now be unlocked, or nil
-    /// when `id` is not live.
-    package mutating func remove(_ id: UInt64) -> [Range<UInt64>]? {
-        removeRange(id)?.freed
     }
 
     /// What removing a range leaves to undo in the kernel.
@@ -318,12 +193,11 @@ package struct PinTable {
         return gone
     }
 
-    package enum SplitError: Error, Equatable {
-        case notLive(Absence), offsetOutside(length: UInt64)
-        /// `maxLive` ranges are live already.
-        case tooMany
-        /// The buffers given for a long-term split are not the ones the range
-        /// needs now (another thread split it meanwhile).
+    /// What a split did: cut the range, or nothing, because the buffers
+    /// given are not the ones the range needs now (another thread split it
+    /// meanwhile: ask `heldCut` again).
+    package enum SplitOutcome: Equatable {
+        case split(tail: UInt64, unheld: [HeldBuffer])
         case heldChanged
     }
 
@@ -352,11 +226,15 @@ package struct PinTable {
     /// as `heldCut` asked for them (both nil when it asked for none).
     /// Returns the tail's id and the held buffers no range shares any more.
     package mutating func split(_ id: UInt64, at offset: UInt64, heldHead: HeldBuffer? = nil,
-                        heldTail: HeldBuffer? = nil) throws(SplitError) -> (tail: UInt64, unheld: [HeldBuffer]) {
-        guard let pin = range(id) else { throw .notLive(absence(of: id) ?? .foreign) }
+                        heldTail: HeldBuffer? = nil) throws(PhyrError) -> SplitOutcome {
+        guard let pin = range(id) else {
+            throw (absence(of: id) ?? .foreign).error("range", handle: UInt64(Self.handle(for: id)))
+        }
         let length = UInt64(pin.range.count)
-        guard offset > 0, offset < length else { throw .offsetOutside(length: length) }
-        guard !freeSlots.isEmpty || slots.count < Self.maxLive else { throw .tooMany }
+        guard offset > 0, offset < length else {
+            throw PhyrError(.EINVAL, "offset \(offset) is not inside the range (0 < offset < \(length))")
+        }
+        guard !freeSlots.isEmpty || slots.count < Self.maxLive else { throw Self.tooMany }
         let cut = pin.range.lowerBound + offset
         var folio = Backing.folio(at: cut, in: pin.segmentsAround)
         folio = max(folio.lowerBound, pin.lockInterval.lowerBound)..<min(folio.upperBound, pin.lockInterval.upperBound)
@@ -372,7 +250,7 @@ package struct PinTable {
 
         var unheld: [HeldBuffer] = []
         if let c = Self.heldCut(pin, at: cut) {
-            guard heldHead?.unit == c.head, heldTail?.unit == c.tail else { throw .heldChanged }
+            guard heldHead?.unit == c.head, heldTail?.unit == c.tail else { return .heldChanged }
             let shared = pin.held[c.index]
             head.held = Array(pin.held[..<c.index]) + [heldHead ?? shared]
             tail.held = [heldTail ?? shared] + Array(pin.held[(c.index + 1)...])
@@ -382,7 +260,7 @@ package struct PinTable {
             let keepers = (heldHead == nil ? 1 : 0) + (heldTail == nil ? 1 : 0)
             if keepers == 0 { unheld = dropReferences([shared]) } else if keepers == 2 { heldRefs[shared.serial, default: 0] += 1 }
         } else {
-            guard heldHead == nil, heldTail == nil else { throw .heldChanged }
+            guard heldHead == nil, heldTail == nil else { return .heldChanged }
             let k = pin.held.firstIndex { $0.unit.addr >= cut } ?? pin.held.count
             head.held = Array(pin.held[..<k])
             tail.held = Array(pin.held[k...])
@@ -397,18 +275,7 @@ package struct PinTable {
         if let i = index(of: id) { slots[i].range = head }
         // Room was made sure of above.
         let tailID = store(tail, pending: false) ?? 0
-        return (tailID, unheld)
-    }
-
-    package static func clip(_ segs: ContiguousArray<Segment>, to r: Range<UInt64>) -> ContiguousArray<Segment> {
-        var out = ContiguousArray<Segment>()
-        for s in segs {
-            let lo = max(s.addr, r.lowerBound), hi = min(s.end, r.upperBound)
-            guard lo < hi else { continue }
-            let phys = s.phys == physUnknown ? physUnknown : s.phys + (lo - s.addr)
-            out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: s.pageShift, flags: s.flags))
-        }
-        return out
+        return .split(tail: tailID, unheld: unheld)
     }
 
     /// The parts of `spans` (sorted, disjoint) that no live range covers.
@@ -422,54 +289,4 @@ package struct PinTable {
         Self.intersect(inheritedDontfork, [span])
     }
 
-    /// `a` and `b` together, both sorted lists of disjoint intervals.
-    package static func union(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
-        var out: [Range<UInt64>] = []
-        for r in (a + b).sorted(by: { $0.lowerBound < $1.lowerBound }) {
-            if let last = out.last, r.lowerBound <= last.upperBound {
-                out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
-            } else {
-                out.append(r)
-            }
-        }
-        return out
-    }
-
-    /// `a` minus `b`, both sorted lists of disjoint intervals.
-    package static func subtract(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
-        var out: [Range<UInt64>] = []
-        var j = 0
-        for r in a {
-            var lo = r.lowerBound
-            while j < b.count && b[j].upperBound <= lo { j += 1 }
-            var k = j
-            while lo < r.upperBound {
-                guard k < b.count, b[k].lowerBound < r.upperBound else {
-                    out.append(lo..<r.upperBound)
-                    break
-                }
-                if b[k].lowerBound > lo { out.append(lo..<b[k].lowerBound) }
-                lo = max(lo, b[k].upperBound)
-                k += 1
-            }
-        }
-        return out
-    }
-
-    /// The intersection of two sorted lists of disjoint intervals.
-    package static func intersect(_ a: [Range<UInt64>], _ b: [Range<UInt64>]) -> [Range<UInt64>] {
-        // The common cases, without making an array: one side empty, or
-        // the one interval of `a` inside the one of `b`.
-        if a.isEmpty || b.isEmpty { return [] }
-        if a.count == 1, b.count == 1, !a[0].isEmpty,
-           b[0].lowerBound <= a[0].lowerBound, a[0].upperBound <= b[0].upperBound { return a }
-        var out: [Range<UInt64>] = []
-        var i = 0, j = 0
-        while i < a.count && j < b.count {
-            let lo = max(a[i].lowerBound, b[j].lowerBound), hi = min(a[i].upperBound, b[j].upperBound)
-            if lo < hi { out.append(lo..<hi) }
-            if a[i].upperBound < b[j].upperBound { i += 1 } else { j += 1 }
-        }
-        return out
-    }
 }

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
-import Glibc
-import Phyr
 import PhyrCore
+import PhyrKernel
 
 /// A process as phyr-inspect reports it.
 struct ProcessReport {
@@ -27,13 +26,35 @@ struct RingReport {
     var buffers: [BufferReport]?
 }
 
-enum InspectError: Error {
-    case noProcess(Int32)
-    case exited(Int32)
-    case noMemory(Int32)
-    case notPermitted(Int32, String)
-    case unreadable(String, Errno)
-    case nothingMapped(Range<UInt64>)
+/// The tool's refusals, as sentences: the process is gone, unreadable, or
+/// has nothing where it was asked to look.
+enum Refusal {
+    static func noProcess(_ pid: Int32) -> PhyrError {
+        PhyrError(.ESRCH, "no process \(pid) (/proc/\(pid) does not exist)")
+    }
+
+    static func exited(_ pid: Int32) -> PhyrError {
+        PhyrError(.ESRCH, "process \(pid) exited while it was being inspected")
+    }
+
+    static func noMemory(_ pid: Int32) -> PhyrError {
+        PhyrError(.ESRCH, "process \(pid) has no memory to inspect (a zombie, or a kernel thread)")
+    }
+
+    static func notPermitted(_ pid: Int32, _ path: String) -> PhyrError {
+        PhyrError(.EACCES, "not permitted to read process \(pid)'s memory (\(path): permission denied): the kernel "
+                  + "shows it only to callers allowed PTRACE_MODE_READ on it -- its own user (unless it is not "
+                  + "dumpable), or CAP_SYS_PTRACE (root)")
+    }
+
+    static func unreadable(_ path: String, _ e: Errno) -> PhyrError {
+        PhyrError(e, "cannot read \(path): \(e)")
+    }
+
+    static func nothingMapped(_ r: Range<UInt64>, _ pid: Int32) -> PhyrError {
+        PhyrError(.ENOENT, "nothing is mapped in [\(Inspection.hexText(r.lowerBound)), \(Inspection.hexText(r.upperBound))) "
+                  + "of process \(pid)")
+    }
 }
 
 /// Reads a process through the library's own kernel readers (smaps,
@@ -55,20 +76,19 @@ struct Inspector {
         return tids.first { $0 != pid }.map { ProcFiles(pid: pid, thread: $0) }
     }
 
-    private func readSmaps(from lo: UInt64, to hi: UInt64) throws(InspectError) -> [VMAStats] {
+    private func readSmaps(from lo: UInt64, to hi: UInt64) throws(PhyrError) -> [VMAStats] {
         var all: [VMAStats] = []
         do throws(Errno) {
-            _ = try Mappings.smaps(in: files, from: lo, to: hi) { all.append($0); return true }
+            _ = try Smaps.read(in: files, from: lo, to: hi) { all.append($0); return true }
         } catch {
             throw failure(error, reading: "smaps")
         }
         return all
     }
 
-    mutating func inspect(range: Range<UInt64>?, rings wantRings: Bool) throws(InspectError) -> ProcessReport {
-        var st = stat()
-        if stat(files.directory, &st) != 0 { throw .noProcess(pid) }
-        let settings = Mappings.thpSettings(of: files)
+    mutating func inspect(range: Range<UInt64>?, rings wantRings: Bool) throws(PhyrError) -> ProcessReport {
+        if !files.processExists { throw Refusal.noProcess(pid) }
+        let settings = SystemSettings.thpSettings(of: files)
         // Buffers may lie anywhere: with --io-uring every VMA is read.
         let (lo, hi) = wantRings ? (UInt64(0), UInt64.max) : (range?.lowerBound ?? 0, range?.upperBound ?? .max)
         var all = try readSmaps(from: lo, to: hi)
@@ -76,8 +96,8 @@ struct Inspector {
             // A main thread that exited leaves /proc/PID without memory;
             // the process's other threads still show it.
             guard let thread = otherThread() else {
-                if stat(files.directory, &st) != 0 { throw .exited(pid) }
-                throw .noMemory(pid)
+                if !files.processExists { throw Refusal.exited(pid) }
+                throw Refusal.noMemory(pid)
             }
             files = thread
             all = try readSmaps(from: lo, to: hi)
@@ -85,7 +105,7 @@ struct Inspector {
         var shown = all
         if let range {
             shown = all.filter { $0.mapping.start < range.upperBound && range.lowerBound < $0.mapping.end }
-            if shown.isEmpty { throw .nothingMapped(range) }
+            if shown.isEmpty { throw Refusal.nothingMapped(range, pid) }
         }
         let mappings = shown.map { v in Inspection.report(v, settings: settings) { interiorBase(v.mapping) } }
         var rings: [RingReport] = []
@@ -96,7 +116,7 @@ struct Inspector {
             // The release's rules, not the library's timing probe: the answer
             // must not depend on how busy the machine is.
             let kernel = IoUringProbes.coalescingByRelease()
-            var seen: [RingFiles.Identity: Int] = [:]
+            var seen: [RingIdentity: Int] = [:]
             var ringInodes = Set<UInt64>()
             for fd in fds {
                 if let id = RingFiles.identity(fd, in: files) {
@@ -125,19 +145,16 @@ struct Inspector {
         }
         // Read to the end while the process lived?  A process gone meanwhile
         // leaves a short read that looks like a small process.
-        if stat(files.directory, &st) != 0 { throw .exited(pid) }
+        if !files.processExists { throw Refusal.exited(pid) }
         let vmPin = procField(files.path("status"), "VmPin:").map { $0 &* 1024 }
         return ProcessReport(pid: pid, command: command(), settings: settings, mappings: mappings, rings: rings,
                              vmPin: vmPin, unlistedRings: unlisted)
     }
 
-    private func failure(_ e: Errno, reading what: String) -> InspectError {
-        var st = stat()
-        if stat(files.directory, &st) != 0 || e.code == ESRCH { return .exited(pid) }
-        if e.code == EACCES || e.code == EPERM {
-            return .notPermitted(pid, files.path(what))
-        }
-        return .unreadable(files.path(what), e)
+    private func failure(_ e: Errno, reading what: String) -> PhyrError {
+        if !files.processExists || e == .ESRCH { return Refusal.exited(pid) }
+        if e == .EACCES || e == .EPERM { return Refusal.notPermitted(pid, files.path(what)) }
+        return Refusal.unreadable(files.path(what), e)
     }
 
     /// The process's comm, whole: a name set by prctl may hold newlines.
@@ -174,7 +191,7 @@ struct Inspector {
     }
 
     /// Why the mappings under a buffer cannot hold THP, the first that says.
-    private func notHuge(_ b: RingFiles.Buffer, _ all: [VMAStats], settings: THPSettings)
+    private func notHuge(_ b: ListedBuffer, _ all: [VMAStats], settings: THPSettings)
         -> (text: String, collapsible: Bool)? {
         for v in overlapping(b.addr, b.addr &+ b.len, all) where !v.mapping.isHugetlb {
             if let why = Inspection.notHuge(v, settings: settings) { return why }
@@ -185,7 +202,7 @@ struct Inspector {
     /// What backs a buffer's memory now: the VMAs tiling it, scanned.  Memory
     /// no longer mapped (the kernel may still hold it) comes back as a run
     /// with no folio; nil when the scan failed.
-    private func backing(_ b: RingFiles.Buffer, _ all: [VMAStats]) -> [BackingRun]? {
+    private func backing(_ b: ListedBuffer, _ all: [VMAStats]) -> [BackingRun]? {
         let lo = alignDown(b.addr, basePageSize)
         let (hiRaw, overflow) = b.addr.addingReportingOverflow(b.len)
         let hi = alignUp(hiRaw, basePageSize)

@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: MIT
 // phyr-inspect: how any process's memory is backed, why it is not huge, and
 // what its io_uring registrations cost.  See phyr-inspect(1).
-import CPhyr
-import Glibc
-import Phyr
 import PhyrCore
+import PhyrKernel
 
 let usage = """
     usage: phyr-inspect [--io-uring] [--json] PID [ADDR[+LEN]]
@@ -21,29 +19,16 @@ let usage = """
 
     """
 
-/// All of `text` to `fd`, however many writes it takes (waiting where `fd`
-/// is non-blocking); the errno of a write that failed, or 0.
+/// All of `text` to `fd`; the error of a write that failed, or nil.
 @discardableResult
-func emit(_ fd: Int32, _ text: String) -> Int32 {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&p, 1, -1)
-            continue
-        }
-        if n < 0 { return errno }
-        if n == 0 { return EIO }
-        bytes = bytes.dropFirst(n)
-    }
-    return 0
+func emit(_ fd: Int32, _ text: String) -> Errno? {
+    do { try Terminal.write(fd, text) } catch { return error }
+    return nil
 }
 
 func fail(_ message: String, code: Int32 = 1) -> Never {
     emit(2, "phyr-inspect: \(message)\n")
-    exit(code)
+    Terminal.exit(code)
 }
 
 /// "123", "0x7f00", "4M": digits only, no sign.
@@ -76,10 +61,10 @@ for arg in CommandLine.arguments.dropFirst() {
     case "--json": json = true
     case "-h", "--help":
         emit(1, usage)
-        exit(0)
+        Terminal.exit(0)
     case "--version":
-        emit(1, "phyr-inspect \(phyr_version().map { String(cString: $0) } ?? "?")\n")
-        exit(0)
+        emit(1, "phyr-inspect \(Terminal.libraryVersion)\n")
+        Terminal.exit(0)
     default:
         if arg.hasPrefix("-") && arg.count > 1 { fail("unknown option \(arg)\n\(usage)", code: 2) }
         positional.append(arg)
@@ -108,24 +93,7 @@ do {
     var inspector = Inspector(pid: pid)
     let report = try inspector.inspect(range: range, rings: rings || json)
     let text = json ? JSONOutput.render(report) : TableOutput.render(report, rings: rings)
-    let e = emit(1, text)
-    if e != 0 { fail("writing the report failed: \(String(cString: strerror(e)))") }
+    if let e = emit(1, text) { fail("writing the report failed: \(e)") }
 } catch {
-    switch error {
-    case .noProcess(let p):
-        fail("no process \(p) (/proc/\(p) does not exist)")
-    case .exited(let p):
-        fail("process \(p) exited while it was being inspected")
-    case .noMemory(let p):
-        fail("process \(p) has no memory to inspect (a zombie, or a kernel thread)")
-    case .notPermitted(let p, let path):
-        fail("not permitted to read process \(p)'s memory (\(path): permission denied): the kernel shows it only to "
-             + "callers allowed PTRACE_MODE_READ on it -- its own user (unless it is not dumpable), or CAP_SYS_PTRACE "
-             + "(root)")
-    case .unreadable(let path, let e):
-        fail("cannot read \(path): \(e)")
-    case .nothingMapped(let r):
-        fail("nothing is mapped in [\(Inspection.hexText(r.lowerBound)), \(Inspection.hexText(r.upperBound))) "
-             + "of process \(pid)")
-    }
+    fail(error.message)
 }

@@ -96,4 +96,28 @@ import Testing
         // A handle the block does not belong to is never answered.
         #expect(index.read(as: Self.handle &+ 1) { _ in true } == nil)
     }
+    /// The branch-free search against a linear scan: every count up to 40,
+    /// buffers with and without gaps between them, every boundary address,
+    /// and addresses no buffer can have.
+    @Test func findAgreesWithALinearScan() {
+        var rng = SplitMix(seed: 16)
+        for n in 0...40 {
+            let index = BufferIndex.allocate(capacity: BufferIndexPool.capacity(for: n))
+            var units: [BufferUnit] = []
+            var at: UInt64 = 0x7f00_0000_0000 + (rng.next() % 4) << 12
+            for _ in 0..<n {
+                let len = (1 + rng.next() % 4) << 12
+                units.append(BufferUnit(addr: at, len: len, pageShift: 12))
+                at += len + (rng.next() % 2) << 12  // half of them followed by a gap
+            }
+            index.fill(handle: Self.handle, units: units, slots: Array(0..<n), coalescing: .multiFolio)
+            var probes: [UInt64] = [0, 1, 1 << 47, 1 << 63, UInt64.max, 0x7f00_0000_0000 - 1]
+            for u in units { probes += [u.addr - 1, u.addr, u.addr + 1, u.end - 1, u.end, u.end + 1] }
+            for address in probes {
+                let want = units.firstIndex { $0.addr <= address && address < $0.end } ?? -1
+                let got = index.read(as: Self.handle) { $0.find(address) ?? -1 } ?? -2
+                #expect(got == want, "\(n) buffers, address \(String(address, radix: 16))")
+            }
+        }
+    }
 }

@@ -2,8 +2,8 @@
 import CPhyr
 import Glibc
 import Testing
-@testable import Phyr
 @testable import PhyrCore
+@testable import PhyrKernel
 
 /// The kernel edges against the real kernel: each modern interface and its
 /// fallback must describe the same memory the same way.
@@ -23,6 +23,12 @@ import Testing
     }
 
     static func ptr(_ a: UInt64) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(a)) }
+
+    /// The mappings of a tiling with no hole.
+    static func mapped(_ t: Tiling) throws -> [Mapping] {
+        guard case .mapped(let m) = t else { throw Errno.EFAULT }
+        return m
+    }
 
     /// Whether the running kernel has the ioctl a test compares against its
     /// fallback; a test of a missing interface is skipped, saying so.
@@ -62,8 +68,8 @@ import Testing
         defer { munmap(Self.ptr(base), Int(12 * Self.M)) }
         mprotect(Self.ptr(base + 4 * Self.M), Int(4 * Self.M), PROT_READ)
         let span = base..<(base + 12 * Self.M)
-        let modern = try Mappings.procmapQuery(span)
-        let legacy = try Mappings.fromSmaps(span)
+        let modern = try Self.mapped(ProcmapQuery.tiling(span))
+        let legacy = try Self.mapped(Mappings.fromSmaps(span))
         #expect(modern.count == 3)
         #expect(modern.map(\.start) == legacy.map(\.start))
         #expect(modern.map(\.end) == legacy.map(\.end))
@@ -94,8 +100,8 @@ import Testing
         defer { for (h, len) in hugetlb { munmap(h, len) } }
         if hugetlb.isEmpty { print("note: no hugetlb pages reserved: the page-size probe is not compared") }
         for span in spans {
-            let modern = try Mappings.procmapQuery(span)
-            let maps = try Mappings.fromMaps(span)
+            let modern = try Self.mapped(ProcmapQuery.tiling(span))
+            let maps = try Self.mapped(Mappings.fromMaps(span))
             #expect(modern.map(\.start) == maps.map(\.start))
             #expect(modern.map(\.end) == maps.map(\.end))
             #expect(modern.map(\.writable) == maps.map(\.writable))
@@ -112,15 +118,15 @@ import Testing
         munmap(Self.ptr(base + 4096), 4096)
         let span = base..<(base + 3 * 4096)
         var answers = [
-            Result { () throws(Mappings.Failure) in try Mappings.fromMaps(span) },
-            Result { () throws(Mappings.Failure) in try Mappings.fromSmaps(span) },
+            Result { () throws(Errno) in try Mappings.fromMaps(span) },
+            Result { () throws(Errno) in try Mappings.fromSmaps(span) },
         ]
-        if Self.hasProcmapQuery { answers.append(Result { () throws(Mappings.Failure) in try Mappings.procmapQuery(span) }) }
+        if Self.hasProcmapQuery { answers.append(Result { () throws(Errno) in try ProcmapQuery.tiling(span) }) }
         for answer in answers {
             switch answer {
-            case .success: Issue.record("a hole went unnoticed")
-            case .failure(.unmapped(let hole)): #expect(hole == (base + 4096)..<(base + 2 * 4096))
-            case .failure(let other): Issue.record("\(other)")
+            case .success(.hole(let hole)): #expect(hole == (base + 4096)..<(base + 2 * 4096))
+            case .success(.mapped): Issue.record("a hole went unnoticed")
+            case .failure(let e): Issue.record("\(e)")
             }
         }
     }
@@ -143,8 +149,8 @@ import Testing
         madvise(Self.ptr(base + 6 * Self.M), Int(2 * Self.M), MADV_NOHUGEPAGE)
         madvise(Self.ptr(base + 6 * Self.M), 4096, MADV_DONTNEED)
         let span = (base + Self.M)..<(base + 13 * Self.M)
-        let modernMaps = try Mappings.procmapQuery(span)
-        let legacyMaps = try Mappings.fromSmaps(span)
+        let modernMaps = try Self.mapped(ProcmapQuery.tiling(span))
+        let legacyMaps = try Self.mapped(Mappings.fromSmaps(span))
         let modern = Backing.classify(try PageScanner.pagemapScan(span), span: span, mappings: modernMaps)
         let legacy = Backing.classify(try PageScanner.pagemapEntries(span, mappings: legacyMaps),
                                       span: span, mappings: legacyMaps)
@@ -162,13 +168,13 @@ import Testing
             Issue.record("no [vvar] in /proc/self/maps")
             return
         }
-        let legacyMaps = try Mappings.fromSmaps(vvar)
+        let legacyMaps = try Self.mapped(Mappings.fromSmaps(vvar))
         #expect(legacyMaps.allSatisfy { $0.noFolio })
         let legacy = Backing.classify(try PageScanner.pagemapEntries(vvar, mappings: legacyMaps),
                                       span: vvar, mappings: legacyMaps)
         #expect(legacy.allSatisfy { $0.flags.contains(.noFolio) })
         guard Self.hasPagemapScan else { return }
-        for maps in [try Mappings.fromMaps(vvar)] + (Self.hasProcmapQuery ? [try Mappings.procmapQuery(vvar)] : []) {
+        for maps in [try Self.mapped(Mappings.fromMaps(vvar))] + (Self.hasProcmapQuery ? [try Self.mapped(ProcmapQuery.tiling(vvar))] : []) {
             let modern = Backing.classify(try PageScanner.pagemapScan(vvar), span: vvar, mappings: maps)
             #expect(modern.allSatisfy { $0.flags.contains(.noFolio) })
             #expect(modern.map(\.flags) == legacy.map(\.flags))
@@ -186,7 +192,7 @@ import Testing
         #expect(visible == (getuid() == 0), "PFNs visible: \(visible), uid \(getuid())")
         guard visible else { return }
         let span = base..<(base + len)
-        let maps = try Mappings.covering(span)
+        let maps = try Self.mapped(Mappings.covering(span))
         let runs = Backing.classify(try PageScanner.scan(span, mappings: maps), span: span, mappings: maps)
         let phys = try PhysicalAddresses.attach(runs)
         let entries = try PageScanner.readEntries(base..<(base + len))

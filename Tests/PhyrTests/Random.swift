@@ -19,11 +19,3 @@ struct SplitMix: RandomNumberGenerator {
 /// it in `_convertToAnyHashable`, Swift 6.3.1): tests ask this instead, and
 /// compare optional integers as `x ?? 0 == y`.
 func isNil<T>(_ x: T?) -> Bool { x == nil }
-
-extension PinTable {
-    /// `insert` in a test: a table this small always has room.
-    mutating func added(_ pin: PinnedRange) throws -> (id: UInt64, lock: [Range<UInt64>], dontfork: [Range<UInt64>]) {
-        let result = insert(pin)
-        return try #require(result)
-    }
-}

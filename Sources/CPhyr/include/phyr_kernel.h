@@ -83,6 +83,9 @@ struct phyr_procmap_query {
 #define PHYR_ERR_MAX 512
 char *phyr_shim_error_buffer(void);
 
+/* "MAJOR.MINOR.PATCH", from phyr.h's macros. */
+const char *phyr_shim_version(void);
+
 /*
  * Faulting pages in on kernels without MADV_POPULATE_* (before 5.14), never
  * raising a signal in the caller: both fault from inside the kernel, which
@@ -272,13 +275,6 @@ int phyr_shim_io_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_
 
 /* A minimal io_uring (no mappings), for cloning buffer tables; fd or -errno. */
 int phyr_shim_io_uring_setup(unsigned entries);
-
-/* kcmp(KCMP_FILE): 1 when both descriptors name one open file, 0 when not,
- * -errno when the kernel cannot tell. */
-int phyr_shim_same_file(int fd1, int fd2);
-
-/* An eventfd: a file on the one anonymous inode most anonymous files share. */
-int phyr_shim_anonymous_file(void);
 
 /* Whether capability `cap` is in this thread's effective set. */
 int phyr_shim_has_capability(int cap);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-import CPhyr
-import Synchronization
 import PhyrCore
+import PhyrKernel
+import Synchronization
 
 /// The buffers of one registration, laid out for `ring_reg_lookup`: sorted
 /// starts, ends, slot numbers, page shifts and flags in one raw block, so a
@@ -21,10 +21,12 @@ import PhyrCore
 /// "not live", and one in a forked child never answers for the parent.
 /// Arrays are laid out by the block's capacity, so a torn read stays inside
 /// the block.
-struct BufferIndex: @unchecked Sendable {
+package struct BufferIndex: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
 
-    private static let header = 64  // sequence, handle, count, epoch, capacity
+    init(base: UnsafeMutableRawPointer) { self.base = base }
+
+    static let header = 64  // sequence, handle, count, epoch, capacity
     private static let perEntry = 8 + 8 + 4 + 4 + 4
 
     static func bytes(capacity: Int) -> Int { header + capacity * perEntry }
@@ -43,31 +45,31 @@ struct BufferIndex: @unchecked Sendable {
         return index
     }
 
-    private var words: UnsafeMutablePointer<Atomic<UInt64>> { base.assumingMemoryBound(to: Atomic<UInt64>.self) }
-    private var sequence: UnsafeMutablePointer<Atomic<UInt64>> { words }
-    var capacity: Int { Int(truncatingIfNeeded: words[4].load(ordering: .relaxed)) }
+    var words: UnsafeMutablePointer<Atomic<UInt64>> { base.assumingMemoryBound(to: Atomic<UInt64>.self) }
+    var sequence: UnsafeMutablePointer<Atomic<UInt64>> { words }
+    @inline(__always) package var capacity: Int { Int(truncatingIfNeeded: words[4].load(ordering: .relaxed)) }
 
-    private var starts: UnsafeMutablePointer<Atomic<UInt64>> {
+    var starts: UnsafeMutablePointer<Atomic<UInt64>> {
         (base + Self.header).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
-    private var ends: UnsafeMutablePointer<Atomic<UInt64>> {
+    var ends: UnsafeMutablePointer<Atomic<UInt64>> {
         (base + Self.header + 8 * capacity).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
     /// Slots, then page shifts, then flags: three arrays of `capacity`.
-    private var slots: UnsafeMutablePointer<Atomic<UInt32>> {
+    var slots: UnsafeMutablePointer<Atomic<UInt32>> {
         (base + Self.header + 16 * capacity).assumingMemoryBound(to: Atomic<UInt32>.self)
     }
 
     // Readers' view: inside `read`, possibly torn, thrown away if so.
-    var handle: UInt64 { words[1].load(ordering: .relaxed) }
+    @inline(__always) package var handle: UInt64 { words[1].load(ordering: .relaxed) }
     /// Never past capacity, even when read torn.
-    var count: Int { min(Int(truncatingIfNeeded: words[2].load(ordering: .relaxed)), capacity) }
-    private var epoch: UInt64 { words[3].load(ordering: .relaxed) }
-    func start(_ i: Int) -> UInt64 { starts[i].load(ordering: .relaxed) }
-    func end(_ i: Int) -> UInt64 { ends[i].load(ordering: .relaxed) }
-    func slot(_ i: Int) -> UInt32 { slots[i].load(ordering: .relaxed) }
-    func pageShift(_ i: Int) -> UInt32 { slots[capacity + i].load(ordering: .relaxed) }
-    func flags(_ i: Int) -> UInt32 { slots[2 * capacity + i].load(ordering: .relaxed) }
+    @inline(__always) package var count: Int { min(Int(truncatingIfNeeded: words[2].load(ordering: .relaxed)), capacity) }
+    var epoch: UInt64 { words[3].load(ordering: .relaxed) }
+    @inline(__always) package func start(_ i: Int) -> UInt64 { starts[i].load(ordering: .relaxed) }
+    @inline(__always) package func end(_ i: Int) -> UInt64 { ends[i].load(ordering: .relaxed) }
+    @inline(__always) package func slot(_ i: Int) -> UInt32 { slots[i].load(ordering: .relaxed) }
+    @inline(__always) package func pageShift(_ i: Int) -> UInt32 { slots[capacity + i].load(ordering: .relaxed) }
+    @inline(__always) package func flags(_ i: Int) -> UInt32 { slots[2 * capacity + i].load(ordering: .relaxed) }
 
     /// Opens a write: the count goes odd before any word changes.
     private func beginWrite() {
@@ -107,7 +109,7 @@ struct BufferIndex: @unchecked Sendable {
     /// Runs `body` on the block if it belongs to `handle` in this process and
     /// was not rewritten meanwhile; nil otherwise.  `body` must only read.
     @inline(__always)
-    func read<T>(as handle: UInt64, _ body: (BufferIndex) -> T) -> T? {
+    package func read<T>(as handle: UInt64, _ body: (BufferIndex) -> T) -> T? {
         let before = sequence[0].load(ordering: .acquiring)
         guard before & 1 == 0, self.handle == handle, epoch == UInt64(forkEpoch) else { return nil }
         let result = body(self)
@@ -117,15 +119,21 @@ struct BufferIndex: @unchecked Sendable {
 
     /// The buffer holding `address`: its position in the index, or nil.
     @inline(__always)
-    func find(_ address: UInt64) -> Int? {
-        // The last start <= address.
-        var lo = 0, hi = count
-        while lo < hi {
-            let mid = (lo &+ hi) >> 1
-            if start(mid) <= address { lo = mid &+ 1 } else { hi = mid }
+    package func find(_ address: UInt64) -> Int? {
+        // The last start <= address, by halving with a conditional move, not
+        // a branch: random addresses would mispredict every other step.
+        // LLVM's x86 pass that turns such moves in loops back into branches
+        // is off for this module (Package.swift).
+        var n = count
+        guard n > 0 else { return nil }
+        var base = 0
+        while n > 1 {
+            let half = n >> 1
+            base = start(base &+ half) <= address ? base &+ half : base
+            n &-= half
         }
-        guard lo > 0, address < end(lo - 1) else { return nil }
-        return lo - 1
+        guard start(base) <= address, address < end(base) else { return nil }
+        return base
     }
 }
 
@@ -153,11 +161,10 @@ struct BufferIndexPool {
 
 /// Registration handles, resolvable without a lock: a handle names a slot and
 /// the serial number of the registration, unique in this process and its
-/// forked children; the slot holds the published block, in chunks of the C
-/// shim's (`phyr_published_chunks`) made on first use and never freed.
-enum RegistrationHandles {
+/// forked children; the slot holds the published block (`PublishedIndex`).
+package enum RegistrationHandles {
     /// The limit on live registrations in a process, in the header.
-    static let capacity = Int(PHYR_REGISTRATIONS_MAX)
+    static let capacity = PublishedIndex.capacity
     /// Bits 63 and 61 set: non-canonical on x86-64 and arm64, unlike any
     /// pointer, and unlike a range handle (bit 63 alone).
     static let tag: UInt64 = 0xA
@@ -168,31 +175,17 @@ enum RegistrationHandles {
         tag << 60 | (serial & (1 << serialBits - 1)) << slotBits | UInt64(slot) & (1 << slotBits - 1)
     }
 
+    @inline(__always)
     static func decode(_ handle: UInt) -> (slot: Int, serial: UInt64)? {
         let raw = UInt64(handle)
         guard raw >> 60 == tag else { return nil }
         return (Int(raw & (1 << slotBits - 1)), (raw >> slotBits) & (1 << serialBits - 1))
     }
 
-    /// Makes sure slot `slot` can be published (its chunk exists); false when
-    /// memory for it cannot be had.
-    static func reserve(slot: Int) -> Bool {
-        phyr_shim_handle_slot_reserve(UInt32(slot)) == 0
-    }
-
-    static func publish(_ index: BufferIndex, slot: Int) {
-        phyr_shim_publish(UInt32(slot), UInt(bitPattern: index.base))
-    }
-
-    static func withdraw(slot: Int) {
-        phyr_shim_publish(UInt32(slot), 0)
-    }
-
     /// Runs `body` on the live index behind `handle`; nil when there is none.
     @inline(__always)
-    static func read<T>(_ handle: UnsafeRawPointer?, _ body: (BufferIndex) -> T) -> T? {
-        guard let handle, let (slot, _) = decode(UInt(bitPattern: handle)) else { return nil }
-        guard let base = UnsafeMutableRawPointer(bitPattern: phyr_shim_published(UInt32(slot))) else { return nil }
-        return BufferIndex(base: base).read(as: UInt64(UInt(bitPattern: handle)), body)
+    package static func read<T>(_ handle: UInt, _ body: (BufferIndex) -> T) -> T? {
+        guard let (slot, _) = decode(handle), let base = PublishedIndex.block(slot: slot) else { return nil }
+        return BufferIndex(base: base).read(as: UInt64(handle), body)
     }
 }

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+import CPhyr
+import Phyr
+import PhyrCore
+
+// The C entry points for pins: validate, convert, call.  Their C signatures
+// live in include/phyr.h; @implementation makes the compiler check each one
+// against it.
+
+@c @implementation
+public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
+                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    call("phyr_pin") { () throws(PhyrError) -> Int32 in
+        guard let out else { throw PhyrError(.EINVAL, "out is NULL") }
+        // size_t arrives as Int: read it back as the unsigned value C passed.
+        let length = UInt64(UInt(bitPattern: len))
+        guard length > 0 else { throw PhyrError(.EINVAL, "len is 0") }
+        guard flags & ~PinFlag.all == 0 else {
+            throw PhyrError(.EINVAL, "unknown flag bits \(hex(UInt64(flags & ~PinFlag.all)))")
+        }
+        let start = UInt64(UInt(bitPattern: addr))
+        let (end, overflow) = start.addingReportingOverflow(length)
+        guard !overflow else { throw PhyrError(.EINVAL, "\(hex(start)) + \(length) wraps around the address space") }
+        let id = try Pins.pin(start..<end, flags: flags)
+        out.pointee = OpaquePointer(bitPattern: PinTable.handle(for: id))
+        return 0
+    }
+}
+
+@c @implementation
+public func phyr_split(_ r: OpaquePointer?, _ offset: Int,
+                       _ tail: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    call("phyr_split") { () throws(PhyrError) -> Int32 in
+        guard let tail else { throw PhyrError(.EINVAL, "tail is NULL") }
+        let id = try Pins.split(try rangeID(r), at: UInt64(UInt(bitPattern: offset)))
+        tail.pointee = OpaquePointer(bitPattern: PinTable.handle(for: id))
+        return 0
+    }
+}
+
+@c @implementation
+public func phyr_unpin(_ r: OpaquePointer?) -> Int32 {
+    call("phyr_unpin") { () throws(PhyrError) -> Int32 in
+        try Pins.unpin(try rangeID(r))
+        return 0
+    }
+}
+
+@c @implementation
+public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                       _ len: UnsafeMutablePointer<Int>?) -> Int32 {
+    call("phyr_range") { () throws(PhyrError) -> Int32 in
+        let span = try Pins.with(try rangeID(r)) { $0.range }
+        addr?.pointee = UnsafeMutableRawPointer(bitPattern: UInt(span.lowerBound))
+        len?.pointee = Int(bitPattern: UInt(span.upperBound - span.lowerBound))
+        return 0
+    }
+}
+
+@c @implementation
+public func phyr_segs(_ r: OpaquePointer?, _ segs: UnsafeMutablePointer<phyr_seg>?, _ nr: UInt32) -> Int32 {
+    call("phyr_segs") { () throws(PhyrError) -> Int32 in
+        if segs == nil && nr > 0 { throw PhyrError(.EINVAL, "segs is NULL but nr is \(nr)") }
+        let count = try Pins.with(try rangeID(r)) { p -> Int in
+            let all = p.segments
+            if let segs {
+                for (i, s) in all.prefix(Int(nr)).enumerated() {
+                    segs[i] = phyr_seg(addr: s.addr, len: s.len, phys: s.phys, page_shift: s.pageShift,
+                                       flags: s.flags.rawValue)
+                }
+            }
+            return all.count
+        }
+        return Int32(clamping: count)
+    }
+}
