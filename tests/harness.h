@@ -2,8 +2,8 @@
 /*
  * harness.h - what every libphyr C test shares.
  *
- * Each test is one program about one feature: exit 0 pass, 77 skip, 1 fail,
- * and a skip always says why on stderr.  Kernel state is read back through
+ * Each test is one program about one feature, made of cases (RUN): exit 0
+ * pass, 77 when every case skipped, 1 fail; a skip always says why.  Kernel state is read back through
  * the kernel's own interfaces, independently of the library: lock state from
  * /proc/self/smaps (VM_LOCKED is "lo" in VmFlags), huge mappings from our own
  * PAGEMAP_SCAN call, PFNs from /proc/self/pagemap.
@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,31 +56,97 @@
 	      rc_ < 0 ? strerror(-rc_) : "ok", (want)); \
 } while (0)
 
+#define U(p) ((uint64_t)(uintptr_t)(p))
+
+/*
+ * Cases.  RUN(case, args...) runs one case of a test program, or every case
+ * when the program got no argument (`test_remap unpin_after_mremap_grew_it`
+ * runs only that one).  A case passes when it returns; fails at its first
+ * CHECK, which ends the program (exit 1); and is skipped when it calls
+ * skip() because it cannot exercise its subject on this kernel or machine.
+ * A case skips before it pins or opens anything: the program's closing
+ * checks (nothing left locked) hold after a skipped case too.
+ * skip_part() says that one part of a case did not run while the rest did.
+ * Every skip prints one line, "SKIP <case>: <why>", in whatever process it
+ * happens; a child's skip() ends the child with 77, and CHECK_CHILD skips
+ * the case it runs in.  The program ends with `return t_done();`: it prints
+ * "CASES <n> passed" and exits 77 when every case it ran was skipped.
+ * tests/run.sh counts both (TEST_MAIN must come first in main).
+ */
+static int t_argc __attribute__((unused));
+static char **t_argv __attribute__((unused));
+static const char *t_case;
+static int t_in_case, t_in_child, t_passed, t_skipped;
+static pid_t t_main_pid;
+static jmp_buf t_case_end;
+
+#define TEST_MAIN(argc, argv) (t_argc = (argc), t_argv = (argv), t_main_pid = getpid())
+#define RUN(fn, ...) do { \
+	if ((t_argc < 2 || strcmp(t_argv[1], #fn) == 0) && !setjmp(t_case_end)) { \
+		t_begin(#fn); \
+		fn(__VA_ARGS__); \
+		t_end(); \
+	} \
+} while (0)
+
+static inline void t_begin(const char *name)
+{
+	t_case = name;
+	t_in_case = 1;
+}
+
+static inline void t_end(void)
+{
+	t_in_case = 0;
+	t_passed++;
+}
+
+/* The case is skipped (its line already printed): on to the next one. */
+static inline void t_skip_case(void)
+{
+	fflush(NULL);
+	if (t_in_child || getpid() != t_main_pid)
+		_exit(SKIP_CODE); /* a child: its parent decides */
+	t_skipped++;
+	if (t_in_case) {
+		t_in_case = 0;
+		longjmp(t_case_end, 1);
+	}
+	exit(SKIP_CODE); /* outside any case: the whole program */
+}
+
+static inline void t_say_skip(const char *part, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "SKIP %s%s: ", t_in_case ? t_case : program_invocation_short_name, part);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+}
+
+static inline void skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static inline void skip(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "SKIP: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
+	t_say_skip("", fmt, ap);
 	va_end(ap);
-	exit(SKIP_CODE);
+	t_skip_case();
+	abort(); /* not reached */
 }
 
-#define U(p) ((uint64_t)(uintptr_t)(p))
+static inline void skip_part(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void skip_part(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	t_say_skip(" (part)", fmt, ap);
+	va_end(ap);
+}
 
-/*
- * RUN(case, args...) runs one case of a test program, or every case when
- * the program got no argument: `test_remap unpin_after_mremap_grew_it`
- * runs only that one.  TEST_MAIN stores the arguments for it.
- */
-static int t_argc __attribute__((unused));
-static char **t_argv __attribute__((unused));
-#define TEST_MAIN(argc, argv) (t_argc = (argc), t_argv = (argv))
-#define RUN(fn, ...) do { \
-	if (t_argc < 2 || strcmp(t_argv[1], #fn) == 0) \
-		fn(__VA_ARGS__); \
-} while (0)
+static inline int t_done(void)
+{
+	fprintf(stderr, "CASES %d passed\n", t_passed);
+	return t_passed == 0 && t_skipped > 0 ? SKIP_CODE : 0;
+}
 
 /*
  * How many rounds a stress loop runs: `n` times PHYR_TEST_SCALE (default 1,
@@ -181,10 +248,12 @@ static inline uint64_t khugepaged_collapses(void)
 /* A case that returns nonzero when khugepaged interfered, run up to three
  * times. */
 #define RUN_UNRACED(fn) do { \
-	if (t_argc < 2 || strcmp(t_argv[1], #fn) == 0) { \
+	if ((t_argc < 2 || strcmp(t_argv[1], #fn) == 0) && !setjmp(t_case_end)) { \
+		t_begin(#fn); \
 		int tries_ = 0; \
 		while (fn()) \
 			CHECK(++tries_ < 3, #fn ": khugepaged collapsed the test's pages three times running"); \
+		t_end(); \
 	} \
 } while (0)
 
@@ -481,6 +550,7 @@ static inline int in_child(void (*fn)(void *), void *arg)
 	pid_t pid = fork();
 	CHECK(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
+		t_in_child = 1;
 		fn(arg);
 		fflush(NULL);
 		_exit(0);
@@ -490,9 +560,22 @@ static inline int in_child(void (*fn)(void *), void *arg)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Runs fn in a child, which must pass; a child that skipped skips the case. */
 #define CHECK_CHILD(fn, arg) do { \
 	int st_ = in_child((fn), (arg)); \
+	if (st_ == SKIP_CODE) \
+		t_skip_case(); \
 	CHECK(st_ == 0, "child %s %s %d", #fn, st_ > 128 ? "killed by signal" : "exited", st_ > 128 ? st_ - 128 : st_); \
+} while (0)
+
+/* RUN for a case that runs in a child of its own (a seccomp filter, a
+ * descriptor table it empties): fn(void *) gets arg. */
+#define RUN_CHILD(fn, arg) do { \
+	if ((t_argc < 2 || strcmp(t_argv[1], #fn) == 0) && !setjmp(t_case_end)) { \
+		t_begin(#fn); \
+		CHECK_CHILD(fn, arg); \
+		t_end(); \
+	} \
 } while (0)
 
 #endif

@@ -6,7 +6,7 @@
 
 #include <sys/resource.h>
 
-int main(void)
+static void pins_within_the_limit(void)
 {
 	if (has_cap(T_CAP_IPC_LOCK))
 		skip("CAP_IPC_LOCK ignores RLIMIT_MEMLOCK: run as an ordinary user without it (setpriv --inh-caps=-all)");
@@ -63,5 +63,11 @@ int main(void)
 	CHECK(strstr(phyr_last_error(), "RLIMIT_MEMLOCK is 0") && strstr(phyr_last_error(), "CAP_IPC_LOCK"),
 	      "message: %s", phyr_last_error());
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(pins_within_the_limit);
+	return t_done();
 }

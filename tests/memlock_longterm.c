@@ -7,7 +7,7 @@
 
 #include <sys/resource.h>
 
-int main(void)
+static void longterm_within_the_limit(void)
 {
 	if (has_cap(T_CAP_IPC_LOCK))
 		skip("CAP_IPC_LOCK lifts io_uring's lock accounting: run as an ordinary user without it");
@@ -52,5 +52,11 @@ int main(void)
 	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after the split halves' unpins", vmpin_bytes());
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
 	munmap(p, 16 * MiB);
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(longterm_within_the_limit);
+	return t_done();
 }

@@ -6,7 +6,7 @@
 
 #include <sys/resource.h>
 
-int main(void)
+static void registrations_within_the_limit(void)
 {
 	if (has_cap(T_CAP_IPC_LOCK))
 		skip("CAP_IPC_LOCK lifts io_uring's lock accounting: run as an ordinary user without it");
@@ -55,5 +55,11 @@ int main(void)
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
 	io_uring_queue_exit(&ring);
 	close(in);
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(registrations_within_the_limit);
+	return t_done();
 }

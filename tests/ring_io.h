@@ -154,28 +154,48 @@ static inline void ring_or_skip(struct io_uring *ring, unsigned entries)
  */
 static inline int fdinfo_each_buf(int ring_fd, void (*fn)(uint64_t addr, uint64_t len, void *arg), void *arg)
 {
-	char path[64], line[256];
+	char path[64];
 	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ring_fd);
-	FILE *f = fopen(path, "r");
-	CHECK(f != NULL, "open %s: %s", path, strerror(errno));
-	int nslots = 0, in_bufs = 0;
-	while (fgets(line, sizeof line, f)) {
-		unsigned idx, len;
-		unsigned long long addr;
-		if (sscanf(line, "UserBufs: %d", &nslots) == 1) {
-			in_bufs = 1;
+	/* The kernel lists the slots only when it gets the ring's lock at once
+	 * (mutex_trylock: another process reading this ring's fdinfo may hold
+	 * it): read the whole file again until it did. */
+	for (int tries = 0;; tries++) {
+		FILE *f = fopen(path, "r");
+		CHECK(f != NULL, "open %s: %s", path, strerror(errno));
+		size_t cap = 1 << 16, len = 0, got;
+		char *text = malloc(cap);
+		CHECK(text, "malloc");
+		while ((got = fread(text + len, 1, cap - 1 - len, f)) > 0)
+			if ((len += got) == cap - 1)
+				CHECK((text = realloc(text, cap *= 2)) != NULL, "realloc");
+		text[len] = 0;
+		fclose(f);
+		int nslots = 0;
+		char *bufs = strstr(text, "UserBufs:");
+		CHECK(bufs && sscanf(bufs, "UserBufs: %d", &nslots) == 1, "no UserBufs line in %s", path);
+		char *line = strchr(bufs, '\n');
+		unsigned first;
+		int listed = line && sscanf(line + 1, " %u:", &first) == 1;
+		if (nslots > 0 && !listed && tries < 2000) {
+			free(text);
+			usleep(1000);
 			continue;
 		}
-		if (in_bufs && sscanf(line, " %u: 0x%llx/%u", &idx, &addr, &len) == 3) {
-			if (len > 0 && addr != ~0ULL)
-				fn(addr, len, arg);
-			continue;
+		CHECK(nslots == 0 || listed, "%s never listed its %d slots", path, nslots);
+		while (line && *++line) {
+			unsigned idx, blen;
+			unsigned long long addr;
+			if (sscanf(line, " %u: 0x%llx/%u", &idx, &addr, &blen) == 3) {
+				if (blen > 0 && addr != ~0ULL)
+					fn(addr, blen, arg);
+			} else if (sscanf(line, " %u: <none>", &idx) != 1) {
+				break;
+			}
+			line = strchr(line, '\n');
 		}
-		if (in_bufs && !strstr(line, "<none>"))
-			in_bufs = 0;
+		free(text);
+		return nslots;
 	}
-	fclose(f);
-	return nslots;
 }
 
 static inline void count_buf(uint64_t addr, uint64_t len, void *arg)

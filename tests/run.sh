@@ -13,8 +13,11 @@
 #     memlock_* as one with no capability at all (setpriv, needs root);
 #   - the ABI checks: header as C99/C11/C++17, exported symbols, soname,
 #     no Swift runtime in NEEDED, pkg-config example, dlopen under env -i.
-# Prints one line per run and "N passed, N failed, N skipped"; exits 1 on any
-# failure.  A skip always prints its reason.
+# Prints one line per run, and under it every skip the run printed ("SKIP
+# <case>: <why>", tests/harness.h); closes with "N passed, N failed, N
+# skipped", counting cases: a test program's "CASES n passed" line, a skip
+# line each, one for a run of anything else.  Exits 1 on any failure; a run
+# that skips without saying why, or exercises nothing, fails.
 #
 # PHYR_TESTS=kernel runs only what says something about the running kernel:
 # the test programs on the kernel's own paths and as ordinary users -- for an
@@ -36,11 +39,31 @@ maps=$(cat /proc/sys/vm/max_map_count)
 trap 'rm -rf "$work"; [ "$(id -u)" != 0 ] || echo "$maps" > /proc/sys/vm/max_map_count' EXIT
 
 report() { # name rc output
+	skips=$(printf '%s\n' "$3" | grep '^SKIP ')
+	nskip=$(printf '%s\n' "$3" | grep -c '^SKIP ')
+	cases=$(printf '%s\n' "$3" | sed -n 's/^CASES \([0-9][0-9]*\) passed$/\1/p' | tail -n 1)
 	case $2 in
-	0) pass=$((pass + 1)); echo "PASS $1" ;;
-	77) skip=$((skip + 1)); echo "SKIP $1: $(printf '%s\n' "$3" | grep SKIP | tail -n 1)" ;;
-	*) fail=$((fail + 1)); echo "FAIL $1 (exit $2)"; printf '%s\n' "$3" | sed 's/^/    /' ;;
+	0|77)
+		if [ "$2" = 77 ] && [ "$nskip" = 0 ]; then
+			set -- "$1" 1 "skipped without saying why:
+$3"
+		elif [ "$2" = 0 ] && [ "${cases:-1}" = 0 ] && [ "$nskip" = 0 ]; then
+			set -- "$1" 1 "ran no case:
+$3"
+		fi ;;
 	esac
+	case $2 in
+	0)
+		pass=$((pass + ${cases:-1})); skip=$((skip + nskip))
+		echo "PASS $1${cases:+: $cases cases}" ;;
+	77)
+		skip=$((skip + nskip))
+		echo "SKIP $1" ;;
+	*)
+		fail=$((fail + 1)); echo "FAIL $1 (exit $2)"; printf '%s\n' "$3" | sed 's/^/    /'
+		return ;;
+	esac
+	[ "$nskip" = 0 ] || printf '%s\n' "$skips" | sed 's/^/    /'
 }
 
 run() { # name command...

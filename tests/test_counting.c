@@ -127,18 +127,19 @@ static void split_errors(char *p)
 	CHECK_NOTHING_LOCKED(p, 16 * MiB);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	TEST_MAIN(argc, argv);
 	char *p = thp_alloc(16 * MiB);
-	overlapping_pins(p);
-	same_span_thrice(p);
-	split_inside_folio(p, 0);
-	split_inside_folio(p, 1);
-	split_on_boundary(p);
-	split_twice(p);
-	split_errors(p);
-	split_base_pages();
+	RUN(overlapping_pins, p);
+	RUN(same_span_thrice, p);
+	RUN(split_inside_folio, p, 0);
+	RUN(split_inside_folio, p, 1);
+	RUN(split_on_boundary, p);
+	RUN(split_twice, p);
+	RUN(split_errors, p);
+	RUN(split_base_pages);
 	CHECK(huge_bytes_in(p, 16 * MiB) == 16 * MiB, "huge mapping split");
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " after every range was released", vmlck_bytes());
-	return 0;
+	return t_done();
 }

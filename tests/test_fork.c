@@ -118,8 +118,7 @@ static void child_with_parents_ring(void *arg)
 static void child_leaves_parents_tables_alone(void)
 {
 	if (io_uring_queue_init(QD, &ring, 0) != 0) {
-		fprintf(stderr, "SKIP part: no io_uring here: the registration cases did not run\n");
-		return;
+		skip("no io_uring here");
 	}
 	buf = base_alloc(4 * MiB);
 	phyr_t *r;
@@ -238,8 +237,7 @@ static void child_into_inherited_ring(void *arg)
 static void child_uses_parents_unregistered_ring(void)
 {
 	if (io_uring_queue_init(8, &ring, 0) != 0) {
-		fprintf(stderr, "SKIP part: no io_uring here\n");
-		return;
+		skip("no io_uring here");
 	}
 	CHECK_CHILD(child_into_inherited_ring, NULL);
 	CHECK(ring_has_no_table(&ring), "the child left a table in the ring");
@@ -379,5 +377,5 @@ int main(int argc, char **argv)
 	RUN(fork_while_threads_are_inside);
 	RUN(fork_after_cancel_inside);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
-	return 0;
+	return t_done();
 }

@@ -29,7 +29,7 @@ static void expect_sane(int rc, const char *what)
 		CHECK(strlen(phyr_last_error()) > 0, "%s failed (%d) without a message", what, rc);
 }
 
-int main(void)
+static void garbage_in(void)
 {
 	char *p = thp_alloc(8 * MiB);
 	struct io_uring ring;
@@ -94,5 +94,11 @@ int main(void)
 	CHECK(huge_bytes_in(p, 8 * MiB) == 8 * MiB, "a huge mapping was split");
 	if (have_ring)
 		io_uring_queue_exit(&ring);
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(garbage_in);
+	return t_done();
 }

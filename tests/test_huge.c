@@ -203,15 +203,13 @@ static void hugetlb_as_is(void)
 	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT),
 		       -1, 0);
 	if (p == MAP_FAILED) {
-		fprintf(stderr, "SKIP part: no 2 MiB hugetlb pages (%s): PHYR_PIN_HUGE of hugetlb untested\n", strerror(errno));
-		return;
+		skip("no 2 MiB hugetlb pages (%s; make hugepages reserves them)", strerror(errno));
 	}
 	phyr_t *r;
 	int rc = phyr_pin(p, len, PHYR_PIN_WRITE | PHYR_PIN_HUGE, &r);
 	if (rc == -ENOMEM && strstr(phyr_last_error(), "hugetlb")) {
-		fprintf(stderr, "SKIP part: hugetlb pool empty: PHYR_PIN_HUGE of hugetlb untested\n");
 		munmap(p, len);
-		return;
+		skip("the 2 MiB hugetlb pool is empty");
 	}
 	CHECK_RC(rc, 0);
 	struct phyr_seg s[4];
@@ -230,8 +228,7 @@ static void hugetlb_as_is(void)
 static int longterm_phys_collapsed(void)
 {
 	if (!has_cap(T_CAP_SYS_ADMIN)) {
-		fprintf(stderr, "SKIP part: no CAP_SYS_ADMIN: PHYR_PIN_PHYS addresses of collapsed pages untested\n");
-		return 0;
+		skip("physical addresses need CAP_SYS_ADMIN");
 	}
 	uint64_t k = khugepaged_collapses();
 	size_t len = 8 * MiB;
@@ -320,6 +317,5 @@ int main(int argc, char **argv)
 	RUN(hugetlb_as_is);
 	RUN_UNRACED(longterm_phys_collapsed);
 	RUN_UNRACED(registers_coalesced);
-	printf("ok\n");
-	return 0;
+	return t_done();
 }

@@ -7,26 +7,23 @@
 #define MAP_HUGE_SHIFT 26
 #endif
 
-static int try_size(uint64_t page, unsigned shift)
+static void try_size(uint64_t page, unsigned shift)
 {
 	size_t len = 2 * page;
 	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | ((int)shift << MAP_HUGE_SHIFT), -1, 0);
 	if (p == MAP_FAILED) {
-		fprintf(stderr, "SKIP part: no %" PRIu64 " KiB hugetlb pages (%s): reserve them in "
-			"/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB/nr_hugepages\n",
-			page / KiB, strerror(errno), page / KiB);
-		return 0;
+		skip("no %" PRIu64 " KiB hugetlb pages (%s): reserve them in "
+		     "/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB/nr_hugepages (make hugepages)",
+		     page / KiB, strerror(errno), page / KiB);
 	}
 	/* Touch only the first page: the pin must fault the second in itself. */
 	p[0] = 1;
 	phyr_t *r;
 	int rc = phyr_pin(p + 100, page, PHYR_PIN_WRITE, &r);
 	if (rc == -ENOMEM) {
-		fprintf(stderr, "SKIP part: %" PRIu64 " KiB pool too small for two pages: %s\n", page / KiB,
-			phyr_last_error());
 		munmap(p, len);
-		return 0;
+		skip("%" PRIu64 " KiB pool too small for two pages: %s", page / KiB, phyr_last_error());
 	}
 	CHECK_RC(rc, 0);
 	struct phyr_seg s[4];
@@ -43,18 +40,28 @@ static int try_size(uint64_t page, unsigned shift)
 			CHECK(s[i].phys % page == 0 && s[i].phys == phys_of((void *)(uintptr_t)s[i].addr),
 			      "hugetlb segment %d phys %#" PRIx64, i, s[i].phys);
 		CHECK_RC(phyr_unpin(q), 0);
+	} else {
+		skip_part("physical addresses of hugetlb pages need CAP_SYS_ADMIN");
 	}
 	CHECK_RC(phyr_unpin(r), 0);
 	munmap(p, len);
-	return 1;
 }
 
-int main(void)
+static void pages_of_2_mib(void)
 {
-	int ran = try_size(2 * MiB, 21);
-	ran += try_size(1 * GiB, 30);
-	if (!ran)
-		skip("no hugetlb pages of either size are reserved");
+	try_size(2 * MiB, 21);
+}
+
+static void pages_of_1_gib(void)
+{
+	try_size(1 * GiB, 30);
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(pages_of_2_mib);
+	RUN(pages_of_1_gib);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
-	return 0;
+	return t_done();
 }

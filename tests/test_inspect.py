@@ -147,7 +147,7 @@ def layouts(nobody):
             check(m.get("hugetlb_bytes") == n and m.get("base_bytes") == 0 and m.get("why_not_huge") is None,
                   who + ": hugetlb mapping: %s" % m)
         else:
-            print("SKIP part: no 2 MiB hugetlb pages reserved: hugetlb rows untested", file=sys.stderr)
+            print("SKIP hugetlb rows: no 2 MiB hugetlb pages reserved", file=sys.stderr)
 
         m = mapping_at(d, t.regions["odd"][0])
         check(m.get("name", "").startswith("/memfd:odd \x1b[31m name"), who + ": a name with spaces and ESC: %r" % m.get("name"))
@@ -157,7 +157,7 @@ def layouts(nobody):
               who + ": [vvar] has no folio")
 
         if "ring_fd" not in t.regions:
-            print("SKIP part: io_uring unavailable to the inspectee: buffer rows untested", file=sys.stderr)
+            print("SKIP buffer rows: io_uring unavailable to the inspectee", file=sys.stderr)
             return
         fd, twin = t.regions["ring_fd"]
         rings = [r for r in d["io_uring"] if r["fd"] == fd]
@@ -246,7 +246,7 @@ def refusals():
     rc = subprocess.run([TOOL, "notapid"], capture_output=True, text=True).returncode
     check(rc == 2, "a pid that is not a number")
     if os.getuid() != 0:
-        print("SKIP part: not root: refusal of another user's process untested", file=sys.stderr)
+        print("SKIP another user's process: refusal needs root to make one", file=sys.stderr)
         return
     t = Inspectee()
     try:
@@ -261,7 +261,7 @@ layouts_unraced(False)
 if os.getuid() == 0:
     layouts_unraced(True)
 else:
-    print("SKIP part: not root: no run as another user", file=sys.stderr)
+    print("SKIP running as another user: needs root", file=sys.stderr)
 prctl_disabled()
 no_libphyr_target()
 refusals()

@@ -168,56 +168,54 @@ static void pin_base_pages(void)
 	munmap(p, len);
 }
 
-static void pin_hugetlb(void)
+static void pin_hugetlb(unsigned shift)
 {
-	int ran = 0;
-	for (unsigned shift = 21; shift <= 30; shift += 9) {
-		uint64_t page = UINT64_C(1) << shift;
-		char *p = mmap(NULL, page, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | ((int)shift << MAP_HUGE_SHIFT), -1, 0);
-		if (p == MAP_FAILED) {
-			fprintf(stderr, "note: no %" PRIu64 " KiB hugetlb page reserved (%s): that size untested\n",
-				page / KiB, strerror(errno));
-			continue;
-		}
-		uint64_t pin0 = vmpin_reaches(0); /* earlier cases' pins may still be going */
-		phyr_t *r;
-		int rc = phyr_pin(p, page, PHYR_PIN_LONGTERM, &r);
-		if (rc == -ENOMEM && strstr(phyr_last_error(), "hugetlb")) {
-			fprintf(stderr, "note: %s\n", phyr_last_error());
-			munmap(p, page);
-			continue;
-		}
-		CHECK_RC(rc, 0);
-		struct phyr_seg s[2];
-		CHECK(segs_of(r, s, 2) == 1 && s[0].page_shift == shift && (s[0].flags & PHYR_SEG_HUGETLB),
-		      "hugetlb segment shift %u flags %#x", s[0].page_shift, s[0].flags);
-		CHECK(vmpin_bytes() - pin0 == page, "VmPin grew by %" PRIu64, vmpin_bytes() - pin0);
-		check_held_exactly("hugetlb", U(p), U(p) + page, U(p), U(p) + page);
-		struct io_uring ring;
-		ring_or_skip(&ring, QD);
-		ring_reg_t *reg;
-		CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), 0);
-		io_through(&ring, reg, p, page < 8 * MiB ? page : 8 * MiB, shift);
-		CHECK_RC(ring_unregister_ranges(reg), 0);
-		io_uring_queue_exit(&ring);
-		CHECK_RC(phyr_unpin(r), 0);
-		CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after unpin", vmpin_bytes());
+	uint64_t page = UINT64_C(1) << shift;
+	char *p = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | ((int)shift << MAP_HUGE_SHIFT), -1, 0);
+	if (p == MAP_FAILED)
+		skip("no %" PRIu64 " KiB hugetlb page reserved (%s; make hugepages)", page / KiB, strerror(errno));
+	uint64_t pin0 = vmpin_reaches(0); /* earlier cases' pins may still be going */
+	phyr_t *r;
+	int rc = phyr_pin(p, page, PHYR_PIN_LONGTERM, &r);
+	if (rc == -ENOMEM && strstr(phyr_last_error(), "hugetlb")) {
 		munmap(p, page);
-		ran++;
+		skip("%s", phyr_last_error());
 	}
-	if (!ran)
-		fprintf(stderr, "SKIP part: no hugetlb pages reserved: long-term pins of hugetlb memory untested\n");
+	CHECK_RC(rc, 0);
+	struct phyr_seg s[2];
+	CHECK(segs_of(r, s, 2) == 1 && s[0].page_shift == shift && (s[0].flags & PHYR_SEG_HUGETLB),
+	      "hugetlb segment shift %u flags %#x", s[0].page_shift, s[0].flags);
+	CHECK(vmpin_bytes() - pin0 == page, "VmPin grew by %" PRIu64, vmpin_bytes() - pin0);
+	check_held_exactly("hugetlb", U(p), U(p) + page, U(p), U(p) + page);
+	struct io_uring ring;
+	ring_or_skip(&ring, QD);
+	ring_reg_t *reg;
+	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), 0);
+	io_through(&ring, reg, p, page < 8 * MiB ? page : 8 * MiB, shift);
+	CHECK_RC(ring_unregister_ranges(reg), 0);
+	io_uring_queue_exit(&ring);
+	CHECK_RC(phyr_unpin(r), 0);
+	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after unpin", vmpin_bytes());
+	munmap(p, page);
+}
+
+static void pin_hugetlb_2_mib(void)
+{
+	pin_hugetlb(21);
+}
+
+static void pin_hugetlb_1_gib(void)
+{
+	pin_hugetlb(30);
 }
 
 /* As root: the addresses stay true through compaction and a fork whose
  * parent writes every page while the child lives. */
 static void phys_stays_true(void)
 {
-	if (!has_cap(T_CAP_SYS_ADMIN)) {
-		fprintf(stderr, "SKIP part: physical addresses need CAP_SYS_ADMIN\n");
-		return;
-	}
+	if (!has_cap(T_CAP_SYS_ADMIN))
+		skip("physical addresses need CAP_SYS_ADMIN");
 	size_t len = 8 * MiB;
 	char *thp = thp_alloc(len);
 	char *base = base_alloc(len);
@@ -347,10 +345,8 @@ static void split_inside_a_folio(void)
  * must not drop the pins on the pages a device was told about. */
 static void split_refuses_replaced_memory(void)
 {
-	if (!has_cap(T_CAP_SYS_ADMIN)) {
-		fprintf(stderr, "SKIP part: physical addresses need CAP_SYS_ADMIN\n");
-		return;
-	}
+	if (!has_cap(T_CAP_SYS_ADMIN))
+		skip("physical addresses need CAP_SYS_ADMIN");
 	size_t len = 64 * PAGE;
 	char *p = base_alloc(len);
 	uint64_t pin0 = vmpin_reaches(0); /* earlier cases' pins may still be going */
@@ -426,8 +422,9 @@ static void registered_in_four_rings(void)
 		CHECK(vmpin_reaches(pinned) == pinned, "VmPin grew from %" PRIu64 " to %" PRIu64 " with the rings: re-pinned",
 		      pinned, vmpin_bytes());
 	else
-		fprintf(stderr, "note: this kernel cannot clone into a table's slots: registered directly, VmPin %" PRIu64
-			" -> %" PRIu64 "\n", pinned, vmpin_bytes());
+		skip_part("cloning never re-pins: this kernel (or PHYR_FORCE_FALLBACK=clone) cannot clone into a "
+			  "table's slots, so the range was registered directly (VmPin %" PRIu64 " -> %" PRIu64 ")",
+			  pinned, vmpin_bytes());
 	CHECK_RC(phyr_unpin(r), 0);
 	for (int i = 0; i < 4; i++)
 		io_through(&rings[i], regs[i], p, len, 100 + (uint64_t)i);
@@ -629,7 +626,8 @@ int main(int argc, char **argv)
 	io_uring_queue_exit(&probe);
 	RUN(pin_thp_with_strays);
 	RUN(pin_base_pages);
-	RUN(pin_hugetlb);
+	RUN(pin_hugetlb_2_mib);
+	RUN(pin_hugetlb_1_gib);
 	RUN(phys_stays_true);
 	RUN(unmapped_stays_held);
 	RUN(split_inside_a_folio);
@@ -641,5 +639,5 @@ int main(int argc, char **argv)
 	RUN(io_uring_denied);
 	RUN(threads);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
-	return 0;
+	return t_done();
 }

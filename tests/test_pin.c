@@ -153,15 +153,16 @@ static void descriptors_closed_behind_our_back(void)
 	munmap(p, 8 * MiB);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	thp_edges_lock_whole_folios();
-	base_pages_lock_per_page();
-	read_only_without_write();
-	mixed_permissions_untouched();
-	shared_memfd();
-	descriptors_closed_behind_our_back();
-	untouched_thp_is_populated_huge();
+	TEST_MAIN(argc, argv);
+	RUN(thp_edges_lock_whole_folios);
+	RUN(base_pages_lock_per_page);
+	RUN(read_only_without_write);
+	RUN(mixed_permissions_untouched);
+	RUN(shared_memfd);
+	RUN(descriptors_closed_behind_our_back);
+	RUN(untouched_thp_is_populated_huge);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " after every range was released", vmlck_bytes());
-	return 0;
+	return t_done();
 }

@@ -76,12 +76,10 @@ static void hugetlb_pool_runs_dry(void)
 	snprintf(path, sizeof path, "%s/nr_overcommit_hugepages", dir);
 	long overcommit = read_long(path);
 	if (free_pages < 0) {
-		fprintf(stderr, "SKIP part: no 2 MiB hugetlb pool in this kernel\n");
-		return;
+		skip("no 2 MiB hugetlb pool in this kernel");
 	}
 	if (overcommit != 0) {
-		fprintf(stderr, "SKIP part: nr_overcommit_hugepages is %ld: the pool cannot run dry\n", overcommit);
-		return;
+		skip("nr_overcommit_hugepages is %ld: the pool cannot run dry", overcommit);
 	}
 	size_t len = (size_t)(free_pages + 1) * HUGE2M;
 	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -102,8 +100,7 @@ static void hugetlb_file_past_its_end(void)
 {
 	int fd = (int)syscall(SYS_memfd_create, "phyr-hugetlb", MFD_HUGETLB);
 	if (fd < 0) {
-		fprintf(stderr, "SKIP part: no hugetlb memfd (%s)\n", strerror(errno));
-		return;
+		skip("no hugetlb memfd (%s)", strerror(errno));
 	}
 	CHECK(ftruncate(fd, (off_t)HUGE2M) == 0, "ftruncate: %s", strerror(errno));
 	/* Read-only: a shared writable hugetlb mapping past its end is faulted
@@ -113,7 +110,7 @@ static void hugetlb_file_past_its_end(void)
 	phyr_t *r;
 	int rc = phyr_pin(p, HUGE2M, 0, &r);
 	if (rc == -ENOMEM) {
-		fprintf(stderr, "SKIP part: the 2 MiB hugetlb pool is empty: %s\n", phyr_last_error());
+		skip_part("the 2 MiB hugetlb pool is empty (%s): only past-the-end is checked", phyr_last_error());
 	} else {
 		CHECK_RC(rc, 0);
 		CHECK_RC(phyr_unpin(r), 0);
@@ -163,5 +160,5 @@ int main(int argc, char **argv)
 	RUN(hugetlb_file_past_its_end);
 	RUN(pins_wake_no_waiter);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
-	return 0;
+	return t_done();
 }

@@ -86,8 +86,7 @@ static void new_memory_under_a_stale_registration(void)
 {
 	struct io_uring ring;
 	if (io_uring_queue_init(8, &ring, 0) != 0) {
-		fprintf(stderr, "SKIP part: no io_uring here: the stale-registration case did not run\n");
-		return;
+		skip("no io_uring here");
 	}
 	char *p = base_alloc(1 * MiB);
 	phyr_t *r;
@@ -194,9 +193,8 @@ static int per_vma_queries(void)
 static void unpin_after_part_moved_and_mapped_over(void)
 {
 	if (!per_vma_queries()) {
-		fprintf(stderr, "SKIP part: no PROCMAP_QUERY (Linux 6.11) on this path: a part replaced alone is not "
-			"noticed (libphyr.7 says so)\n");
-		return;
+		skip("no PROCMAP_QUERY (Linux 6.11) on this path: a part replaced alone is not noticed "
+		     "(libphyr.7 says so)");
 	}
 	char *p = base_alloc(16 * PAGE);
 	phyr_t *r;
@@ -253,8 +251,7 @@ static void under_mlockall(void *arg)
 static void callers_mlockall_is_left_alone(void)
 {
 	if (!has_cap(T_CAP_IPC_LOCK)) {
-		fprintf(stderr, "SKIP part: mlockall of the whole process needs CAP_IPC_LOCK here\n");
-		return;
+		skip("mlockall of the whole process needs CAP_IPC_LOCK here");
 	}
 	CHECK_CHILD(under_mlockall, NULL);
 }
@@ -271,10 +268,9 @@ static void unpin_after_mremap_grew_it(void)
 	CHECK_RC(phyr_pin(p, 8 * MiB, 0, &r), 0);
 	char *g = mremap(p, 8 * MiB, 16 * MiB, 0);
 	if (g == MAP_FAILED) {
-		fprintf(stderr, "SKIP part: the mapping could not grow in place (%s)\n", strerror(errno));
 		CHECK_RC(phyr_unpin(r), 0);
 		munmap(p, 8 * MiB);
-		return;
+		skip("the mapping could not grow in place (%s)", strerror(errno));
 	}
 	CHECK(g == p, "mremap moved it");
 	CHECK_LOCKED_EXACTLY(p, 16 * MiB, p, p + 16 * MiB);
@@ -363,8 +359,7 @@ static void fewer_mappings_allowed(void *arg)
 static void mapping_count_limit(void)
 {
 	if (geteuid() != 0) {
-		fprintf(stderr, "SKIP part: vm.max_map_count can only be lowered by root\n");
-		return;
+		skip("vm.max_map_count can only be lowered by root");
 	}
 	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
 	int old = 0;
@@ -392,5 +387,5 @@ int main(int argc, char **argv)
 	RUN(pins_race_with_munmap);
 	RUN(mapping_count_limit);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
-	return 0;
+	return t_done();
 }

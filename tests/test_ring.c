@@ -184,7 +184,7 @@ static void refusals(struct io_uring *ring)
 		CHECK(strstr(phyr_last_error(), "no folio"), "message: %s", phyr_last_error());
 		CHECK_RC(phyr_unpin(v), 0);
 	} else {
-		fprintf(stderr, "note: no [vvar] mapping: the -EOPNOTSUPP case is not exercised\n");
+		skip_part("no [vvar] mapping: memory with no folio (-EOPNOTSUPP) is unchecked");
 	}
 	CHECK(ring_has_no_table(ring), "a refused registration left a table");
 
@@ -211,16 +211,17 @@ static void refusals(struct io_uring *ring)
 	munmap(rop, 64 * KiB);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	TEST_MAIN(argc, argv);
 	struct io_uring ring;
 	ring_or_skip(&ring, QD);
-	plan_and_io(&ring);
-	ranges_merge(&ring);
-	slots_are_shared_and_reused(&ring);
-	refusals(&ring);
+	RUN(plan_and_io, &ring);
+	RUN(ranges_merge, &ring);
+	RUN(slots_are_shared_and_reused, &ring);
+	RUN(refusals, &ring);
 	io_uring_queue_exit(&ring);
-	check_ring_fd_reuse(3);
+	RUN(check_ring_fd_reuse, 3);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
-	return 0;
+	return t_done();
 }

@@ -91,22 +91,19 @@ static void table_limits(struct io_uring *ring)
 	munmap(p, len);
 }
 
-static int hugetlb(struct io_uring *ring, uint64_t page, unsigned shift)
+static void hugetlb(struct io_uring *ring, uint64_t page, unsigned shift)
 {
 	size_t len = 2 * page;
 	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | ((int)shift << MAP_HUGE_SHIFT), -1, 0);
 	if (p == MAP_FAILED) {
-		fprintf(stderr, "SKIP part: no %" PRIu64 " KiB hugetlb pages: %s (make hugepages reserves them)\n",
-			page / KiB, strerror(errno));
-		return 0;
+		skip("no %" PRIu64 " KiB hugetlb pages: %s (make hugepages reserves them)", page / KiB, strerror(errno));
 	}
 	phyr_t *r;
 	int rc = phyr_pin(p + 4096, len - 8192, PHYR_PIN_WRITE, &r);
 	if (rc == -ENOMEM) {
-		fprintf(stderr, "SKIP part: %" PRIu64 " KiB hugetlb pool too small: %s\n", page / KiB, phyr_last_error());
 		munmap(p, len);
-		return 0;
+		skip("%" PRIu64 " KiB hugetlb pool too small: %s", page / KiB, phyr_last_error());
 	}
 	CHECK_RC(rc, 0);
 	ring_reg_t *reg;
@@ -128,20 +125,28 @@ static int hugetlb(struct io_uring *ring, uint64_t page, unsigned shift)
 	CHECK_RC(ring_unregister_ranges(reg), 0);
 	close(in);
 	munmap(p, len);
-	return 1;
 }
 
-int main(void)
+static void hugetlb_2_mib(struct io_uring *ring)
 {
+	hugetlb(ring, 2 * MiB, 21);
+}
+
+static void hugetlb_1_gib(struct io_uring *ring)
+{
+	hugetlb(ring, GiB, 30);
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
 	struct io_uring ring;
 	ring_or_skip(&ring, QD);
-	over_one_gib(&ring);
-	table_limits(&ring);
-	int ran = hugetlb(&ring, 2 * MiB, 21);
-	ran += hugetlb(&ring, GiB, 30);
-	if (!ran)
-		fprintf(stderr, "note: no hugetlb pages reserved: the hugetlb cases did not run\n");
+	RUN(over_one_gib, &ring);
+	RUN(table_limits, &ring);
+	RUN(hugetlb_2_mib, &ring);
+	RUN(hugetlb_1_gib, &ring);
 	io_uring_queue_exit(&ring);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
-	return 0;
+	return t_done();
 }

@@ -116,22 +116,28 @@ static void lookup_races_unregister(void)
 	munmap(p, 32 * MiB);
 }
 
-int main(void)
+static void threads_register_at_once(void)
 {
-	ring_or_skip(&ring, 8);
-	region = thp_alloc(REGION);
 	pthread_t t[THREADS];
 	for (uintptr_t i = 0; i < THREADS; i++)
 		CHECK(pthread_create(&t[i], NULL, worker, (void *)i) == 0, "pthread_create");
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
 	CHECK(ring_has_no_table(&ring), "the ring's table outlived every registration");
-	lookup_races_unregister();
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	ring_or_skip(&ring, 8);
+	region = thp_alloc(REGION);
+	RUN(threads_register_at_once);
+	RUN(lookup_races_unregister);
 	CHECK(ring_has_no_table(&ring), "table left behind by the race");
 	CHECK_NOTHING_LOCKED(region, REGION);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64, vmlck_bytes());
 	CHECK(huge_bytes_in(region, REGION) == REGION, "only %" PRIu64 " of the region is still huge",
 	      huge_bytes_in(region, REGION));
 	io_uring_queue_exit(&ring);
-	return 0;
+	return t_done();
 }

@@ -49,8 +49,7 @@ static void physical_segments(void)
 		CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_PHYS, &r), -EPERM);
 		CHECK(strstr(phyr_last_error(), "CAP_SYS_ADMIN") != NULL, "message: %s", phyr_last_error());
 		CHECK(vmlck_bytes() == 0, "a refused pin locked memory");
-		fprintf(stderr, "note: no CAP_SYS_ADMIN: checked the -EPERM path instead of physical addresses\n");
-		return;
+		skip("physical addresses need CAP_SYS_ADMIN (the -EPERM refusal was checked instead)");
 	}
 	char *p = thp_with_stray_page(32 * MiB);
 	phyr_t *r;
@@ -130,12 +129,13 @@ static void shared_and_private_flags(void)
 	CHECK_RC(phyr_unpin(b), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	uniform_runs_without_phys();
-	physical_segments();
-	shared_and_private_flags();
-	vvar_has_no_folio();
+	TEST_MAIN(argc, argv);
+	RUN(uniform_runs_without_phys);
+	RUN(physical_segments);
+	RUN(shared_and_private_flags);
+	RUN(vvar_has_no_folio);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " after every range was released", vmlck_bytes());
-	return 0;
+	return t_done();
 }

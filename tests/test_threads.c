@@ -46,7 +46,7 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int main(void)
+static void threads_pin_split_unpin(void)
 {
 	region = thp_alloc(REGION);
 	pthread_t t[THREADS];
@@ -58,5 +58,11 @@ int main(void)
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " after all threads released everything", vmlck_bytes());
 	CHECK(huge_bytes_in(region, REGION) == REGION, "only %" PRIu64 " of the region is still huge",
 	      huge_bytes_in(region, REGION));
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(threads_pin_split_unpin);
+	return t_done();
 }

@@ -3,7 +3,7 @@
  * no physical addresses, but pins far past RLIMIT_MEMLOCK. */
 #include "harness.h"
 
-int main(void)
+static void pins_without_root(void)
 {
 	if (geteuid() == 0 || has_cap(T_CAP_SYS_ADMIN))
 		skip("must run as an ordinary user (tests/run.sh uses setpriv --reuid=65534)");
@@ -24,5 +24,11 @@ int main(void)
 	CHECK_RC(phyr_unpin(r), 0);
 	CHECK_NOTHING_LOCKED(p, 256 * MiB);
 	CHECK(huge_bytes_in(p, 256 * MiB) == 256 * MiB, "huge mapping split");
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	TEST_MAIN(argc, argv);
+	RUN(pins_without_root);
+	return t_done();
 }
