@@ -31,15 +31,12 @@ enum BufferTable {
     }
 
     /// Replaces slots `offset..<offset+spans.count`; an empty span empties a
-    /// slot.  Returns how many slots were done before a failure, and the
-    /// failure.
-    static func update(_ fd: Int32, offset: Int, _ spans: [BufferSpan]) -> (done: Int, error: Errno?) {
+    /// slot.  `done` counts the slots replaced, also when a later one fails.
+    static func update(_ fd: Int32, offset: Int, _ spans: [BufferSpan], done: inout Int) throws(Errno) {
         let vecs = iovecs(spans)
-        var done = 0
+        done = 0
         while done < vecs.count {
-            let rc: Int32
-            do throws(Errno) {
-                rc = try typed {
+            let rc = try typed {
                     try vecs.withUnsafeBufferPointer { buf throws(Errno) -> Int32 in
                         guard let base = buf.baseAddress else { throw Errno.EINVAL }
                         var up = phyr_rsrc_update2()
@@ -49,14 +46,10 @@ enum BufferTable {
                         return try register(fd, PHYR_IORING_REGISTER_BUFFERS_UPDATE, &up,
                                             UInt32(MemoryLayout<phyr_rsrc_update2>.size))
                     }
-                }
-            } catch {
-                return (done, error)
             }
-            if rc == 0 { return (done, Errno.EIO) }
+            if rc == 0 { throw Errno.EIO }
             done += Int(rc)
         }
-        return (done, nil)
     }
 
     /// A minimal io_uring of libphyr's own, with no queues mapped: a scratch

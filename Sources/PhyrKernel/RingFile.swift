@@ -82,10 +82,10 @@ package struct RingFile: Equatable, Sendable {
         try BufferTable.create(fd, spans, size: size)
     }
 
-    /// Puts `spans` into slots `offset...` (an empty span empties a slot):
-    /// how many were done before a failure, and the failure.
-    package func update(at offset: Int, _ spans: [BufferSpan]) -> (done: Int, error: Errno?) {
-        BufferTable.update(fd, offset: offset, spans)
+    /// Puts `spans` into slots `offset...` (an empty span empties a slot);
+    /// `done` counts the slots replaced, also when a later one fails.
+    package func update(at offset: Int, _ spans: [BufferSpan], done: inout Int) throws(Errno) {
+        try BufferTable.update(fd, offset: offset, spans, done: &done)
     }
 
     /// Destroys the table.  The kernel may first wait for the ring's requests

@@ -80,7 +80,7 @@ enum Holder {
                                            into: p.held.map(\.slot))
                 } catch {
                     // The tables before this one are full: empty them too.
-                    for q in placed[..<i] { _ = q.table.table.empty(q.held.map(\.slot)) }
+                    for q in placed[..<i] { q.table.table.emptyUndoing(q.held.map(\.slot)) }
                     throw refusal(error.errno, p.held[min(error.index, p.held.count - 1)], what: what)
                 }
             }
@@ -104,7 +104,9 @@ enum Holder {
                 IoUringCharge.give(group.reduce(0) { $0 + $1.charge })  // a ring gone behind libphyr's back
                 continue
             }
-            let kept = Set(t.table.empty(group.map(\.slot)).kept)
+            var refused: [Int] = []
+            try? t.table.empty(group.map(\.slot), kept: &refused)
+            let kept = Set(refused)
             // A slot the kernel would not empty stays taken: never reused
             // under a pin the kernel keeps.
             giveBack(t, group.filter { !kept.contains($0.slot) })

@@ -183,7 +183,7 @@ enum Registrar {
                                     ringFd: job.ringFd, charge: charge.bytes, creating: false)
             }
             if case .refused = cloneIn(table, slots: free, sources: job.sources) {
-                table.empty(free)
+                table.emptyUndoing(free)
                 table.releaseSlots(free)
                 return .cloneRefused
             }

@@ -25,8 +25,11 @@ extension Registrar {
             let reachable = table.reachable { identity in
                 identity.anyDescriptor().flatMap { try? RingFile.duplicate($0) }
             }
-            if reachable, let error = table.empty(reg.slots).error {
-                throw PhyrError(error, "emptying the registration's slots failed: \(error)")
+            if reachable {
+                var kept: [Int] = []
+                do throws(Errno) { try table.empty(reg.slots, kept: &kept) } catch {
+                    throw PhyrError(error, "emptying the registration's slots failed: \(error)")
+                }
             }
             let last = ring.registrations == [slot]
             if last && reachable { table.destroy() }

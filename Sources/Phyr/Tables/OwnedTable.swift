@@ -147,13 +147,14 @@ final class OwnedTable: @unchecked Sendable {
         var filled: [Int] = []
         var at = 0
         for run in SlotTable.runs(slots) {
-            let (done, error) = f.update(at: run.lowerBound, Array(spans[at..<(at + run.count)]))
-            filled += Array(run.lowerBound..<(run.lowerBound + done))
-            if let error {
-                _ = empty(filled)
+            var done = 0
+            do throws(Errno) { try f.update(at: run.lowerBound, Array(spans[at..<(at + run.count)]), done: &done) } catch {
+                filled += Array(run.lowerBound..<(run.lowerBound + done))
+                emptyUndoing(filled)
                 if error == .ENXIO { locked { isGone = true } }
                 throw FillFailure(index: at + done, errno: error)
             }
+            filled += Array(run)
             at += run.count
         }
         record(spans, in: slots)
@@ -164,26 +165,36 @@ final class OwnedTable: @unchecked Sendable {
         var errno: Errno
     }
 
-    /// Empties `slots`; returns those the kernel would not empty, and its
-    /// answer.  A table that is gone (ENXIO), or that is the program's own
-    /// now (EINVAL: too small for these slots), holds nothing of libphyr's:
-    /// nothing is kept.
-    @discardableResult
-    func empty(_ slots: [Int]) -> (kept: [Int], error: Errno?) {
-        guard let f = file, !gone else { return ([], nil) }
-        var kept: [Int] = []
+    /// Empties `slots`; `kept` gets those the kernel would not empty, and
+    /// the last refusal is thrown once every run was tried.  A table that is
+    /// gone (ENXIO), or that is the program's own now (EINVAL: too small for
+    /// these slots), holds nothing of libphyr's: nothing is kept, nothing
+    /// thrown.
+    func empty(_ slots: [Int], kept: inout [Int]) throws(Errno) {
+        guard let f = file, !gone else { return }
         var failure: Errno?
         for run in SlotTable.runs(slots) {
-            let (done, error) = f.update(at: run.lowerBound, Array(repeating: .empty, count: run.count))
-            guard let error else { continue }
-            if error == .ENXIO || error == .EINVAL {
-                locked { isGone = true }
-                return ([], nil)
+            var done = 0
+            do throws(Errno) {
+                try f.update(at: run.lowerBound, Array(repeating: .empty, count: run.count), done: &done)
+            } catch {
+                if error == .ENXIO || error == .EINVAL {
+                    locked { isGone = true }
+                    kept = []
+                    return
+                }
+                kept += Array((run.lowerBound + done)..<run.upperBound)
+                failure = error
             }
-            kept += Array((run.lowerBound + done)..<run.upperBound)
-            failure = error
         }
-        return (kept, failure)
+        if let failure { throw failure }
+    }
+
+    /// Empties `slots` where no one needs to know what the kernel refused:
+    /// undoing a fill that failed.
+    func emptyUndoing(_ slots: [Int]) {
+        var kept: [Int] = []
+        try? empty(slots, kept: &kept)
     }
 
     /// Clones `count` buffers from `source` on into this table's slots
