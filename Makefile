@@ -6,6 +6,8 @@
 #   make install    PREFIX=/usr/local [DESTDIR=...]
 #   make check      every test: Swift unit tests, C ABI and kernel tests,
 #                   the unprivileged and lock-limit tests
+#   make test-core  the pure core's unit tests alone
+#   make test T=test_ring [CASE=refusals]   one C test against the library
 #   make check-kernels  the kernel tests again on Linux 6.1 and 6.12 (qemu, root)
 #   make demo       pins a THP buffer with a stray base page, prints segments
 #   make bench      ratios against raw mlock, per-page pagemap reads, plain
@@ -44,7 +46,7 @@ SOURCES  := $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h') 
 TESTS_C  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*.c))
 TEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread
 
-.PHONY: all lib tool install stage deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
+.PHONY: all lib tool install install-lib stage stage-lib test test-core deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
 
 all: lib tool
 
@@ -61,25 +63,33 @@ $(TOOL): $(SOURCES)
 	$(SWIFT) build -c release --product phyr-inspect --scratch-path .build-tool -Xswiftc -static-executable
 
 # DESTDIR-aware install: the real file, the soname and dev links, the
-# header, the pkg-config file, phyr-inspect and the man pages.
-install: lib tool
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR)
+# header, the pkg-config file (install-lib); phyr-inspect, the man pages and
+# the docs.
+install: install-lib tool
+	install -d $(DESTDIR)$(BINDIR)
 	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/phyr-inspect
-	install -m 755 $(RELEASE)/libphyr.so $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
-	ln -sf libphyr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphyr.so
-	install -m 644 include/phyr.h $(DESTDIR)$(INCDIR)/phyr.h
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 	install -d $(DESTDIR)$(PREFIX)/share/doc/libphyr
 	install -m 644 LICENSE README.md $(DESTDIR)$(PREFIX)/share/doc/libphyr/
+
+install-lib: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+	install -m 755 $(RELEASE)/libphyr.so $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
+	ln -sf libphyr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphyr.so
+	install -m 644 include/phyr.h $(DESTDIR)$(INCDIR)/phyr.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' pkgconfig/phyr.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/phyr.pc
 
 stage: lib tool
 	$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR= >/dev/null
+
+# The library alone in the stage, for the C tests (make test).
+stage-lib: lib
+	$(MAKE) --no-print-directory install-lib PREFIX=$(STAGE) DESTDIR= >/dev/null
 
 # Installs the Debian packages the shell variable "missing" names when we are root, and
 # otherwise names them and fails ($(1) says who needs them).
@@ -113,11 +123,22 @@ hugepages:
 	  echo "not root: hugetlb pages are not reserved; hugetlb tests will skip"; \
 	fi
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h tests/ring_io.h $(RELEASE)/libphyr.so | stage
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/ring_io.h $(RELEASE)/libphyr.so | stage-lib
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(PHYR_CFLAGS) $< -o $@ $(PHYR_LIBS) -luring
 
 check: deps hugepages check-swift check-c
+
+# The inner loops (README: Contributing).  The pure core's tests alone:
+test-core:
+	$(SWIFT) test --disable-xctest --filter PhyrCoreTests
+
+# One C test program, or one case of it, against the library alone (no
+# phyr-inspect, no Swift tests): make test T=test_ring [CASE=refusals]
+test: deps stage-lib
+	@[ -n "$(T)" ] && [ -f tests/$(T).c ] || { echo "usage: make test T=<tests/*.c name> [CASE=<case>]"; exit 2; }
+	@$(MAKE) --no-print-directory $(BUILD)/tests/$(T)
+	./$(BUILD)/tests/$(T) $(CASE)
 
 # The Swift tests three times: plain, under the thread sanitizer (the lookup
 # index's seqlock, the tables' locks) and under the address sanitizer, each in

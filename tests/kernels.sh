@@ -60,7 +60,7 @@ for k in "$@"; do
 		[ $c = 0 ] && [ $s = 0 ]' - "$bindir" "${SWIFT_TESTS:?SWIFT_TESTS must name the Swift test binary}" \
 		> "$cache/run-$k.log" 2>&1
 	rc=$?
-	grep -aE "^(FAIL|SKIP)|passed, .* failed|Test run with|recorded an issue|skipped|libphyr: probe|guest: kernel|command ran" \
+	grep -aE "^ *(FAIL|SKIP)|passed, .* failed|Test run with|recorded an issue|skipped|libphyr: probe|guest: kernel|command ran" \
 		"$cache/run-$k.log" | sort -u
 	echo "==== Linux $k: exit $rc, $(( $(date +%s) - start )) s; full log $cache/run-$k.log"
 	[ $rc = 0 ] || status=1
