@@ -15,9 +15,10 @@
  * changing the address space under a pin does, and the kernels; each
  * function's man page has the details and the measured costs.
  *
- * Kernels: Linux with 4 KiB base pages (elsewhere -EOPNOTSUPP); the io_uring
- * half needs 5.13.  Newer kernels are faster (PROCMAP_QUERY 6.11,
- * PAGEMAP_SCAN 6.7, coalesced huge-page buffers 6.11, table clones 6.13).
+ * Kernels: Linux with 4 KiB base pages (elsewhere -EOPNOTSUPP);
+ * PHYR_PIN_LONGTERM needs 5.13, ring_register_ranges 5.16.  Newer kernels are
+ * faster (PROCMAP_QUERY 6.11, PAGEMAP_SCAN 6.7, coalesced huge-page buffers
+ * 6.11, table clones 6.13).
  */
 #ifndef PHYR_H
 #define PHYR_H
@@ -92,7 +93,8 @@ struct ring_buf {
  * own) instead of mlock: pages never migrate, swap or go while the range
  * lives, even if unmapped.  Implies PHYR_PIN_WRITE.  Charged by io_uring
  * against RLIMIT_MEMLOCK (VmPin).  Also -EOPNOTSUPP (memory the kernel cannot
- * long-term pin; io_uring unavailable), -EMFILE (no descriptor left). */
+ * long-term pin; io_uring unavailable), -EMFILE / -ENFILE (no descriptor
+ * left), -EBADF (another thread closed libphyr's ring behind its back). */
 #define PHYR_PIN_LONGTERM 0x4u
 
 /* Children made by fork() do not get the memory (MADV_DONTFORK over its
@@ -126,7 +128,9 @@ struct ring_buf {
  *   -ENOMEM  past RLIMIT_MEMLOCK or vm.max_map_count, or out of memory;
  *   -EAGAIN  the kernel could not lock every page;
  *   -EMFILE  16,777,216 ranges live already;
- *   -EOPNOTSUPP  base pages are not 4 KiB (and see PHYR_PIN_LONGTERM).
+ *   -EOPNOTSUPP  base pages are not 4 KiB (and see PHYR_PIN_LONGTERM);
+ *   other    what the kernel answered reading this process's mappings,
+ *            named in the message.
  */
 PHYR_API int phyr_pin(const void *addr, size_t len, unsigned flags,
 		      phyr_t **out);
@@ -185,13 +189,16 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  *   -EINVAL      a NULL argument, nr 0, flags, a range not live, not a ring;
  *   -EOPNOTSUPP  memory with no folio; io_uring_register denied; file memory
  *                this kernel's io_uring refuses (6.1: all but shmem/hugetlb);
+ *                a kernel before 5.16 (every ring on one shared inode);
  *   -EACCES      a range is read-only now;  -EFAULT  a range is unmapped now;
  *   -EBUSY       a table libphyr did not make, or (in a child) a table an
  *                ancestor registered through libphyr;
  *   -ENOSPC      more than 16384 slots;  -ENOMEM  past RLIMIT_MEMLOCK;
  *   -ENXIO       the table was unregistered behind libphyr's back;
  *   -EEXIST      an IORING_SETUP_SINGLE_ISSUER ring, from another thread;
- *   -EMFILE      no descriptor left, or 4,194,304 registrations live.
+ *   -EMFILE      no descriptor left (or -ENFILE), 4,194,304 registrations
+ *                or 16,777,216 ranges live (its references count);
+ *   other        what the kernel answered, with the buffer in the message.
  */
 PHYR_API int ring_register_ranges(struct io_uring *ring, phyr_t *const *ranges,
 				  unsigned nr, unsigned flags, ring_reg_t **out);

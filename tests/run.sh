@@ -16,7 +16,8 @@
 # Prints one line per run, and under it every skip the run printed ("SKIP
 # <case>: <why>", tests/harness.h); closes with "N passed, N failed, N
 # skipped", counting cases: a test program's "CASES n passed" line, a skip
-# line each, one for a run of anything else.  Exits 1 on any failure; a run
+# line each (a skipped part of a passed case is counted apart), one for a run
+# of anything else.  Exits 1 on any failure; a run
 # that skips without saying why, or exercises nothing, fails.
 #
 # PHYR_TESTS=kernel runs only what says something about the running kernel:
@@ -31,7 +32,7 @@ only_kernel=0
 : "${STAGE:?STAGE must name the staged install}"
 : "${CC:=cc}" "${CXX:=c++}"
 lib=$STAGE/lib/libphyr.so.0
-pass=0 fail=0 skip=0
+pass=0 fail=0 skip=0 parts=0
 work=$(mktemp -d /tmp/phyr-tests.XXXXXX)
 # test_remap lowers vm.max_map_count for a moment (as root); whatever happens
 # to it, the machine gets its own value back.
@@ -40,21 +41,24 @@ trap 'rm -rf "$work"; [ "$(id -u)" != 0 ] || echo "$maps" > /proc/sys/vm/max_map
 
 report() { # name rc output
 	skips=$(printf '%s\n' "$3" | grep '^SKIP ')
-	nskip=$(printf '%s\n' "$3" | grep -c '^SKIP ')
+	# A part of a passed case ("SKIP <case> (part): ...") is shown, and
+	# counted apart: the case itself passed.
+	nskip=$(printf '%s\n' "$3" | grep '^SKIP ' | grep -vc '^SKIP [^:]* (part):')
+	nparts=$(printf '%s\n' "$3" | grep -c '^SKIP [^:]* (part):')
 	cases=$(printf '%s\n' "$3" | sed -n 's/^CASES \([0-9][0-9]*\) passed$/\1/p' | tail -n 1)
 	case $2 in
 	0|77)
 		if [ "$2" = 77 ] && [ "$nskip" = 0 ]; then
 			set -- "$1" 1 "skipped without saying why:
 $3"
-		elif [ "$2" = 0 ] && [ "${cases:-1}" = 0 ] && [ "$nskip" = 0 ]; then
+		elif [ "$2" = 0 ] && [ "${cases:-1}" = 0 ] && [ "$((nskip + nparts))" = 0 ]; then
 			set -- "$1" 1 "ran no case:
 $3"
 		fi ;;
 	esac
 	case $2 in
 	0)
-		pass=$((pass + ${cases:-1})); skip=$((skip + nskip))
+		pass=$((pass + ${cases:-1})); skip=$((skip + nskip)); parts=$((parts + nparts))
 		echo "PASS $1${cases:+: $cases cases}" ;;
 	77)
 		skip=$((skip + nskip))
@@ -63,7 +67,11 @@ $3"
 		fail=$((fail + 1)); echo "FAIL $1 (exit $2)"; printf '%s\n' "$3" | sed 's/^/    /'
 		return ;;
 	esac
-	[ "$nskip" = 0 ] || printf '%s\n' "$skips" | sed 's/^/    /'
+	[ -z "$skips" ] || printf '%s\n' "$skips" | sed 's/^/    /'
+}
+
+summary() {
+	echo "$pass passed, $fail failed, $skip skipped$([ "$parts" = 0 ] || echo " (and $parts parts of passed cases)")"
 }
 
 run() { # name command...
@@ -157,7 +165,7 @@ for t in "$bindir"/memlock_* "$bindir"/test_workers "$bindir"/test_ring_lifetime
 done
 
 if [ $only_kernel = 1 ]; then
-	echo "$pass passed, $fail failed, $skip skipped"
+	summary
 	[ "$fail" = 0 ]
 	exit
 fi
@@ -199,5 +207,5 @@ run "abi: C++ program links and calls the API" sh -c "
 run "abi: dlopen under env -i, pin, unpin, dlclose" sh -c "
 	$CC -std=c99 -Wall -Wextra -Werror tests/abi/dlopen.c -o $work/dlopen -ldl && env -i $work/dlopen $lib"
 
-echo "$pass passed, $fail failed, $skip skipped"
+summary
 [ "$fail" = 0 ]

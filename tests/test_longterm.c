@@ -386,6 +386,68 @@ static void child_counts_rings(void *arg)
 	CHECK(io_uring_fds() == 0, "the child inherited %d of the parent's holder rings", io_uring_fds());
 }
 
+/* The io_uring descriptors of this process, by number, into fds[]. */
+static int ring_fds(int *fds, int max)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d) && is_io_uring(e->d_name) && n < max)
+			fds[n++] = atoi(e->d_name);
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * A daemon closes every descriptor, libphyr's holder ring among them, and
+ * libphyr's next duplicate of a caller's ring takes the holder's number (the
+ * lowest free one where libphyr keeps its descriptors).  Releasing the old
+ * long-term range must not write to that number: the caller's slots stay
+ * full, and fixed reads through them stay right.
+ */
+static void holder_number_taken_by_another_ring(void)
+{
+	struct io_uring ring;
+	ring_or_skip(&ring, QD);
+	char *held = base_alloc(16 * PAGE), *mine = base_alloc(16 * PAGE);
+	int before[64], after[64];
+	int nb = ring_fds(before, 64);
+	phyr_t *lt, *r;
+	CHECK_RC(phyr_pin(held, 16 * PAGE, PHYR_PIN_LONGTERM, &lt), 0);
+	int na = ring_fds(after, 64), holder = -1;
+	for (int i = 0; i < na; i++) {
+		int old = 0;
+		for (int j = 0; j < nb; j++)
+			old |= before[j] == after[i];
+		if (!old)
+			holder = after[i];
+	}
+	if (holder < 0) /* the pin went into a holder ring an earlier case made */
+		holder = after[na - 1];
+	CHECK(holder > ring.ring_fd, "no holder ring of libphyr's found (%d)", holder);
+	CHECK(close(holder) == 0, "close the holder: %s", strerror(errno)); /* behind libphyr's back */
+	CHECK_RC(phyr_pin(mine, 16 * PAGE, PHYR_PIN_WRITE, &r), 0);
+	ring_reg_t *reg;
+	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), 0);
+	int dups[64], nd = ring_fds(dups, 64), taken = 0;
+	for (int i = 0; i < nd; i++)
+		taken |= dups[i] == holder;
+	if (!taken)
+		skip_part("libphyr's duplicate of the ring got another number than the closed holder's: the reuse "
+			  "is not exercised");
+	CHECK_RC(phyr_unpin(lt), 0); /* the holder ring is gone: nothing to empty */
+	CHECK(fdinfo_bufs(ring.ring_fd, NULL) == 1, "releasing the long-term range emptied the caller's slot: "
+	      "%d buffers left", fdinfo_bufs(ring.ring_fd, NULL));
+	io_through(&ring, reg, mine, 16 * PAGE, 77);
+	CHECK_RC(ring_unregister_ranges(reg), 0);
+	CHECK_RC(phyr_unpin(r), 0);
+	io_uring_queue_exit(&ring);
+	munmap(held, 16 * PAGE);
+	munmap(mine, 16 * PAGE);
+}
+
 /* A child closes its copies of the holder rings at fork, so the parent's
  * pins never outlive the parent in a child that never calls libphyr. */
 static void child_closes_holders(void)
@@ -633,6 +695,7 @@ int main(int argc, char **argv)
 	RUN(split_inside_a_folio);
 	RUN(split_refuses_replaced_memory);
 	RUN(child_closes_holders);
+	RUN(holder_number_taken_by_another_ring);
 	RUN(registered_in_four_rings);
 	RUN(dontfork);
 	RUN(errors);

@@ -211,8 +211,54 @@ static void refusals(struct io_uring *ring)
 	munmap(rop, 64 * KiB);
 }
 
+/*
+ * Before 5.16 every io_uring is a file of one shared anonymous inode, and
+ * libphyr, which tells rings apart by inode, refuses to register rather than
+ * guess.  Forced here (PHYR_FORCE_FALLBACK=ring-inode, in a new program: the
+ * probe runs once per process): the refusal says why, changes nothing and
+ * leaves errno alone, and pins -- long-term ones too -- still work.
+ */
+static int as_a_kernel_before_5_16(void)
+{
+	struct io_uring ring;
+	CHECK_RC(io_uring_queue_init(8, &ring, 0), 0);
+	char *p = base_alloc(64 * KiB);
+	phyr_t *r, *held;
+	ring_reg_t *reg = (ring_reg_t *)&ring;
+	CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_WRITE, &r), 0);
+	errno = 4242;
+	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), -EOPNOTSUPP);
+	CHECK(errno == 4242, "errno changed to %d", errno);
+	CHECK(strstr(phyr_last_error(), "5.16"), "message: %s", phyr_last_error());
+	CHECK(reg == (ring_reg_t *)&ring, "*out was written");
+	CHECK(ring_has_no_table(&ring), "a refused registration left a table");
+	CHECK_RC(phyr_pin(p, 64 * KiB, PHYR_PIN_LONGTERM, &held), 0);
+	CHECK_RC(phyr_unpin(held), 0);
+	CHECK_RC(phyr_unpin(r), 0);
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
+static void refused_where_rings_share_an_inode(void)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		setenv("PHYR_FORCE_FALLBACK", "ring-inode", 1);
+		execl("/proc/self/exe", "test_ring", "--as-a-kernel-before-5.16", (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the program as on a kernel before 5.16 %s %d",
+	      WIFEXITED(st) ? "exited" : "was killed by signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "--as-a-kernel-before-5.16") == 0)
+		return as_a_kernel_before_5_16();
 	TEST_MAIN(argc, argv);
 	struct io_uring ring;
 	ring_or_skip(&ring, QD);
@@ -222,6 +268,7 @@ int main(int argc, char **argv)
 	RUN(refusals, &ring);
 	io_uring_queue_exit(&ring);
 	RUN(check_ring_fd_reuse, 3);
+	RUN(refused_where_rings_share_an_inode);
 	CHECK(vmlck_bytes() == 0, "VmLck %" PRIu64 " at the end", vmlck_bytes());
 	return t_done();
 }

@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 #include <liburing.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -32,6 +33,12 @@ int phyr_shim_io_uring_setup(unsigned entries)
 	memset(&p, 0, sizeof p);
 	long ret = syscall(__NR_io_uring_setup, entries, &p);
 	return ret < 0 ? -errno : (int)ret;
+}
+
+int phyr_shim_anonymous_file(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int phyr_shim_has_capability(int cap)

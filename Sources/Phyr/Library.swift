@@ -9,6 +9,7 @@ package enum Library {
     /// fork never copies one half made.
     package static func warm() {
         _ = KernelFeatures.shared
+        _ = ProcFiles.shared
         Pinner.warm()
         Holder.warm()
         IoUringCharge.warm()

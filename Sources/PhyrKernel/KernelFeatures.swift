@@ -16,7 +16,8 @@ import PhyrCore
 /// (both), `populate` (faulting pages by hand instead of MADV_POPULATE_*),
 /// `clone` (re-registering to grow a buffer table, registering long-term
 /// ranges directly instead of cloning them), `coalescing` (the
-/// kernel's release instead of the coalescing probe).
+/// kernel's release instead of the coalescing probe), `ring-inode` (the
+/// answer of a kernel before 5.16: every io_uring on one shared inode).
 package final class KernelFeatures: Sendable {
     package static let shared = KernelFeatures()
 
@@ -37,6 +38,9 @@ package final class KernelFeatures: Sendable {
     private let coalescingByReleaseOnly: Bool
     /// The kernel's base page size (libphyr supports 4 KiB only).
     package let basePage: Int
+    /// Whether each io_uring has an inode of its own (5.16 and later), which
+    /// is how libphyr tells rings apart: 0 not probed yet, 1 yes, 2 no.
+    private let ownInodeState: Atomic<UInt8>
 
     /// `PHYR_DEBUG=probes`: say on stderr what each probe decided.
     private let reportProbes: Bool
@@ -55,10 +59,28 @@ package final class KernelFeatures: Sendable {
         pagemapScan = Atomic(pagemap)
         cloneState = Atomic(forced.contains("clone") ? IoUringProbes.CloneSupport.unsupported.rawValue : 0)
         coalescingByReleaseOnly = forced.contains("coalescing")
+        ownInodeState = Atomic(forced.contains("ring-inode") ? 2 : 0)
         basePage = sysconf(Int32(_SC_PAGESIZE))
         populateAdvice = basePage == Int(basePageSize) && !forced.contains("populate") && Self.kernelHasPopulateAdvice()
         report("PROCMAP_QUERY \(procmap ? "yes" : "no"), PAGEMAP_SCAN \(pagemap ? "yes" : "no"), "
                + "MADV_POPULATE \(populateAdvice ? "yes" : "no"), base page \(basePage)")
+    }
+
+    /// Whether the kernel gives each io_uring an inode of its own, asked
+    /// with the caller's ring `ringFd` the first time: before 5.16 every ring
+    /// is a file on the one anonymous inode an eventfd also gets.  Without
+    /// an answer (no descriptor to spare) it is asked again next time.
+    package func ringsHaveOwnInodes(_ ringFd: Int32) -> Bool {
+        let known = ownInodeState.load(ordering: .relaxed)
+        if known != 0 { return known == 1 }
+        guard let ring = try? RingIdentity.of(ringFd), let anon = try? shimRetrying({ phyr_shim_anonymous_file() })
+        else { return true }
+        defer { close(anon) }
+        guard let shared = try? RingIdentity.of(anon) else { return true }
+        let own = ring != shared
+        ownInodeState.store(own ? 1 : 2, ordering: .relaxed)
+        report("each io_uring has an inode of its own: \(own ? "yes" : "no (before 5.16): ring_register_ranges refused")")
+        return own
     }
 
     package func report(_ what: String) {

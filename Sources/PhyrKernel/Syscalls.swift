@@ -111,7 +111,6 @@ package func readNumber(_ path: String) -> UInt64? {
     return value
 }
 
-/// The value after `key` on its line of a /proc "Key:  value" file.
 /// The names in a directory (without "." and ".."); the errno of opening it.
 package func directoryEntries(_ path: String) throws(Errno) -> [String] {
     guard let dir = opendir(path) else { throw Errno(code: errno) }
@@ -124,6 +123,7 @@ package func directoryEntries(_ path: String) throws(Errno) -> [String] {
     return names
 }
 
+/// The value after `key` on its line of a /proc "Key:  value" file.
 package func procField(_ path: String, _ key: String) -> UInt64? {
     let k = Array(key.utf8)
     var value: UInt64?

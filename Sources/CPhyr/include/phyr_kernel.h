@@ -276,6 +276,10 @@ int phyr_shim_io_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_
 /* A minimal io_uring (no mappings), for cloning buffer tables; fd or -errno. */
 int phyr_shim_io_uring_setup(unsigned entries);
 
+/* An eventfd: a file of the one anonymous inode such files share (and, before
+ * Linux 5.16, every io_uring too); the fd or -errno. */
+int phyr_shim_anonymous_file(void);
+
 /* Whether capability `cap` is in this thread's effective set. */
 int phyr_shim_has_capability(int cap);
 

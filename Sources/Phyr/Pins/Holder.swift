@@ -39,7 +39,10 @@ enum Holder {
     /// Where a held buffer lives, for cloning it into another table: the
     /// table and slot, never the descriptor.
     static func source(of held: HeldBuffer) -> CloneSource? {
-        state.withLock { s in s.tables.first { $0.number == held.ring } }.map { CloneSource(table: $0.table, slot: held.slot) }
+        guard let t = state.withLock({ s in s.tables.first { $0.number == held.ring } }), t.table.reachable() else {
+            return nil  // a holder ring closed behind libphyr's back: registered directly
+        }
+        return CloneSource(table: t.table, slot: held.slot)
     }
 
     /// Registers `units` in holder rings, all or nothing.  `what` names the
@@ -62,8 +65,7 @@ enum Holder {
                 rest = rest.dropFirst(n)
                 var held: [HeldBuffer] = []
                 for (u, slot) in zip(chunk, slots) {
-                    let c = t.table.charge([u])
-                    t.table.commitCharge(c.charged)
+                    let c = t.table.takeCharge(u)
                     held.append(HeldBuffer(serial: nextSerial(), ring: t.number, slot: slot, unit: u,
                                            charge: c.bytes, hugeSpans: c.hugeSpans))
                 }
@@ -105,12 +107,13 @@ enum Holder {
                 continue
             }
             var refused: [Int] = []
-            try? t.table.empty(group.map(\.slot), kept: &refused)
+            try? t.table.empty(group.map { $0.slot }, kept: &refused)
             let kept = Set(refused)
-            // A slot the kernel would not empty stays taken: never reused
-            // under a pin the kernel keeps.
-            giveBack(t, group.filter { !kept.contains($0.slot) })
-            IoUringCharge.give(group.reduce(0) { $0 + $1.charge })
+            // A slot the kernel would not empty stays taken and charged:
+            // never reused under a pin the kernel keeps.
+            let emptied = group.filter { !kept.contains($0.slot) }
+            giveBack(t, emptied)
+            IoUringCharge.give(emptied.reduce(0) { $0 + $1.charge })
         }
     }
 

@@ -96,6 +96,11 @@ enum Registrar {
         do { identity = try RingIdentity.of(ringFd) } catch {
             throw PhyrError(.EINVAL, "the ring's fd \(ringFd) is not open")
         }
+        guard KernelFeatures.shared.ringsHaveOwnInodes(ringFd) else {
+            throw PhyrError(.EOPNOTSUPP, "this kernel gives every io_uring the same inode (Linux before 5.16), and "
+                            + "libphyr tells the rings it has buffer tables in apart by their inodes: "
+                            + "ring_register_ranges needs Linux 5.16 or later (PHYR_PIN_LONGTERM works)")
+        }
         if identity.inheritedAcrossFork {
             throw PhyrError(.EBUSY, "this ring was inherited across fork() from a process that had buffers "
                             + "registered in it through libphyr: its buffer table is that process's, and libphyr "
@@ -104,12 +109,7 @@ enum Registrar {
         if let known = state.withLock({ s in s.ringByIdentity[identity].flatMap { id in s.rings[id].map { (id, $0.table) } } }) {
             return known
         }
-        let dup: RingFile
-        do { dup = try RingFile.duplicate(ringFd) } catch {
-            guard error == .EMFILE || error == .ENFILE else { throw PhyrError(.EINVAL, "the ring's fd \(ringFd) is not open") }
-            throw PhyrError(error, "libphyr keeps a descriptor of its own for each ring it has buffers in, and "
-                            + "duplicating fd \(ringFd) failed: \(error)")
-        }
+        let dup = try duplicate(ringFd)
         let (id, table, extra) = state.withLock { s -> (UInt64, OwnedTable, RingFile?) in
             if let id = s.ringByIdentity[identity], let r = s.rings[id] { return (id, r.table, dup) }
             let id = s.nextRing
@@ -123,14 +123,35 @@ enum Registrar {
         return (id, table)
     }
 
+    /// libphyr's own descriptor of the caller's ring.
+    private static func duplicate(_ ringFd: Int32) throws(PhyrError) -> RingFile {
+        do { return try RingFile.duplicate(ringFd) } catch {
+            switch error {
+            case .EMFILE, .ENFILE:
+                throw PhyrError(error, "libphyr keeps a descriptor of its own for each ring it has buffers in, and "
+                                + "duplicating fd \(ringFd) failed: \(error)")
+            case .ENOMEM:
+                throw PhyrError(.ENOMEM, "out of memory recording libphyr's descriptor of the ring")
+            default:
+                throw PhyrError(.EINVAL, "the ring's fd \(ringFd) is not open")
+            }
+        }
+    }
+
     /// The kernel work of one registration, holding the ring table's gate.
     private static func registerOnRing(_ table: OwnedTable, ringID: UInt64, _ job: Job) throws(PhyrError) -> Outcome {
         guard state.withLock({ $0.rings[ringID] != nil }) else { return .ringForgotten }
         // libphyr's duplicate closed behind its back: the caller's descriptor
         // names the same ring (its inode), so duplicate it again.
-        guard table.reachable(reopen: { _ in try? RingFile.duplicate(job.ringFd) }) else {
-            throw PhyrError(.EBADF, "libphyr's descriptor of the ring was closed, and duplicating fd \(job.ringFd) "
-                            + "again failed")
+        var reopenFailure: PhyrError?
+        let reachable = table.reachable { _ in
+            do throws(PhyrError) { return try duplicate(job.ringFd) } catch {
+                reopenFailure = error
+                return nil
+            }
+        }
+        guard reachable else {
+            throw reopenFailure ?? PhyrError(.EINVAL, "the ring's fd \(job.ringFd) is not open")
         }
         if table.gone {
             throw PhyrError(.ENXIO, "the ring's buffer table is gone: it was unregistered behind libphyr's back "
@@ -164,9 +185,9 @@ enum Registrar {
                                     creating: true)
             }
             slots = table.takeSlots(k, for: UInt64(job.handleSlot)) ?? []
-            if case .refused = cloneIn(table, slots: slots, sources: job.sources) {
+            if case .refused(let cloned) = cloneIn(table, slots: slots, sources: job.sources) {
                 table.destroy()
-                table.releaseSlots(slots)
+                table.releaseSlots(slots, cloned: cloned)
                 return .cloneRefused
             }
         } else {
@@ -182,9 +203,9 @@ enum Registrar {
                 throw kernelRefusal(error.errno, "registering \(spanText(failed.addr..<(failed.addr + failed.len)))",
                                     ringFd: job.ringFd, charge: charge.bytes, creating: false)
             }
-            if case .refused = cloneIn(table, slots: free, sources: job.sources) {
+            if case .refused(let cloned) = cloneIn(table, slots: free, sources: job.sources) {
                 table.emptyUndoing(free)
-                table.releaseSlots(free)
+                table.releaseSlots(free, cloned: cloned)
                 return .cloneRefused
             }
             slots = free
@@ -214,22 +235,27 @@ enum Registrar {
         }
     }
 
-    private enum CloneResult { case done, refused }
+    private enum CloneResult {
+        case done
+        /// The kernel refused a clone after `cloned` slots were filled by clones.
+        case refused(cloned: Int)
+    }
 
     /// Clones the held buffers `sources` names into their `slots`, one call
     /// per run of consecutive slots of one holder table.  A refused clone
     /// empties what this call put in: the registration is made again,
     /// directly and charged.
     private static func cloneIn(_ table: OwnedTable, slots: [Int], sources: [CloneSource?]) -> CloneResult {
-        var i = 0
+        var i = 0, cloned = 0
         while i < slots.count {
             guard let first = sources[i] else { i += 1; continue }
             var n = 1
             while i + n < slots.count, let next = sources[i + n], first.isFollowed(by: next, at: n),
                   slots[i + n] == slots[i] + n { n += 1 }
             do throws(Errno) { try table.clone(from: first, into: slots[i], count: n) } catch {
-                return .refused
+                return .refused(cloned: cloned)
             }
+            cloned += n
             i += n
         }
         return .done

@@ -42,6 +42,10 @@ final class OwnedTable: @unchecked Sendable {
     private func locked<R>(_ body: () -> R) -> R { bookkeeping.withLock(body) }
 
     var file: RingFile? { locked { ringFile } }
+    /// The descriptor, if it still names the ring (one fstat): every kernel
+    /// call goes through it, so a number the program closed and that now
+    /// names another file -- another ring, even -- is never written to.
+    private var intactFile: RingFile? { file.flatMap { $0.isIntact ? $0 : nil } }
     var size: Int { locked { slotTable.size } }
     var used: Int { locked { slotTable.used } }
     var free: Int { locked { slotTable.free } }
@@ -113,7 +117,8 @@ final class OwnedTable: @unchecked Sendable {
 
     /// What putting `units` into this ring charges (`cloned(i)`: unit i is a
     /// clone, charged nothing), worked out on a copy of the ring's charged
-    /// huge pages; `commitCharge` keeps it once the kernel agreed.
+    /// huge pages; `commitCharge` keeps it once the kernel agreed.  For a
+    /// caller holding the gate, so that no other charge comes in between.
     func charge(_ units: [BufferUnit], cloned: (Int) -> Bool = { _ in false })
         -> (bytes: UInt64, hugeSpans: [Range<UInt64>], charged: CountedIntervalMap) {
         var charged = locked { chargedSpans }
@@ -123,6 +128,13 @@ final class OwnedTable: @unchecked Sendable {
 
     func commitCharge(_ charged: CountedIntervalMap) { locked { chargedSpans = charged } }
 
+    /// What holding `unit` charges, counted at once: the holder fills slots
+    /// without the gate, and two pins at once must not lose each other's
+    /// huge pages.  `releaseCharge` gives it back if the kernel refuses.
+    func takeCharge(_ unit: BufferUnit) -> (bytes: UInt64, hugeSpans: [Range<UInt64>]) {
+        locked { LockCharge.charge([unit], cloned: { _ in false }, ring: &chargedSpans) }
+    }
+
     func releaseCharge(_ hugeSpans: [Range<UInt64>]) { locked { LockCharge.release(hugeSpans, ring: &chargedSpans) } }
 
     // MARK: kernel work
@@ -130,7 +142,7 @@ final class OwnedTable: @unchecked Sendable {
     /// Registers the table, `initial` in its first slots (empty spans for
     /// slots that get clones next), `size` slots in all.
     func create(size: Int, initial: [BufferSpan]) throws(Errno) {
-        guard let f = file else { throw Errno.EBADF }
+        guard let f = intactFile else { throw Errno.EBADF }
         try f.registerTable(initial, size: size)
         locked {
             slotTable = SlotTable(size: size)
@@ -143,7 +155,7 @@ final class OwnedTable: @unchecked Sendable {
     /// slots; if the kernel refuses part way, empties what was filled and
     /// throws which span failed and why.
     func fill(_ spans: [BufferSpan], into slots: [Int]) throws(FillFailure) {
-        guard let f = file else { throw FillFailure(index: 0, errno: Errno.EBADF) }
+        guard let f = intactFile else { throw FillFailure(index: 0, errno: Errno.EBADF) }
         var filled: [Int] = []
         var at = 0
         for run in SlotTable.runs(slots) {
@@ -167,11 +179,12 @@ final class OwnedTable: @unchecked Sendable {
 
     /// Empties `slots`; `kept` gets those the kernel would not empty, and
     /// the last refusal is thrown once every run was tried.  A table that is
-    /// gone (ENXIO), or that is the program's own now (EINVAL: too small for
-    /// these slots), holds nothing of libphyr's: nothing is kept, nothing
-    /// thrown.
+    /// gone (ENXIO), that is the program's own now (EINVAL: too small for
+    /// these slots), or whose descriptor the program closed (for a ring of
+    /// libphyr's own: the ring went with its pins) holds nothing of
+    /// libphyr's: nothing is kept, nothing thrown.
     func empty(_ slots: [Int], kept: inout [Int]) throws(Errno) {
-        guard let f = file, !gone else { return }
+        guard let f = intactFile, !gone else { return }
         var failure: Errno?
         for run in SlotTable.runs(slots) {
             var done = 0
@@ -200,7 +213,7 @@ final class OwnedTable: @unchecked Sendable {
     /// Clones `count` buffers from `source` on into this table's slots
     /// from `slot` on: nothing pinned or charged again.
     func clone(from source: CloneSource, into slot: Int, count: Int) throws(Errno) {
-        guard let f = file, let s = source.table.file else { throw Errno.EBADF }
+        guard let f = intactFile, let s = source.table.intactFile else { throw Errno.EBADF }
         try f.clone(into: slot, from: s, at: source.slot, count: count)
         locked { clonedSlots += count }
     }
@@ -210,7 +223,7 @@ final class OwnedTable: @unchecked Sendable {
     /// filter refused it), else by re-registering every buffer -- refused
     /// for a table holding clones, which that would pin and charge anew.
     func grow(to newSize: Int, cloning: Bool) throws(GrowthFailure) {
-        guard let f = file else { throw .kernel(Errno.EBADF, restored: false) }
+        guard let f = intactFile else { throw .kernel(Errno.EBADF, restored: false) }
         let (size, now, cloned) = locked { (slotTable.size, contents, clonedSlots) }
         guard newSize > size else { return }
         if cloning {
@@ -252,7 +265,7 @@ final class OwnedTable: @unchecked Sendable {
     /// with it (only this table's gate is held, and a forked child never
     /// touches its parent's tables).
     func destroy() {
-        guard let f = file, !gone else { return }
+        guard let f = intactFile, !gone else { return }
         _ = try? ForkGuard.outside { () throws(Errno) in try f.unregisterTable() }
         locked {
             slotTable = SlotTable(size: 0)
