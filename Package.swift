@@ -35,8 +35,11 @@ let package = Package(
         .target(name: "PhyrAPI", dependencies: ["Phyr", "PhyrCore", "CPhyr"]),
         .executableTarget(name: "PhyrInspect", dependencies: ["PhyrKernel", "PhyrCore"]),
         // The pure core's tests alone: `make test-core`, seconds after a core edit.
-        .testTarget(name: "PhyrCoreTests", dependencies: ["PhyrCore"]),
+        .testTarget(name: "PhyrCoreTests", dependencies: ["PhyrCore", "PhyrTestSupport"]),
         // The kernel layer against the running kernel, the policy's models.
-        .testTarget(name: "PhyrTests", dependencies: ["PhyrAPI", "Phyr", "PhyrKernel", "PhyrCore", "CPhyr"]),
+        .testTarget(name: "PhyrTests", dependencies: ["PhyrAPI", "Phyr", "PhyrKernel", "PhyrCore", "CPhyr",
+                                                      "PhyrTestSupport"]),
+        // What both test targets share: a seeded generator.
+        .target(name: "PhyrTestSupport", path: "Tests/PhyrTestSupport"),
     ]
 )

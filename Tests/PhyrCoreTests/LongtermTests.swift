@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+import PhyrTestSupport
 import Testing
 @testable import PhyrCore
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import Glibc
 import Synchronization
+import PhyrTestSupport
 import Testing
 @testable import Phyr
 @testable import PhyrCore

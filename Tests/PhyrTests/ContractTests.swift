@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
 import Glibc
+import PhyrTestSupport
 import Testing
 @testable import Phyr
 @testable import PhyrCore
