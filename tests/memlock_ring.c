@@ -31,6 +31,9 @@ static void registrations_within_the_limit(void)
 	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), -ENOMEM);
 	CHECK(strstr(phyr_last_error(), "6 MiB") && strstr(phyr_last_error(), "RLIMIT_MEMLOCK is 4 MiB"),
 	      "message: %s", phyr_last_error());
+	/* libphyr keeps no duplicate of a ring it has nothing in. */
+	CHECK(io_uring_fd_count() == 1, "%d io_uring descriptors after a refused first registration: libphyr kept "
+	      "its duplicate of the ring", io_uring_fd_count());
 	CHECK(ring_has_no_table(&ring), "a refused registration left a table");
 
 	/* 2 MiB (one huge page) fits, and works. */

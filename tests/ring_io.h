@@ -10,6 +10,7 @@
 #include "harness.h"
 
 #include <liburing.h>
+#include <dirent.h>
 #include <sys/utsname.h>
 
 #define QD 32
@@ -215,6 +216,26 @@ static inline int fdinfo_bufs(int ring_fd, int *slots)
 }
 
 static inline int ring_has_no_table(struct io_uring *ring);
+
+/* How many io_uring descriptors this process has open (the program's rings,
+ * libphyr's duplicates of them, its holder rings). */
+static inline int io_uring_fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	CHECK(d != NULL, "opendir /proc/self/fd: %s", strerror(errno));
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char link[64];
+		ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
+		if (len > 0) {
+			link[len] = 0;
+			n += strcmp(link, "anon_inode:[io_uring]") == 0;
+		}
+	}
+	closedir(d);
+	return n;
+}
 
 /*
  * Ring fd numbers come back after io_uring_queue_exit: a new ring behind an

@@ -36,7 +36,7 @@ enum Registrar {
         _ = KernelFeatures.shared.coalescing
         let handleSlot = try state.withLock { s throws(PhyrError) -> Int in try s.takeHandleSlot() }
         var job = Job(units: plan.units, sources: cloneSources(plan.units, retained),
-                      retained: retained.map(\.id), handleSlot: handleSlot, ringFd: ringFd)
+                      retained: retained.map { $0.id }, handleSlot: handleSlot, ringFd: ringFd)
         do throws(PhyrError) {
             while true {
                 let (ringID, table) = try ring(for: ringFd)
@@ -55,7 +55,7 @@ enum Registrar {
             }
         } catch {
             state.withLock { $0.freeHandleSlots.append(handleSlot) }
-            if error.errno == .EFAULT { try explainFault(retained.map(\.range.range)) }
+            if error.errno == .EFAULT { try explainFault(retained.map { $0.range.range }) }
             throw error
         }
     }
@@ -141,6 +141,14 @@ enum Registrar {
     /// The kernel work of one registration, holding the ring table's gate.
     private static func registerOnRing(_ table: OwnedTable, ringID: UInt64, _ job: Job) throws(PhyrError) -> Outcome {
         guard state.withLock({ $0.rings[ringID] != nil }) else { return .ringForgotten }
+        // A ring that gets no table from this call is forgotten, whatever
+        // refused it (the limit, the kernel, a closed descriptor): libphyr
+        // keeps no duplicate of a ring it has nothing in.
+        let isNew = table.size == 0
+        var ok = false
+        defer {
+            if !ok && isNew && table.size == 0, let gone = state.withLock({ $0.forget(ring: ringID) }) { gone.close() }
+        }
         // libphyr's duplicate closed behind its back: the caller's descriptor
         // names the same ring (its inode), so duplicate it again.
         var reopenFailure: PhyrError?
@@ -159,7 +167,6 @@ enum Registrar {
                             + "in it, and the next one makes a new table")
         }
         let units = job.units, k = units.count
-        let isNew = table.size == 0
         guard table.used + k <= maxBuffersPerTable else {
             throw PhyrError(.ENOSPC, "\(k) buffers do not fit: the ring's table holds \(table.used) of at most "
                             + "\(maxBuffersPerTable)")
@@ -167,13 +174,7 @@ enum Registrar {
         // The lock charge, as the kernel will count it, kept only if the kernel agrees.
         let charge = table.charge(units) { job.sources[$0] != nil }
         try IoUringCharge.reserve(charge.bytes, for: "\(k) buffers")
-        var ok = false
-        defer {
-            if !ok {
-                IoUringCharge.give(charge.bytes)
-                if isNew && table.size == 0, let gone = state.withLock({ $0.forget(ring: ringID) }) { gone.close() }
-            }
-        }
+        defer { if !ok { IoUringCharge.give(charge.bytes) } }
         let spans = units.map { BufferSpan(addr: $0.addr, len: $0.len) }
         let direct = units.indices.filter { job.sources[$0] == nil }
         let slots: [Int]
