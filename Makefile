@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
 # libphyr: build, install, test, demo, bench.
 #
-#   make            the release libphyr.so (Swift runtime linked in) and
+#   make            the release libphyr.so (Embedded Swift: no Swift runtime) and
 #                   phyr-inspect (a static executable)
-#   make install    PREFIX=/usr/local [DESTDIR=...]
+#   make install    PREFIX=/usr/local [DESTDIR=...]; make uninstall the same
+#   make deb        Debian packages (libphyr0, libphyr-dev, phyr-inspect) into build/deb
+#   make dist       the source tarball of HEAD
 #   make check      every test: Swift unit tests, C ABI and kernel tests,
 #                   the unprivileged and lock-limit tests
 #   make test-core  the pure core's unit tests alone
@@ -25,7 +27,9 @@ CC       ?= cc
 CXX      ?= c++
 
 BUILD    := build
-RELEASE  := .build/release
+# The library builds in Embedded Swift, in a folder of its own (the unit
+# tests build the same sources as ordinary Swift in .build).
+LIBRARY  := .build-embedded/release/libphyr.so
 # phyr-inspect builds in a folder of its own: its -static-executable would
 # otherwise make every build of the library recompile everything.
 TOOL     := .build-tool/release/phyr-inspect
@@ -36,26 +40,36 @@ PKGENV   := PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig
 PHYR_CFLAGS = $(shell $(PKGENV) pkg-config --cflags phyr)
 PHYR_LIBS   = $(shell $(PKGENV) pkg-config --libs phyr) -Wl,-rpath,$(STAGE)/lib
 
-SWIFT_LINK := -Xswiftc -static-stdlib \
-	-Xlinker -soname=$(SONAME) \
+# Embedded Swift brings no runtime library but the Unicode tables String
+# needs (from the toolchain's own folder); -z defs makes a missing symbol a
+# link error, not a failure at run time.
+SWIFT_BIN   = $(dir $(realpath $(shell command -v $(SWIFT))))
+EMBEDDED_LIB = $(SWIFT_BIN)../lib/swift/embedded/$(shell uname -m)-unknown-linux-gnu
+SWIFT_LINK = -Xlinker -soname=$(SONAME) \
 	-Xlinker --version-script=$(CURDIR)/src/phyr.map \
-	-Xlinker -z -Xlinker nodelete
+	-Xlinker -z -Xlinker nodelete -Xlinker -z -Xlinker defs -Xlinker --gc-sections -Xlinker --icf=all \
+	-Xlinker -L$(EMBEDDED_LIB) -Xlinker -lswiftUnicodeDataTables
 
 SOURCES  := $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h') Package.swift src/phyr.map include/phyr.h
 
 TESTS_C  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*.c))
 TEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread
 
-.PHONY: all lib tool install install-lib stage stage-lib test test-core deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
+.PHONY: all lib tool toolchain deps-build install install-lib uninstall dist deb stage stage-lib test test-core check-clean-root deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
 
 all: lib tool
 
-lib: $(RELEASE)/libphyr.so
+lib: toolchain deps-build $(LIBRARY)
 
-tool: $(TOOL)
+# Building needs Swift; using what it built does not.
+toolchain:
+	@command -v $(SWIFT) >/dev/null || { echo "libphyr builds with Swift 6.3: put the toolchain's bin folder on PATH (or SWIFT=/path/to/swift)," \
+	  "or install the Debian packages made by make deb on a machine that has it"; exit 1; }
 
-$(RELEASE)/libphyr.so: $(SOURCES)
-	$(SWIFT) build -c release --product phyr $(SWIFT_LINK)
+tool: toolchain deps-build $(TOOL)
+
+$(LIBRARY): $(SOURCES)
+	PHYR_EMBEDDED=1 $(SWIFT) build -c release --product phyr --scratch-path .build-embedded --disable-local-rpath $(SWIFT_LINK)
 
 # Fully static (glibc included), like the library's Swift runtime: it runs
 # on any x86-64 Linux, inspecting processes that have no libphyr at all.
@@ -76,13 +90,39 @@ install: install-lib tool
 	install -m 644 LICENSE README.md $(DESTDIR)$(PREFIX)/share/doc/libphyr/
 
 install-lib: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
-	install -m 755 $(RELEASE)/libphyr.so $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/phyr $(DESTDIR)$(INCDIR)
+	install -m 755 $(LIBRARY) $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
+	strip --strip-unneeded $(DESTDIR)$(LIBDIR)/libphyr.so.$(VERSION)
 	ln -sf libphyr.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphyr.so
 	install -m 644 include/phyr.h $(DESTDIR)$(INCDIR)/phyr.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' pkgconfig/phyr.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/phyr.pc
+	for f in pkgconfig/phyr.pc.in cmake/phyrConfig.cmake.in cmake/phyrConfigVersion.cmake.in; do \
+	  out=$$(case $$f in pkgconfig/*) echo pkgconfig;; *) echo cmake/phyr;; esac)/$$(basename $$f .in); \
+	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
+	      -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(firstword $(subst ., ,$(VERSION)))|' \
+	      $$f > $(DESTDIR)$(LIBDIR)/$$out; chmod 644 $(DESTDIR)$(LIBDIR)/$$out; \
+	done
+
+# Exactly what install writes, for uninstall (and the folders only libphyr uses).
+INSTALLED = $(LIBDIR)/libphyr.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libphyr.so $(INCDIR)/phyr.h \
+	$(LIBDIR)/pkgconfig/phyr.pc $(LIBDIR)/cmake/phyr/phyrConfig.cmake $(LIBDIR)/cmake/phyr/phyrConfigVersion.cmake \
+	$(BINDIR)/phyr-inspect $(PREFIX)/share/doc/libphyr/LICENSE $(PREFIX)/share/doc/libphyr/README.md \
+	$(patsubst man/%,$(MANDIR)/man1/%,$(wildcard man/*.1)) $(patsubst man/%,$(MANDIR)/man3/%,$(wildcard man/*.3)) \
+	$(patsubst man/%,$(MANDIR)/man7/%,$(wildcard man/*.7))
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(LIBDIR)/cmake/phyr $(DESTDIR)$(PREFIX)/share/doc/libphyr 2>/dev/null
+
+# The source tarball of what is committed: build/libphyr-VERSION.tar.gz.
+dist:
+	@mkdir -p $(BUILD)
+	git archive --format=tar.gz --prefix=libphyr-$(VERSION)/ -o $(BUILD)/libphyr-$(VERSION).tar.gz HEAD
+	@echo "$(BUILD)/libphyr-$(VERSION).tar.gz"
+
+# Debian packages into build/deb: libphyr0, libphyr-dev, phyr-inspect.
+deb: lib tool
+	sh packaging/deb.sh $(BUILD)/deb $(VERSION)
 
 stage: lib tool
 	$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR= >/dev/null
@@ -103,12 +143,18 @@ install_missing = if [ -n "$$missing" ]; then \
 	fi
 
 # What a fresh machine lacks: installed when we are root, named otherwise.
-deps:
+deps: deps-build
 	@missing=""; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
-	[ -f /usr/include/liburing.h ] || missing="$$missing liburing-dev"; \
 	[ -x /usr/bin/python3 ] || missing="$$missing python3"; \
-	$(call install_missing,libphyr)
+	$(call install_missing,libphyr's tests)
+
+# What building the library needs besides Swift: liburing's header (the C
+# shim reads the ring's fd out of struct io_uring; nothing links liburing).
+deps-build:
+	@missing=""; \
+	[ -f /usr/include/liburing.h ] || missing="$$missing liburing-dev"; \
+	$(call install_missing,building libphyr)
 
 # hugetlb pages for the hugetlb tests (root only; the tests skip loudly
 # without them).  2 MiB pages always, two 1 GiB pages when memory allows.
@@ -123,7 +169,7 @@ hugepages:
 	  echo "not root: hugetlb pages are not reserved; hugetlb tests will skip"; \
 	fi
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h tests/ring_io.h $(RELEASE)/libphyr.so | stage-lib
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/ring_io.h $(LIBRARY) | stage-lib
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(PHYR_CFLAGS) $< -o $@ $(PHYR_LIBS) -luring
 
@@ -185,4 +231,4 @@ bench: deps stage
 	./$(BUILD)/bench_inspect $(STAGE)/bin/phyr-inspect
 
 clean:
-	rm -rf $(BUILD) .build .build-tsan .build-asan .build-tool
+	rm -rf $(BUILD) .build .build-embedded .build-tsan .build-asan .build-tool

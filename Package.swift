@@ -17,22 +17,32 @@ import PackageDescription
 //
 // phyr-inspect reads other processes through the kernel layer and concludes
 // with the core; it does not link the C API.
+// The library ships in Embedded Swift (PHYR_EMBEDDED=1, `make lib`): no Swift
+// runtime, a few hundred KB, NEEDED libc, libm and ld.so only.  The same
+// sources build as ordinary Swift for the unit tests and phyr-inspect.
+let embedded = Context.environment["PHYR_EMBEDDED"] == "1"
+// A section per function: the linker drops what nothing calls (--gc-sections)
+// and folds what is identical (--icf): the library's size.
+let library: [SwiftSetting] = embedded
+    ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-Osize", "-function-sections"])] : []
+
 let package = Package(
     name: "phyr",
     products: [
         // libphyr.so: the C library.  The Makefile adds the soname, the version
-        // script, -z nodelete and the static Swift runtime at link time.
+        // script, -z nodelete and, in Embedded Swift, the Unicode tables.
         .library(name: "phyr", type: .dynamic, targets: ["PhyrAPI"]),
         .executable(name: "phyr-inspect", targets: ["PhyrInspect"]),
     ],
     targets: [
         .target(name: "CPhyr"),
-        .target(name: "PhyrCore"),
-        .target(name: "PhyrKernel", dependencies: ["CPhyr", "PhyrCore"]),
+        .target(name: "PhyrCore", swiftSettings: library),
+        .target(name: "PhyrKernel", dependencies: ["CPhyr", "PhyrCore"], swiftSettings: library),
         .target(name: "Phyr", dependencies: ["PhyrKernel", "PhyrCore"],
                 // Keeps the lookup's binary search branch-free (BufferIndex.find).
-                swiftSettings: [.unsafeFlags(["-Xllvm", "-x86-cmov-converter=false"])]),
-        .target(name: "PhyrAPI", dependencies: ["Phyr", "PhyrCore", "CPhyr"]),
+                swiftSettings: library + [.unsafeFlags(["-Xllvm", "-x86-cmov-converter=false"])]),
+        .target(name: "PhyrAPI", dependencies: ["Phyr", "PhyrCore", "CPhyr"], swiftSettings: library,
+                linkerSettings: embedded ? [.linkedLibrary("m")] : []),
         .executableTarget(name: "PhyrInspect", dependencies: ["PhyrKernel", "PhyrCore"]),
         // The pure core's tests alone: `make test-core`, seconds after a core edit.
         .testTarget(name: "PhyrCoreTests", dependencies: ["PhyrCore", "PhyrTestSupport"]),

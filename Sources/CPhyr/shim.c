@@ -116,3 +116,42 @@ const char *phyr_shim_version(void)
 {
 	return PHYR_STRINGIFY(PHYR_VERSION_MAJOR) "." PHYR_STRINGIFY(PHYR_VERSION_MINOR) "." PHYR_STRINGIFY(PHYR_VERSION_PATCH);
 }
+
+int phyr_shim_errno(void)
+{
+	return errno;
+}
+
+int phyr_shim_open_read(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int phyr_shim_dup_cloexec(int fd)
+{
+	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	return dup < 0 ? -errno : dup;
+}
+
+/*
+ * Swift's Hasher seeds itself with arc4random_buf, which glibc has only from
+ * 2.36 (Debian 12): libphyr's own, over getrandom(2), keeps the library
+ * loadable on older glibc.  The version script keeps it local: programs
+ * that call arc4random_buf get glibc's.
+ */
+void arc4random_buf(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	while (n > 0) {
+		long got = syscall(SYS_getrandom, p, n, 0);
+		if (got > 0) {
+			p += got;
+			n -= (size_t)got;
+		} else if (got < 0 && errno != EINTR) {
+			/* No getrandom (before 3.17): the hash seed needs no secrecy. */
+			for (; n > 0; n--)
+				*p++ = (unsigned char)((uintptr_t)p * 2654435761u >> 24);
+		}
+	}
+}

@@ -199,7 +199,7 @@ package enum Inspection {
             r.advice = "its memory is no longer mapped (the kernel still holds the pages it pinned)"
             return r
         }
-        let sizes = Set(units.map(\.pageShift)).sorted(by: >)
+        let sizes = Set(units.map { $0.pageShift }).sorted(by: >)
         func kind(_ shift: UInt32) -> String {
             if shift <= basePageShift { return "4 KiB" }
             let hugetlb = segments.contains { $0.pageShift == shift && $0.flags.contains(.hugetlb) }
@@ -229,7 +229,7 @@ package enum Inspection {
                 + "(pinned pages are never collapsed)"
         }
         let asHuge = (alignUp(hi, huge) - alignDown(lo, huge)) / huge
-        guard units.contains(where: \.isHuge) else {
+        guard units.contains(where: { $0.isHuge }) else {
             if hi - lo >= huge { r.advice = "all 4 KiB pages (\(pages) entries, \(asHuge) as huge pages): \(fix)" }
             return r
         }

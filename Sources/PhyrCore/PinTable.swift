@@ -49,7 +49,7 @@ package struct PinTable {
         var child = PinTable()
         child.slots = slots.map { Slot(generation: $0.generation, inherited: $0.generation) }
         child.freeSlots = slots.indices.reversed().filter { slots[$0].generation + 1 < Self.generationLimit }
-        child.inheritedDontfork = Self.union(inheritedDontfork, dontforkCoverage.coveredRuns.map(\.range))
+        child.inheritedDontfork = Self.union(inheritedDontfork, dontforkCoverage.coveredRuns.map { $0.range })
         return child
     }
 
@@ -280,7 +280,7 @@ package struct PinTable {
 
     /// The parts of `spans` (sorted, disjoint) that no live range covers.
     package func uncovered(_ spans: [Range<UInt64>]) -> [Range<UInt64>] {
-        Self.subtract(spans, coverage.coveredRuns.map(\.range))
+        Self.subtract(spans, coverage.coveredRuns.map { $0.range })
     }
 
     /// The parts of `span` an ancestor's PHYR_PIN_DONTFORK left out of this

@@ -22,13 +22,13 @@ let usage = """
 /// All of `text` to `fd`; the error of a write that failed, or nil.
 @discardableResult
 func emit(_ fd: Int32, _ text: String) -> Errno? {
-    do { try Terminal.write(fd, text) } catch { return error }
+    do { try Terminal.emit(fd, text) } catch { return error }
     return nil
 }
 
 func fail(_ message: String, code: Int32 = 1) -> Never {
     emit(2, "phyr-inspect: \(message)\n")
-    Terminal.exit(code)
+    Terminal.exitProcess(code)
 }
 
 /// "123", "0x7f00", "4M": digits only, no sign.
@@ -61,10 +61,10 @@ for arg in CommandLine.arguments.dropFirst() {
     case "--json": json = true
     case "-h", "--help":
         emit(1, usage)
-        Terminal.exit(0)
+        Terminal.exitProcess(0)
     case "--version":
         emit(1, "phyr-inspect \(Terminal.libraryVersion)\n")
-        Terminal.exit(0)
+        Terminal.exitProcess(0)
     default:
         if arg.hasPrefix("-") && arg.count > 1 { fail("unknown option \(arg)\n\(usage)", code: 2) }
         positional.append(arg)

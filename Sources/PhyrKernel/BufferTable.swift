@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
 
 /// io_uring_register(2) on a ring's buffer table, by descriptor: what
@@ -23,10 +22,8 @@ enum BufferTable {
     static func create(_ fd: Int32, _ spans: [BufferSpan], size: Int) throws(Errno) {
         var all = iovecs(spans)
         all.append(contentsOf: repeatElement(phyr_iovec(base: 0, len: 0), count: max(0, size - spans.count)))
-        _ = try typed {
-            try all.withUnsafeMutableBufferPointer { b throws(Errno) in
-                try register(fd, PHYR_IORING_REGISTER_BUFFERS, b.baseAddress, UInt32(b.count))
-            }
+        _ = try all.withUnsafeMutableBufferPointer { b throws(Errno) in
+            try register(fd, PHYR_IORING_REGISTER_BUFFERS, b.baseAddress, UInt32(b.count))
         }
     }
 
@@ -36,16 +33,14 @@ enum BufferTable {
         let vecs = iovecs(spans)
         done = 0
         while done < vecs.count {
-            let rc = try typed {
-                    try vecs.withUnsafeBufferPointer { buf throws(Errno) -> Int32 in
-                        guard let base = buf.baseAddress else { throw Errno.EINVAL }
-                        var up = phyr_rsrc_update2()
-                        up.offset = UInt32(offset + done)
-                        up.data = UInt64(UInt(bitPattern: base + done))
-                        up.nr = UInt32(vecs.count - done)
-                        return try register(fd, PHYR_IORING_REGISTER_BUFFERS_UPDATE, &up,
-                                            UInt32(MemoryLayout<phyr_rsrc_update2>.size))
-                    }
+            let rc = try vecs.withUnsafeBufferPointer { buf throws(Errno) -> Int32 in
+                guard let base = buf.baseAddress else { throw Errno.EINVAL }
+                var up = phyr_rsrc_update2()
+                up.offset = UInt32(offset + done)
+                up.data = UInt64(UInt(bitPattern: base + done))
+                up.nr = UInt32(vecs.count - done)
+                return try register(fd, PHYR_IORING_REGISTER_BUFFERS_UPDATE, &up,
+                                    UInt32(MemoryLayout<phyr_rsrc_update2>.size))
             }
             if rc == 0 { throw Errno.EIO }
             done += Int(rc)

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
 
 /// What the running kernel's io_uring does, found by trying it on memory and
@@ -32,7 +31,7 @@ package enum IoUringProbes {
         defer { close(dst) }
         let page = Int(basePageSize)
         guard let mem = mmap(nil, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              mem != MAP_FAILED else { return nil }
+              mem != mapFailed else { return nil }
         defer { munmap(mem, page) }
         let buffer = BufferSpan(addr: UInt64(UInt(bitPattern: mem)), len: UInt64(page))
         let empty = BufferSpan.empty
@@ -95,7 +94,7 @@ package enum IoUringProbes {
         let huge = UInt64(1) << UInt64(pmdPageShift)
         let reserve = Int(4 * huge)
         guard let raw = mmap(nil, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              raw != MAP_FAILED else { return nil }
+              raw != mapFailed else { return nil }
         defer { munmap(raw, reserve) }
         let p = alignUp(UInt64(UInt(bitPattern: raw)), huge)
         guard let mem = UnsafeMutableRawPointer(bitPattern: UInt(p)) else { return nil }

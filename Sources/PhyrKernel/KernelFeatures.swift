@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import Synchronization
 import PhyrCore
 
@@ -96,7 +95,7 @@ package final class KernelFeatures: Sendable {
         // A file that cannot be opened now (no descriptors, /proc not yet
         // mounted) says nothing about the kernel: assume the ioctl, whose
         // first use turns it off if the kernel answers ENOTTY.
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = phyr_shim_open_read(path)
         guard fd >= 0 else { return true }
         defer { close(fd) }
         var arg = [UInt64](repeating: 0, count: (size + 7) / 8)
@@ -152,7 +151,7 @@ package final class KernelFeatures: Sendable {
     private static func kernelHasPopulateAdvice() -> Bool {
         let page = Int(basePageSize)
         guard let probe = mmap(nil, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              probe != MAP_FAILED else { return false }
+              probe != mapFailed else { return false }
         defer { munmap(probe, page) }
         return madvise(probe, page, PHYR_MADV_POPULATE_READ) == 0
     }

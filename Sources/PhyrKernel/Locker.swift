@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
 
 /// mlock/munlock, the lock probe and populating, over page-aligned ranges.
@@ -76,7 +75,7 @@ package enum Locker {
     /// policy, and libphyr leaves it so.
     package static func everyNewMappingLocked() -> Bool {
         let page = Int(basePageSize)
-        guard let p = mmap(nil, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else { return false }
+        guard let p = mmap(nil, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != mapFailed else { return false }
         defer { munmap(p, page) }
         let a = UInt64(UInt(bitPattern: p))
         return probe(a..<(a + basePageSize)) == .someLocked

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
+import Synchronization
 
 /// The VMAs under a span of addresses: PROCMAP_QUERY, one ioctl per VMA and
 /// independent of how many mappings the process has; before 6.11, a parse of
@@ -72,8 +72,8 @@ package enum Mappings {
                 KernelFeatures.shared.procmapQuery.store(false, ordering: .relaxed)
             }
         }
-        let low = spans.map(\.lowerBound).min() ?? 0
-        let high = spans.map(\.upperBound).max() ?? 0
+        let low = spans.map { $0.lowerBound }.min() ?? 0
+        let high = spans.map { $0.upperBound }.max() ?? 0
         let all = try mapsBetween(low, high).mappings
         return spans.map { span in
             MapsText.tiling(all[firstEnding(after: span.lowerBound, in: all) { $0.end }...], span)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
+import Synchronization
 
 /// What backs each page of a span: PAGEMAP_SCAN (one ioctl returns merged
 /// regions, no privilege needed), or on older kernels /proc/self/pagemap read
@@ -46,32 +46,30 @@ package enum PageScanner {
         // the stack.  A full buffer makes the kernel stop at walk_end, and the
         // next call goes on from there.
         let capacity = span.count <= 8 << pmdPageShift ? 16 : 512
-        return try typed {
-            try withUnsafeTemporaryAllocation(of: phyr_page_region.self, capacity: capacity) { vec throws(Errno) in
-                var out: [ScanRegion] = []
-                var start = span.lowerBound
-                while start < span.upperBound {
-                    var arg = phyr_pm_scan_arg()
-                    arg.size = UInt64(MemoryLayout<phyr_pm_scan_arg>.size)
-                    arg.start = start
-                    arg.end = span.upperBound
-                    arg.return_mask = returnMask | (fileCategory ? UInt64(PHYR_PAGE_IS_FILE) : 0)
-                    arg.vec = UInt64(UInt(bitPattern: vec.baseAddress))
-                    arg.vec_len = UInt64(vec.count)
-                    let n = try shimRetrying { phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg) }
-                    for r in vec[0..<min(Int(n), vec.count)] {
-                        let c = r.categories
-                        out.append(ScanRegion(start: r.start, end: r.end,
-                                              present: c & UInt64(PHYR_PAGE_IS_PRESENT) != 0,
-                                              huge: c & UInt64(PHYR_PAGE_IS_HUGE) != 0,
-                                              file: c & UInt64(PHYR_PAGE_IS_FILE) != 0,
-                                              zeroPage: c & UInt64(PHYR_PAGE_IS_PFNZERO) != 0))
-                    }
-                    guard arg.walk_end > start else { break }
-                    start = arg.walk_end
+        return try withUnsafeTemporaryAllocation(of: phyr_page_region.self, capacity: capacity) { vec throws(Errno) in
+            var out: [ScanRegion] = []
+            var start = span.lowerBound
+            while start < span.upperBound {
+                var arg = phyr_pm_scan_arg()
+                arg.size = UInt64(MemoryLayout<phyr_pm_scan_arg>.size)
+                arg.start = start
+                arg.end = span.upperBound
+                arg.return_mask = returnMask | (fileCategory ? UInt64(PHYR_PAGE_IS_FILE) : 0)
+                arg.vec = UInt64(UInt(bitPattern: vec.baseAddress))
+                arg.vec_len = UInt64(vec.count)
+                let n = try shimRetrying { phyr_shim_ioctl(fd, UInt(PHYR_PAGEMAP_SCAN), &arg) }
+                for r in vec[0..<min(Int(n), vec.count)] {
+                    let c = r.categories
+                    out.append(ScanRegion(start: r.start, end: r.end,
+                                          present: c & UInt64(PHYR_PAGE_IS_PRESENT) != 0,
+                                          huge: c & UInt64(PHYR_PAGE_IS_HUGE) != 0,
+                                          file: c & UInt64(PHYR_PAGE_IS_FILE) != 0,
+                                          zeroPage: c & UInt64(PHYR_PAGE_IS_PFNZERO) != 0))
                 }
-                return out
+                guard arg.walk_end > start else { break }
+                start = arg.walk_end
             }
+            return out
         }
     }
 
@@ -101,11 +99,8 @@ package enum PageScanner {
     /// The pagemap entry of the page at `address`, through pagemap's `fd`.
     package static func readEntry(_ address: UInt64, fd: Int32) throws(Errno) -> UInt64 {
         var entry: UInt64 = 0
-        _ = try typed {
-            try withUnsafeMutableBytes(of: &entry) { buf -> Int in
-                guard let base = buf.baseAddress else { return 0 }
-                return try preadFully(fd, base, 8, (address / basePageSize) * 8)
-            }
+        _ = try withUnsafeMutablePointer(to: &entry) { p throws(Errno) -> Int in
+            try preadFully(fd, UnsafeMutableRawPointer(p), 8, (address / basePageSize) * 8)
         }
         return entry
     }
@@ -116,11 +111,9 @@ package enum PageScanner {
         let count = Int((r.upperBound - r.lowerBound) / basePageSize)
         guard count > 0 else { return [] }
         var entries = [UInt64](repeating: 0, count: count)
-        _ = try typed {
-            try entries.withUnsafeMutableBytes { buf -> Int in
-                guard let base = buf.baseAddress else { return 0 }
-                return try preadFully(fd, base, buf.count, (r.lowerBound / basePageSize) * 8)
-            }
+        _ = try entries.withUnsafeMutableBufferPointer { buf throws(Errno) -> Int in
+            guard let base = buf.baseAddress else { return 0 }
+            return try preadFully(fd, UnsafeMutableRawPointer(base), buf.count * 8, (r.lowerBound / basePageSize) * 8)
         }
         return entries
     }

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
 
 /// The /proc files of one process: this one (`shared`, "/proc/self": the
@@ -56,7 +55,7 @@ package final class ProcFiles: @unchecked Sendable {
         }
         return try other.withLock { () throws(Errno) -> Int32 in
             if opened[file.rawValue] >= 0 { return opened[file.rawValue] }
-            let fd = try syscallRetrying { open(path(file == .maps ? "maps" : "pagemap"), O_RDONLY | O_CLOEXEC) }
+            let fd = try shimRetrying { phyr_shim_open_read(path(file == .maps ? "maps" : "pagemap")) }
             opened[file.rawValue] = fd
             return fd
         }

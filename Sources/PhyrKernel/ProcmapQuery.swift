@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
 
 /// PROCMAP_QUERY on /proc/self/maps (Linux 6.11): one ioctl answers for the
@@ -47,7 +46,7 @@ package enum ProcmapQuery {
         let fd = try ProcFiles.shared.descriptor(.maps)
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         var q = phyr_procmap_query()
-        try typed { try buf.withUnsafeMutableBufferPointer { b throws(Errno) in try query(fd, start, &q, name: b) } }
+        try buf.withUnsafeMutableBufferPointer { b throws(Errno) in try query(fd, start, &q, name: b) }
         guard q.vma_start == start, q.vma_name_size > 0 else { return "" }
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }

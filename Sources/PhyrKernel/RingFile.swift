@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
 
 /// Which io_uring a descriptor names: the inode behind it (every io_uring
@@ -50,7 +49,7 @@ package struct RingFile: Equatable, Sendable {
 
     /// libphyr's duplicate of a caller's ring descriptor.
     package static func duplicate(_ callerFd: Int32) throws(Errno) -> RingFile {
-        let fd = try syscallRetrying { fcntl(callerFd, F_DUPFD_CLOEXEC, 0) }
+        let fd = try shimRetrying { phyr_shim_dup_cloexec(callerFd) }
         return try kept(phyr_shim_kept_fd_moved_high(fd), as: PHYR_KEPT_RING)
     }
 
@@ -60,7 +59,7 @@ package struct RingFile: Equatable, Sendable {
             _ = try shimRetrying { phyr_shim_kept_fd_add(fd, kind) }
             return RingFile(fd: fd, identity: identity)
         } catch {
-            Glibc.close(fd)
+            closeDescriptor(fd)
             throw error
         }
     }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+import CPhyr
 import PhyrCore
 
 /// /proc/PID/smaps, read line by line through the core's `SmapsReader`, in

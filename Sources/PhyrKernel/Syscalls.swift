@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: MIT
-import Glibc
+import CPhyr
 import PhyrCore
 
 extension Errno {
     /// The calling thread's errno.
-    package static var current: Errno { Errno(code: errno) }
+    package static var current: Errno { Errno(code: phyr_shim_errno()) }
     package static let interrupted = Errno.EINTR
 }
+
+/// mmap(2)'s answer on failure, ((void *)-1), which Swift cannot import.
+package var mapFailed: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: -1) }
+
+/// close(2), for code inside a type that has a `close` of its own.
+package func closeDescriptor(_ fd: Int32) { _ = close(fd) }
 
 /// Runs a libc call that answers -1 and sets errno on failure, retrying EINTR.
 /// Every libc system call in the library goes through here or through
@@ -32,13 +38,6 @@ package func shimRetrying<T: SignedInteger>(_ body: () -> T) throws(Errno) -> T 
     }
 }
 
-/// Keeps `body`'s error typed: Array.withUnsafeMutableBytes and its kin only
-/// rethrow `any Error`.
-@inline(__always)
-package func typed<R>(_ body: () throws -> R) throws(Errno) -> R {
-    do { return try body() } catch let e as Errno { throw e } catch { throw Errno(code: EIO) }
-}
-
 /// Reads `count` bytes at `offset`, short only at end of file.
 package func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: UInt64) throws(Errno) -> Int {
     var done = 0
@@ -57,17 +56,15 @@ package func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: In
 /// mappings is megabytes, and libphyr reads it when memory or mappings may
 /// be running out (an allocation the system refuses is a trap in Swift).
 package func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) throws(Errno) {
-    let fd = try syscallRetrying { open(path, O_RDONLY | O_CLOEXEC) }
+    let fd = try shimRetrying { phyr_shim_open_read(path) }
     defer { close(fd) }
     let size = 1 << 15
     var buf = [UInt8](repeating: 0, count: 2 * size)
     var kept = 0  // bytes of an unfinished line at the front of buf
     while true {
         if buf.count - kept < size { buf.append(contentsOf: repeatElement(0, count: size)) }  // a very long line
-        let n = try typed {
-            try buf.withUnsafeMutableBytes { b in
-                try syscallRetrying { b.baseAddress.map { read(fd, $0 + kept, size) } ?? 0 }
-            }
+        let n = try buf.withUnsafeMutableBufferPointer { b throws(Errno) -> Int in
+            try syscallRetrying { b.baseAddress.map { read(fd, $0 + kept, size) } ?? 0 }
         }
         if n == 0 {
             if kept > 0 { _ = body(buf[0..<kept]) }
@@ -113,7 +110,7 @@ package func readNumber(_ path: String) -> UInt64? {
 
 /// The names in a directory (without "." and ".."); the errno of opening it.
 package func directoryEntries(_ path: String) throws(Errno) -> [String] {
-    guard let dir = opendir(path) else { throw Errno(code: errno) }
+    guard let dir = opendir(path) else { throw Errno.current }
     defer { closedir(dir) }
     var names: [String] = []
     while let entry = readdir(dir) {

@@ -1,16 +1,15 @@
 // SPDX-License-Identifier: MIT
 import CPhyr
-import Glibc
 import PhyrCore
 
 /// What a command-line tool (phyr-inspect) needs of the process it runs in.
 package enum Terminal {
     /// All of `text` to `fd`, however many writes it takes, waiting where
     /// `fd` is non-blocking.
-    package static func write(_ fd: Int32, _ text: String) throws(Errno) {
+    package static func emit(_ fd: Int32, _ text: String) throws(Errno) {
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             if n > 0 {
                 bytes = bytes.dropFirst(n)
                 continue
@@ -26,7 +25,7 @@ package enum Terminal {
         }
     }
 
-    package static func exit(_ code: Int32) -> Never { Glibc.exit(code) }
+    package static func exitProcess(_ code: Int32) -> Never { exit(code) }
 
     /// libphyr's version, as phyr_version() gives it.
     package static var libraryVersion: String { phyr_shim_version().map { String(cString: $0) } ?? "?" }

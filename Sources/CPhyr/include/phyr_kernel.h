@@ -14,6 +14,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The C library the kernel layer calls, through this module alone: Swift's
+ * Glibc overlay does not exist in Embedded Swift, and these headers import
+ * the same way in both builds.  Variadic functions (open, fcntl, ioctl,
+ * syscall) and errno, which Swift cannot call or read, have shims below. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
 /* PAGEMAP_SCAN, Linux 6.7 (include/uapi/linux/fs.h) */
 struct phyr_page_region {
 	uint64_t start;
@@ -279,6 +297,15 @@ int phyr_shim_io_uring_setup(unsigned entries);
 /* An eventfd: a file of the one anonymous inode such files share (and, before
  * Linux 5.16, every io_uring too); the fd or -errno. */
 int phyr_shim_anonymous_file(void);
+
+/* The calling thread's errno. */
+int phyr_shim_errno(void);
+
+/* open(path, O_RDONLY | O_CLOEXEC): the fd or -errno. */
+int phyr_shim_open_read(const char *path);
+
+/* fcntl(fd, F_DUPFD_CLOEXEC, 0): the new fd or -errno. */
+int phyr_shim_dup_cloexec(int fd);
 
 /* Whether capability `cap` is in this thread's effective set. */
 int phyr_shim_has_capability(int cap);

@@ -79,10 +79,10 @@ enum Holder {
             for (i, p) in placed.enumerated() {
                 do throws(OwnedTable.FillFailure) {
                     try p.table.table.fill(p.held.map { BufferSpan(addr: $0.unit.addr, len: $0.unit.len) },
-                                           into: p.held.map(\.slot))
+                                           into: p.held.map { $0.slot })
                 } catch {
                     // The tables before this one are full: empty them too.
-                    for q in placed[..<i] { q.table.table.emptyUndoing(q.held.map(\.slot)) }
+                    for q in placed[..<i] { q.table.table.emptyUndoing(q.held.map { $0.slot }) }
                     throw refusal(error.errno, p.held[min(error.index, p.held.count - 1)], what: what)
                 }
             }
@@ -90,7 +90,7 @@ enum Holder {
             undo()
             throw error
         }
-        return placed.flatMap(\.held)
+        return placed.flatMap { $0.held }
     }
 
     /// Empties the slots of buffers no range holds any more: the kernel drops
@@ -118,7 +118,7 @@ enum Holder {
     }
 
     private static func giveBack(_ t: Table, _ held: [HeldBuffer]) {
-        t.table.releaseSlots(held.map(\.slot))
+        t.table.releaseSlots(held.map { $0.slot })
         for h in held { t.table.releaseCharge(h.hugeSpans) }
     }
 

@@ -89,7 +89,7 @@ enum Pinner {
             segments: Backing.segments(runs, range: range), pinFlags: flags,
             growableEnd: longterm ? nil : Release.growableEnd(of: lockable, in: layout),
             anonymous: mappings.contains { !$0.fileBacked && !$0.noFolio },
-            files: Set(mappings.compactMap(\.file)),
+            files: Set(mappings.compactMap { $0.file }),
             dontfork: flags & PinFlag.dontfork != 0 ? Backing.lockablePieces(runs, interval: interval, hugetlb: true) : [],
             isLongterm: longterm)
         if longterm { pinned.held = try holdLongterm(pinned, mappings: mappings) }

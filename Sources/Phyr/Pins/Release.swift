@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 import PhyrCore
 import PhyrKernel
+import Synchronization
 
 /// Releasing ranges: the lock calls a removal leaves to make, made under
 /// `Pinner.lockCalls`, and the repairs that find a lock that is no longer
@@ -104,7 +105,7 @@ enum Release {
     private static func unlockMoved(_ range: PinnedRange) {
         guard !Locker.everyNewMappingLocked(), let marked = try? Mappings.markedLocks() else { return }
         let same = marked.filter { m in m.file.map { range.files.contains($0) } ?? range.anonymous }
-        for orphan in Pinner.table.withLock({ $0.uncovered(same.map(\.span)) }) { try? Locker.unlock(orphan) }
+        for orphan in Pinner.table.withLock({ $0.uncovered(same.map { $0.span }) }) { try? Locker.unlock(orphan) }
     }
 
     /// See `PinnedRange.growableEnd`.
