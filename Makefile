@@ -2,7 +2,7 @@
 # libphyr: build, install, test, demo, bench.
 #
 #   make            the release libphyr.so (Embedded Swift: no Swift runtime) and
-#                   phyr-inspect (a static executable)
+#                   phyr-inspect (Embedded Swift too)
 #   make install    PREFIX=/usr/local [DESTDIR=...]; make uninstall the same
 #   make deb        Debian packages (libphyr0, libphyr-dev, phyr-inspect) into build/deb
 #   make dist       the source tarball of HEAD
@@ -11,6 +11,7 @@
 #   make test-core  the pure core's unit tests alone
 #   make test T=test_ring [CASE=refusals]   one C test against the library
 #   make check-kernels  the kernel tests again on Linux 6.1 and 6.12 (qemu, root)
+#   make check-packages the Debian packages: lintian, and a clean Debian root (root)
 #   make demo       pins a THP buffer with a stray base page, prints segments
 #   make bench      ratios against raw mlock, per-page pagemap reads, plain
 #                   liburing and the kernel's own /proc text, measured in one run
@@ -30,9 +31,8 @@ BUILD    := build
 # The library builds in Embedded Swift, in a folder of its own (the unit
 # tests build the same sources as ordinary Swift in .build).
 LIBRARY  := .build-embedded/release/libphyr.so
-# phyr-inspect builds in a folder of its own: its -static-executable would
-# otherwise make every build of the library recompile everything.
-TOOL     := .build-tool/release/phyr-inspect
+# phyr-inspect too: Embedded Swift, NEEDED libc and libm only.
+TOOL     := .build-embedded/release/phyr-inspect
 STAGE    := $(CURDIR)/$(BUILD)/stage
 # Tests and examples build exactly as a user does: against the staged
 # install, through pkg-config.
@@ -45,17 +45,18 @@ PHYR_LIBS   = $(shell $(PKGENV) pkg-config --libs phyr) -Wl,-rpath,$(STAGE)/lib
 # link error, not a failure at run time.
 SWIFT_BIN   = $(dir $(realpath $(shell command -v $(SWIFT))))
 EMBEDDED_LIB = $(SWIFT_BIN)../lib/swift/embedded/$(shell uname -m)-unknown-linux-gnu
-SWIFT_LINK = -Xlinker -soname=$(SONAME) \
-	-Xlinker --version-script=$(CURDIR)/src/phyr.map \
-	-Xlinker -z -Xlinker nodelete -Xlinker -z -Xlinker defs -Xlinker --gc-sections -Xlinker --icf=all \
+EMBEDDED_LINK = -Xlinker -z -Xlinker defs -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now \
+	-Xlinker --gc-sections -Xlinker --icf=all \
 	-Xlinker -L$(EMBEDDED_LIB) -Xlinker -lswiftUnicodeDataTables
+SWIFT_LINK = -Xlinker -soname=$(SONAME) -Xlinker --version-script=$(CURDIR)/src/phyr.map \
+	-Xlinker -z -Xlinker nodelete $(EMBEDDED_LINK)
 
 SOURCES  := $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h') Package.swift src/phyr.map include/phyr.h
 
 TESTS_C  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*.c))
 TEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread
 
-.PHONY: all lib tool toolchain deps-build install install-lib uninstall dist deb stage stage-lib test test-core check-clean-root deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
+.PHONY: all lib tool toolchain deps-build deps-packages check-packages install install-lib uninstall dist deb stage stage-lib test test-core check-clean-root deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
 
 all: lib tool
 
@@ -71,10 +72,11 @@ tool: toolchain deps-build $(TOOL)
 $(LIBRARY): $(SOURCES)
 	PHYR_EMBEDDED=1 $(SWIFT) build -c release --product phyr --scratch-path .build-embedded --disable-local-rpath $(SWIFT_LINK)
 
-# Fully static (glibc included), like the library's Swift runtime: it runs
-# on any x86-64 Linux, inspecting processes that have no libphyr at all.
+# phyr-inspect reads other processes through the kernel layer and needs no
+# libphyr of its own; like the library, it needs only libc and libm.
 $(TOOL): $(SOURCES)
-	$(SWIFT) build -c release --product phyr-inspect --scratch-path .build-tool -Xswiftc -static-executable
+	PHYR_EMBEDDED=1 $(SWIFT) build -c release --product phyr-inspect --scratch-path .build-embedded --disable-local-rpath \
+		$(EMBEDDED_LINK)
 
 # DESTDIR-aware install: the real file, the soname and dev links, the
 # header, the pkg-config file (install-lib); phyr-inspect, the man pages and
@@ -82,6 +84,7 @@ $(TOOL): $(SOURCES)
 install: install-lib tool
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/phyr-inspect
+	strip $(DESTDIR)$(BINDIR)/phyr-inspect
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
@@ -175,6 +178,27 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/ring_io.h $(LIBRARY) | stage-l
 
 check: deps hugepages check-swift check-c
 
+# The packages as a user meets them: lintian finds no error, and in a clean
+# Debian 12 root without Swift they install, build and run a program with
+# pkg-config and one with CMake, dlopen, phyr-inspect, and purge to nothing.
+check-packages: deb deps-packages
+	lintian --tag-display-limit 0 $(BUILD)/deb/*.deb 2>&1 | grep -v '^running with root'; \
+	  ! lintian $(BUILD)/deb/*.deb 2>/dev/null | grep -q '^E:'
+	sh tests/clean_root.sh $(BUILD)/deb
+	@# The source tarball builds the library on its own.
+	$(MAKE) --no-print-directory dist >/dev/null
+	rm -rf $(BUILD)/dist-check && mkdir -p $(BUILD)/dist-check
+	tar -xzf $(BUILD)/libphyr-$(VERSION).tar.gz -C $(BUILD)/dist-check
+	$(MAKE) -C $(BUILD)/dist-check/libphyr-$(VERSION) --no-print-directory lib >/dev/null
+	@echo "make dist: libphyr-$(VERSION).tar.gz builds libphyr.so"
+	rm -rf $(BUILD)/dist-check
+
+deps-packages:
+	@missing=""; \
+	command -v lintian >/dev/null || missing="$$missing lintian"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	$(call install_missing,check-packages)
+
 # The inner loops (README: Contributing).  The pure core's tests alone:
 test-core:
 	$(SWIFT) test --disable-xctest --filter PhyrCoreTests
@@ -231,4 +255,4 @@ bench: deps stage
 	./$(BUILD)/bench_inspect $(STAGE)/bin/phyr-inspect
 
 clean:
-	rm -rf $(BUILD) .build .build-embedded .build-tsan .build-asan .build-tool
+	rm -rf $(BUILD) .build .build-embedded .build-tsan .build-asan

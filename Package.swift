@@ -24,7 +24,7 @@ let embedded = Context.environment["PHYR_EMBEDDED"] == "1"
 // A section per function: the linker drops what nothing calls (--gc-sections)
 // and folds what is identical (--icf): the library's size.
 let library: [SwiftSetting] = embedded
-    ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-Osize", "-function-sections"])] : []
+    ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-function-sections"])] : []
 
 let package = Package(
     name: "phyr",
@@ -35,7 +35,7 @@ let package = Package(
         .executable(name: "phyr-inspect", targets: ["PhyrInspect"]),
     ],
     targets: [
-        .target(name: "CPhyr"),
+        .target(name: "CPhyr", cSettings: [.define("_FORTIFY_SOURCE", to: "2", .when(configuration: .release))]),
         .target(name: "PhyrCore", swiftSettings: library),
         .target(name: "PhyrKernel", dependencies: ["CPhyr", "PhyrCore"], swiftSettings: library),
         .target(name: "Phyr", dependencies: ["PhyrKernel", "PhyrCore"],
@@ -43,7 +43,8 @@ let package = Package(
                 swiftSettings: library + [.unsafeFlags(["-Xllvm", "-x86-cmov-converter=false"])]),
         .target(name: "PhyrAPI", dependencies: ["Phyr", "PhyrCore", "CPhyr"], swiftSettings: library,
                 linkerSettings: embedded ? [.linkedLibrary("m")] : []),
-        .executableTarget(name: "PhyrInspect", dependencies: ["PhyrKernel", "PhyrCore"]),
+        .executableTarget(name: "PhyrInspect", dependencies: ["PhyrKernel", "PhyrCore"], swiftSettings: library,
+                          linkerSettings: embedded ? [.linkedLibrary("m")] : []),
         // The pure core's tests alone: `make test-core`, seconds after a core edit.
         .testTarget(name: "PhyrCoreTests", dependencies: ["PhyrCore", "PhyrTestSupport"]),
         // The kernel layer against the running kernel, the policy's models.

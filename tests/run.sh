@@ -184,14 +184,26 @@ exported=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[A-Z]$/ && $2 != "A" { sub(
 api=$(sed -n 's/^[[:space:]]*\(phyr_[a-z_]*\);/\1/p; s/^[[:space:]]*\(ring_[a-z_]*\);/\1/p' src/phyr.map | sort)
 run "abi: exported symbols are exactly the API in src/phyr.map" \
 	sh -c '[ "$1" = "$2" ] || { echo "exported:"; echo "$1"; echo "api:"; echo "$2"; exit 1; }' - "$exported" "$api"
+run "abi: 0.3.1's symbols and version nodes, struct sizes, offsets and constants kept" \
+	sh abi/check.sh "$lib" "$STAGE/include" 0.3.1
 run "abi: soname libphyr.so.0, NODELETE, no Swift runtime in NEEDED" sh -c '
 	d=$(readelf -d "$1")
 	echo "$d" | grep -q "Library soname: \[libphyr.so.0\]" || { echo "soname"; exit 1; }
 	echo "$d" | grep -q "NODELETE" || { echo "no NODELETE"; exit 1; }
 	if echo "$d" | grep NEEDED | grep -i swift; then exit 1; fi' - "$lib"
 
+run "abi: Embedded Swift: NEEDED only libc, libm and ld.so, at most 1 MiB as installed" sh -c '
+	extra=$(readelf -d "$1" | sed -n "s/.*NEEDED.*\[\(.*\)\]/\1/p" | grep -vx "libc.so.6\|libm.so.6\|ld-linux-x86-64.so.2\|ld-linux-aarch64.so.1")
+	[ -z "$extra" ] || { echo "NEEDED also: $extra"; exit 1; }
+	size=$(stat -L -c %s "$1"); [ "$size" -le 1048576 ] || { echo "$size bytes"; exit 1; }' - "$lib"
 run "abi: every exported function has a man page that names it" sh -c '
 	for f in $1; do grep -q "^\.BI\? .*$f" "man/$f.3" 2>/dev/null || { echo "man/$f.3 missing or wrong"; exit 1; }; done' - "$api"
+
+run "install: make uninstall removes exactly what make install wrote" sh -c "
+	make -s --no-print-directory install DESTDIR=$work/dest PREFIX=/usr LIBDIR=/usr/lib/x86_64-linux-gnu >/dev/null &&
+	[ -n \"\$(find $work/dest -type f)\" ] &&
+	make -s --no-print-directory uninstall DESTDIR=$work/dest PREFIX=/usr LIBDIR=/usr/lib/x86_64-linux-gnu &&
+	left=\$(find $work/dest -type f -o -type l) && [ -z \"\$left\" ] || { echo left: \$left; exit 1; }"
 
 pc="env PKG_CONFIG_PATH=$STAGE/lib/pkgconfig pkg-config"
 run "abi: example builds with pkg-config as c99 -pedantic and runs" sh -c "

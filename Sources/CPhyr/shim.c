@@ -150,8 +150,8 @@ void arc4random_buf(void *buf, size_t n)
 			n -= (size_t)got;
 		} else if (got < 0 && errno != EINTR) {
 			/* No getrandom (before 3.17): the hash seed needs no secrecy. */
-			for (; n > 0; n--)
-				*p++ = (unsigned char)((uintptr_t)p * 2654435761u >> 24);
+			for (; n > 0; n--, p++)
+				*p = (unsigned char)((uintptr_t)p * 2654435761u >> 24);
 		}
 	}
 }

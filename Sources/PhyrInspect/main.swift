@@ -53,47 +53,53 @@ func number(_ text: Substring, suffixes: Bool) -> UInt64? {
     return overflow ? nil : scaled
 }
 
-var rings = false, json = false
-var positional: [String] = []
-for arg in CommandLine.arguments.dropFirst() {
-    switch arg {
-    case "--io-uring": rings = true
-    case "--json": json = true
-    case "-h", "--help":
-        emit(1, usage)
-        Terminal.exitProcess(0)
-    case "--version":
-        emit(1, "phyr-inspect \(Terminal.libraryVersion)\n")
-        Terminal.exitProcess(0)
-    default:
-        if arg.hasPrefix("-") && arg.count > 1 { fail("unknown option \(arg)\n\(usage)", code: 2) }
-        positional.append(arg)
+/// The command line, read and run.  A function, not top-level code: its
+/// variables are its own, not globals.
+func run() {
+    var rings = false, json = false
+    var positional: [String] = []
+    for arg in Terminal.arguments.dropFirst() {
+        switch arg {
+        case "--io-uring": rings = true
+        case "--json": json = true
+        case "-h", "--help":
+            emit(1, usage)
+            Terminal.exitProcess(0)
+        case "--version":
+            emit(1, "phyr-inspect \(Terminal.libraryVersion)\n")
+            Terminal.exitProcess(0)
+        default:
+            if arg.hasPrefix("-") && arg.count > 1 { fail("unknown option \(arg)\n\(usage)", code: 2) }
+            positional.append(arg)
+        }
+    }
+    guard positional.count == 1 || positional.count == 2 else { fail("expected PID [ADDR[+LEN]]\n\(usage)", code: 2) }
+    guard positional[0].allSatisfy({ $0.isASCII && $0.isNumber }), let pid = Int32(positional[0]), pid > 0 else {
+        fail("\(positional[0]) is not a process id", code: 2)
+    }
+
+    var range: Range<UInt64>?
+    if positional.count == 2 {
+        let parts = positional[1].split(separator: "+", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let addr = number(parts[0], suffixes: false) else { fail("\(parts[0]) is not an address", code: 2) }
+        var len: UInt64 = 1
+        if parts.count == 2 {
+            guard let l = number(parts[1], suffixes: true), l > 0 else { fail("\(parts[1]) is not a length", code: 2) }
+            len = l
+        }
+        // A range running past the top of the address space stops there.
+        let (end, overflow) = addr.addingReportingOverflow(len)
+        range = addr..<(overflow ? UInt64.max : end)
+    }
+
+    do {
+        var inspector = Inspector(pid: pid)
+        let report = try inspector.inspect(range: range, rings: rings || json)
+        let text = json ? JSONOutput.render(report) : TableOutput.render(report, rings: rings)
+        if let e = emit(1, text) { fail("writing the report failed: \(e)") }
+    } catch {
+        fail(error.message)
     }
 }
-guard positional.count == 1 || positional.count == 2 else { fail("expected PID [ADDR[+LEN]]\n\(usage)", code: 2) }
-guard positional[0].allSatisfy({ $0.isASCII && $0.isNumber }), let pid = Int32(positional[0]), pid > 0 else {
-    fail("\(positional[0]) is not a process id", code: 2)
-}
 
-var range: Range<UInt64>?
-if positional.count == 2 {
-    let parts = positional[1].split(separator: "+", maxSplits: 1, omittingEmptySubsequences: false)
-    guard let addr = number(parts[0], suffixes: false) else { fail("\(parts[0]) is not an address", code: 2) }
-    var len: UInt64 = 1
-    if parts.count == 2 {
-        guard let l = number(parts[1], suffixes: true), l > 0 else { fail("\(parts[1]) is not a length", code: 2) }
-        len = l
-    }
-    // A range running past the top of the address space stops there.
-    let (end, overflow) = addr.addingReportingOverflow(len)
-    range = addr..<(overflow ? UInt64.max : end)
-}
-
-do {
-    var inspector = Inspector(pid: pid)
-    let report = try inspector.inspect(range: range, rings: rings || json)
-    let text = json ? JSONOutput.render(report) : TableOutput.render(report, rings: rings)
-    if let e = emit(1, text) { fail("writing the report failed: \(e)") }
-} catch {
-    fail(error.message)
-}
+run()

@@ -96,6 +96,21 @@ package func forEachLine(_ path: String, _ body: (ArraySlice<UInt8>) -> Bool) th
     }
 }
 
+/// A small file, whole.
+package func readFile(_ path: String) throws(Errno) -> [UInt8] {
+    let fd = try shimRetrying { phyr_shim_open_read(path) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = try chunk.withUnsafeMutableBufferPointer { b throws(Errno) -> Int in
+            try syscallRetrying { read(fd, b.baseAddress, b.count) }
+        }
+        if n == 0 { return bytes }
+        bytes += chunk[0..<n]
+    }
+}
+
 /// The first number in a small text file (a sysfs or procfs value).
 package func readNumber(_ path: String) -> UInt64? {
     var value: UInt64?

@@ -27,6 +27,14 @@ package enum Terminal {
 
     package static func exitProcess(_ code: Int32) -> Never { exit(code) }
 
+    /// The process's arguments, from /proc/self/cmdline: the same in
+    /// Embedded Swift, which has no CommandLine.
+    package static var arguments: [String] {
+        guard var bytes = try? readFile("/proc/self/cmdline") else { return [] }
+        if bytes.last == 0 { bytes.removeLast() }  // each argument ends in a NUL
+        return bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// libphyr's version, as phyr_version() gives it.
     package static var libraryVersion: String { phyr_shim_version().map { String(cString: $0) } ?? "?" }
 }
