@@ -43,8 +43,10 @@ PHYR_LIBS   = $(shell $(PKGENV) pkg-config --libs phyr) -Wl,-rpath,$(STAGE)/lib
 # Embedded Swift brings no runtime library but the Unicode tables String
 # needs (from the toolchain's own folder); -z defs makes a missing symbol a
 # link error, not a failure at run time.
-SWIFT_BIN   = $(dir $(realpath $(shell command -v $(SWIFT))))
-EMBEDDED_LIB = $(SWIFT_BIN)../lib/swift/embedded/$(shell uname -m)-unknown-linux-gnu
+# Where the toolchain keeps its runtime (swiftly's `swift` is a link to
+# swiftly itself, so the binary's own path says nothing).
+EMBEDDED_LIB = $(shell $(SWIFT) -print-target-info 2>/dev/null | \
+	sed -n 's/.*"runtimeResourcePath": "\(.*\)".*/\1/p')/embedded/$(shell uname -m)-unknown-linux-gnu
 EMBEDDED_LINK = -Xlinker -z -Xlinker defs -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now \
 	-Xlinker --gc-sections -Xlinker --icf=all \
 	-Xlinker -L$(EMBEDDED_LIB) -Xlinker -lswiftUnicodeDataTables
@@ -56,25 +58,33 @@ SOURCES  := $(shell find Sources -name '*.swift' -o -name '*.c' -o -name '*.h') 
 TESTS_C  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/*.c))
 TEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread
 
-.PHONY: all lib tool toolchain deps-build deps-packages check-packages install install-lib uninstall dist deb stage stage-lib test test-core check-clean-root deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
+.PHONY: all lib tool deps-build deps-packages check-packages install install-lib uninstall dist deb stage stage-lib test test-core check-clean-root deps deps-kernels hugepages check check-swift check-c check-kernels demo bench clean
 
 all: lib tool
 
-lib: toolchain deps-build $(LIBRARY)
+lib: deps-build $(LIBRARY)
 
-# Building needs Swift; using what it built does not.
-toolchain:
-	@command -v $(SWIFT) >/dev/null || { echo "libphyr builds with Swift 6.3: put the toolchain's bin folder on PATH (or SWIFT=/path/to/swift)," \
-	  "or install the Debian packages made by make deb on a machine that has it"; exit 1; }
+# Building needs Swift 6.3 with its Embedded standard library; installing
+# what was built does not (the check runs only where something is built).
+check_toolchain = v=$$($(SWIFT) --version 2>/dev/null | sed -n 's/.*Swift version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p'); \
+	set -- $$v; \
+	if [ -z "$$v" ] || [ "$$1" -lt 6 ] || { [ "$$1" = 6 ] && [ "$$2" -lt 3 ]; }; then \
+	  echo "libphyr builds with Swift 6.3 or later ($(SWIFT): $${v:-not found}): put the toolchain's bin folder on" \
+	    "PATH or set SWIFT=/path/to/swift, or install the Debian packages (make deb, on a machine that has it)"; exit 1; \
+	fi; \
+	[ -f "$(EMBEDDED_LIB)/libswiftUnicodeDataTables.a" ] || { \
+	  echo "$(SWIFT) has no Embedded Swift standard library for this machine ($(EMBEDDED_LIB))"; exit 1; }
 
-tool: toolchain deps-build $(TOOL)
+tool: deps-build $(TOOL)
 
 $(LIBRARY): $(SOURCES)
+	@$(check_toolchain)
 	PHYR_EMBEDDED=1 $(SWIFT) build -c release --product phyr --scratch-path .build-embedded --disable-local-rpath $(SWIFT_LINK)
 
 # phyr-inspect reads other processes through the kernel layer and needs no
 # libphyr of its own; like the library, it needs only libc and libm.
 $(TOOL): $(SOURCES)
+	@$(check_toolchain)
 	PHYR_EMBEDDED=1 $(SWIFT) build -c release --product phyr-inspect --scratch-path .build-embedded --disable-local-rpath \
 		$(EMBEDDED_LINK)
 
@@ -113,12 +123,19 @@ INSTALLED = $(LIBDIR)/libphyr.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libphy
 	$(patsubst man/%,$(MANDIR)/man1/%,$(wildcard man/*.1)) $(patsubst man/%,$(MANDIR)/man3/%,$(wildcard man/*.3)) \
 	$(patsubst man/%,$(MANDIR)/man7/%,$(wildcard man/*.7))
 
+# The folders install may have made, deepest first: each goes if it is empty.
+INSTALL_DIRS = $(LIBDIR)/cmake/phyr $(LIBDIR)/cmake $(LIBDIR)/pkgconfig $(LIBDIR) $(INCDIR) $(BINDIR) \
+	$(MANDIR)/man1 $(MANDIR)/man3 $(MANDIR)/man7 $(MANDIR) $(PREFIX)/share/doc/libphyr $(PREFIX)/share/doc \
+	$(PREFIX)/share $(PREFIX)
+
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(LIBDIR)/cmake/phyr $(DESTDIR)$(PREFIX)/share/doc/libphyr 2>/dev/null
+	@for d in $(addprefix $(DESTDIR),$(INSTALL_DIRS)); do rmdir "$$d" 2>/dev/null || true; done
 
-# The source tarball of what is committed: build/libphyr-VERSION.tar.gz.
+# The source tarball of what is committed: build/libphyr-VERSION.tar.gz, from
+# a clean tree only (the tarball is HEAD; its name must be HEAD's version).
 dist:
+	@[ -z "$$(git status --porcelain --untracked-files=no)" ] || { echo "make dist: commit or stash your changes first"; exit 1; }
 	@mkdir -p $(BUILD)
 	git archive --format=tar.gz --prefix=libphyr-$(VERSION)/ -o $(BUILD)/libphyr-$(VERSION).tar.gz HEAD
 	@echo "$(BUILD)/libphyr-$(VERSION).tar.gz"
@@ -182,8 +199,7 @@ check: deps hugepages check-swift check-c
 # Debian 12 root without Swift they install, build and run a program with
 # pkg-config and one with CMake, dlopen, phyr-inspect, and purge to nothing.
 check-packages: deb deps-packages
-	lintian --tag-display-limit 0 $(BUILD)/deb/*.deb 2>&1 | grep -v '^running with root'; \
-	  ! lintian $(BUILD)/deb/*.deb 2>/dev/null | grep -q '^E:'
+	lintian --fail-on error --tag-display-limit 0 $(BUILD)/deb/*.deb
 	sh tests/clean_root.sh $(BUILD)/deb
 	@# The source tarball builds the library on its own.
 	$(MAKE) --no-print-directory dist >/dev/null

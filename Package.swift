@@ -17,9 +17,9 @@ import PackageDescription
 //
 // phyr-inspect reads other processes through the kernel layer and concludes
 // with the core; it does not link the C API.
-// The library ships in Embedded Swift (PHYR_EMBEDDED=1, `make lib`): no Swift
-// runtime, a few hundred KB, NEEDED libc, libm and ld.so only.  The same
-// sources build as ordinary Swift for the unit tests and phyr-inspect.
+// The library and phyr-inspect ship in Embedded Swift (PHYR_EMBEDDED=1,
+// `make lib tool`): no Swift runtime, a few hundred KB each, NEEDED libc, libm
+// and ld.so only.  The same sources build as ordinary Swift for the tests.
 let embedded = Context.environment["PHYR_EMBEDDED"] == "1"
 // A section per function: the linker drops what nothing calls (--gc-sections)
 // and folds what is identical (--icf): the library's size.
@@ -35,7 +35,8 @@ let package = Package(
         .executable(name: "phyr-inspect", targets: ["PhyrInspect"]),
     ],
     targets: [
-        .target(name: "CPhyr", cSettings: [.define("_FORTIFY_SOURCE", to: "2", .when(configuration: .release))]),
+        .target(name: "CPhyr", cSettings: [.define("_FORTIFY_SOURCE", to: "2", .when(configuration: .release))]
+                    + (embedded ? [.define("PHYR_EMBEDDED")] : [])),
         .target(name: "PhyrCore", swiftSettings: library),
         .target(name: "PhyrKernel", dependencies: ["CPhyr", "PhyrCore"], swiftSettings: library),
         .target(name: "Phyr", dependencies: ["PhyrKernel", "PhyrCore"],

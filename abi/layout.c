@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define SIZE(t) printf("sizeof %s %zu\n", #t, sizeof(t))
+#define SIZE(t) printf("sizeof %s %zu align %zu\n", #t, sizeof(t), _Alignof(t))
 #define FIELD(t, f) printf("offsetof %s.%s %zu size %zu\n", #t, #f, offsetof(t, f), sizeof(((t *)0)->f))
 #define VALUE(c) printf("value %s %llu\n", #c, (unsigned long long)(c))
 

@@ -9,6 +9,7 @@
 #
 #   sh packaging/deb.sh OUTDIR VERSION        (make deb)
 set -eu
+umask 022
 out=$1 version=$2
 here=$(cd "$(dirname "$0")/.." && pwd)
 revision=1
@@ -44,8 +45,8 @@ package() {
 		cp -a "$root/$f" "$dir/$f"
 	done
 	sed "s/@NAME@/$name/g" "$here/packaging/copyright" > "$dir/usr/share/doc/$name/copyright"
-	printf '%s (%s-%s) unstable; urgency=medium\n\n  * Release %s (README.md says what changed).\n\n -- %s  %s\n' \
-		"$name" "$version" "$revision" "$version" "$maintainer" "$(date -R -u -d @"${SOURCE_DATE_EPOCH:-$(git -C "$here" log -1 --format=%ct 2>/dev/null || date +%s)}")" |
+	printf 'libphyr (%s-%s) unstable; urgency=medium\n\n  * Release %s (README.md says what changed).\n\n -- %s  %s\n' \
+		"$version" "$revision" "$version" "$maintainer" "$(date -R -u -d @"$epoch")" |
 		gzip -9n > "$dir/usr/share/doc/$name/changelog.Debian.gz"
 	size=$(du -sk --exclude=DEBIAN "$dir" | cut -f1)
 	{
@@ -71,6 +72,15 @@ package() {
 }
 
 libc=$(glibc_of "$root/$lib/libphyr.so.$version")
+# The changelog's date, the same for the same sources: SOURCE_DATE_EPOCH, or
+# this checkout's last commit, or the header's time.
+if [ -n "${SOURCE_DATE_EPOCH:-}" ]; then
+	epoch=$SOURCE_DATE_EPOCH
+elif [ -e "$here/.git" ]; then
+	epoch=$(git -C "$here" log -1 --format=%ct)
+else
+	epoch=$(stat -c %Y "$here/include/phyr.h")
+fi
 
 # libphyr0: shlibs and symbols, so packages built against it depend on it right.
 mkdir -p "$work/libphyr0/DEBIAN"
@@ -78,14 +88,13 @@ echo "libphyr 0 libphyr0 (>= $version)" > "$work/libphyr0/DEBIAN/shlibs"
 {
 	echo "libphyr.so.0 libphyr0 #MINVER#"
 	echo "* Build-Depends-Package: libphyr-dev"
+	# name@NODE and the release that brought it: node PHYR_X.Y came in X.Y.0
+	# (the version nodes themselves are listed too).
 	nm -D --defined-only --with-symbol-versions "$root/$lib/libphyr.so.$version" |
-		awk '$2 ~ /^[A-Z]$/ { print $3 }' | sort | while read -r sym; do
-			node=${sym#*@@}
-			case $node in
-			PHYR_0.1 | PHYR_0.2) since=0.1.0 ;;
-			*) since=$version ;;
-			esac
-			[ "$node" = "$sym" ] || echo " $sym $since"
+		awk '$2 ~ /^[A-Z]$/ { print $2, $3 }' | LC_ALL=C sort -k2 | while read -r kind sym; do
+			name=${sym%%@*} node=${sym##*@}
+			[ "$kind" = A ] && name=$node
+			echo " $name@$node ${node#PHYR_}.0"
 		done
 } > "$work/libphyr0/DEBIAN/symbols"
 echo "activate-noawait ldconfig" > "$work/libphyr0/DEBIAN/triggers"
@@ -94,7 +103,7 @@ package libphyr0 libs "pinned physical memory ranges and io_uring buffers (libra
 	"$lib/libphyr.so.0" "$lib/libphyr.so.$version"
 
 mkdir -p "$work/libphyr-dev/usr/share/doc/libphyr-dev"
-cp "$root/usr/share/doc/libphyr/README.md" "$work/libphyr-dev/usr/share/doc/libphyr-dev/"
+gzip -9n < "$root/usr/share/doc/libphyr/README.md" > "$work/libphyr-dev/usr/share/doc/libphyr-dev/README.md.gz"
 package libphyr-dev libdevel "pinned physical memory ranges and io_uring buffers (development files)" \
 	"libphyr0 (= $version-$revision)" \
 	usr/include/phyr.h "$lib/libphyr.so" "$lib/pkgconfig/phyr.pc" "$lib/cmake/phyr/phyrConfig.cmake" \

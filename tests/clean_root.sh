@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(mktemp -d /tmp/phyr-clean-root.XXXXXX)
 cleanup() {
 	umount "$root/proc" "$root/sys" 2>/dev/null || true
-	rm -rf "$root"
+	rm -rf --one-file-system "$root"
 }
 trap cleanup EXIT
 
@@ -40,11 +40,12 @@ chroot "$root" sh -eu -c '
 	}
 	listing > /phyr/before
 	dpkg -i ./*.deb >/dev/null
-	echo "installed: $(dpkg-query -W -f "\${Package} \${Version}, " libphyr0 libphyr-dev phyr-inspect)"
+	echo "installed: $(dpkg-query -W -f "\${Package} \${Version}\n" libphyr0 libphyr-dev phyr-inspect | paste -sd, - | sed "s/,/, /g")"
 
 	cc -std=c11 -Wall -Werror $(pkg-config --cflags phyr) src/installed.c -o installed-pc $(pkg-config --libs phyr) -luring
 	./installed-pc
-	cmake -S src/cmake -B build-cmake >/dev/null && cmake --build build-cmake >/dev/null
+	cmake -S src/cmake -B build-cmake >/dev/null || { echo "FAIL: cmake could not configure (find_package(phyr))"; exit 1; }
+	cmake --build build-cmake >/dev/null || { echo "FAIL: cmake --build"; exit 1; }
 	./build-cmake/installed
 	cc -std=c99 src/dlopen.c -o dlopen -ldl
 	env -i ./dlopen libphyr.so.0
@@ -54,6 +55,9 @@ chroot "$root" sh -eu -c '
 	ldd $(dpkg -L libphyr0 | grep "libphyr.so.0$") | sed "s/^/    /"
 
 	dpkg --purge phyr-inspect libphyr-dev libphyr0 >/dev/null
+	if dpkg-query -W libphyr0 libphyr-dev phyr-inspect >/dev/null 2>&1; then
+		echo "FAIL: dpkg still knows the packages after purging them"; exit 1
+	fi
 	listing > /phyr/after
 	if ! diff /phyr/before /phyr/after; then
 		echo "FAIL: files left after purging the packages (above)"; exit 1

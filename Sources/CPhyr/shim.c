@@ -134,13 +134,15 @@ int phyr_shim_dup_cloexec(int fd)
 	return dup < 0 ? -errno : dup;
 }
 
+#ifdef PHYR_EMBEDDED
 /*
- * Swift's Hasher seeds itself with arc4random_buf, which glibc has only from
- * 2.36 (Debian 12): libphyr's own, over getrandom(2), keeps the library
- * loadable on older glibc.  The version script keeps it local: programs
- * that call arc4random_buf get glibc's.
+ * Embedded Swift's Hasher seeds itself with arc4random_buf, which glibc has
+ * only from 2.36 (Debian 12): libphyr's own, over getrandom(2), keeps the
+ * library loadable on older glibc.  Hidden, and kept out of the dynamic
+ * symbol table by the version script: programs that call arc4random_buf get
+ * glibc's, and glibc's never replaces it.
  */
-void arc4random_buf(void *buf, size_t n)
+__attribute__((visibility("hidden"))) void arc4random_buf(void *buf, size_t n)
 {
 	unsigned char *p = buf;
 	while (n > 0) {
@@ -155,3 +157,4 @@ void arc4random_buf(void *buf, size_t n)
 		}
 	}
 }
+#endif
