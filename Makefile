@@ -243,6 +243,7 @@ check-c: stage $(TESTS_C)
 # run-on-kernel.sh: Debian 12's 6.1 and Debian 13's 6.12 (the generation RHEL
 # 10 runs).  Software emulation is slow; tests/kernels.sh says what runs.
 KERNELS ?= 6.1 6.12
+RUN_ON_KERNEL ?= $(firstword $(wildcard $(CURDIR)/../shared/tools/run-on-kernel.sh /work/shared/tools/run-on-kernel.sh))
 check-kernels: deps deps-kernels stage $(TESTS_C)
 	$(SWIFT) build --build-tests
 	STAGE=$(STAGE) SWIFT_TESTS=$(CURDIR)/.build/debug/phyrPackageTests.xctest sh tests/kernels.sh $(BUILD)/tests $(KERNELS)
@@ -269,6 +270,15 @@ bench: deps stage
 	./$(BUILD)/bench_ring
 	@echo
 	./$(BUILD)/bench_inspect $(STAGE)/bin/phyr-inspect
+	@echo
+	$(CC) -std=gnu11 -O2 -Wall -Wextra $(PHYR_CFLAGS) bench/bench_numa.c -o $(BUILD)/bench_numa $(PHYR_LIBS)
+	./$(BUILD)/bench_numa
+	@# Placement needs two nodes: a VM with two (software-emulated: its
+	@# times are the VM's, its ratio is what compares).
+	@if [ "$$(id -u)" = 0 ] && [ -x "$(RUN_ON_KERNEL)" ]; then \
+	  $(MAKE) --no-print-directory deps-kernels >/dev/null && \
+	  $(RUN_ON_KERNEL) --numa 2 -C "$(CURDIR)" 6.1 -- ./$(BUILD)/bench_numa pin_node 2>&1 | grep -E '^(\||libphyr)'; \
+	else echo "(phyr_pin_node's row needs root and $(RUN_ON_KERNEL))"; fi
 
 clean:
 	rm -rf $(BUILD) .build .build-embedded .build-tsan .build-asan

@@ -179,23 +179,38 @@ int main(int argc, char **argv)
 		die("phyr_pin", rc);
 	int n = phyr_segs(r, NULL, 0);
 	struct phyr_seg *segs = calloc((size_t)n, sizeof *segs);
+	int *nodes = calloc((size_t)n, sizeof *nodes);
 	phyr_segs(r, segs, (unsigned)n);
+	phyr_seg_nodes(r, nodes, (unsigned)n);
+	/* The NUMA node of each segment, where the machine has more than one. */
+	int numa = 0;
+	FILE *f = fopen("/sys/devices/system/node/has_memory", "r");
+	if (f) {
+		char list[64] = "";
+		numa = fgets(list, sizeof list, f) && strpbrk(list, ",-") != NULL;
+		fclose(f);
+	}
 	printf("phyr_pin: %.2f ms, %d segments%s\n\n", pin_ms, n,
 	       flags & PHYR_PIN_PHYS ? " (physically contiguous runs)" : " (no CAP_SYS_ADMIN: no physical addresses)");
-	printf("  %-14s %10s %8s %9s  %-16s %s\n", "offset", "length", "page", "segments", "first physical", "backing");
+	printf("  %-14s %10s %8s %9s  %-16s %s%s\n", "offset", "length", "page", "segments", "first physical",
+	       numa ? "node  " : "", "backing");
 	for (int i = 0; i < n;) {
 		int j = i;
 		uint64_t len = 0;
-		while (j < n && segs[j].page_shift == segs[i].page_shift && segs[j].flags == segs[i].flags)
+		while (j < n && segs[j].page_shift == segs[i].page_shift && segs[j].flags == segs[i].flags &&
+		       nodes[j] == nodes[i])
 			len += segs[j++].len;
-		char phys[24] = "-";
+		char phys[24] = "-", node[16] = "";
 		if (segs[i].phys != PHYR_PHYS_UNKNOWN)
 			snprintf(phys, sizeof phys, "%#llx", (unsigned long long)segs[i].phys);
-		printf("  +%-13s %10s %8s %9d  %-16s %s\n", size_text(segs[i].addr - (uintptr_t)buf, a, sizeof a),
+		if (numa)
+			snprintf(node, sizeof node, "%-4d  ", nodes[i]);
+		printf("  +%-13s %10s %8s %9d  %-16s %s%s\n", size_text(segs[i].addr - (uintptr_t)buf, a, sizeof a),
 		       size_text(len, b, sizeof b), size_text(UINT64_C(1) << segs[i].page_shift, c, sizeof c), j - i, phys,
-		       segs[i].flags & PHYR_SEG_HUGE ? "transparent huge pages" : "4 KiB pages");
+		       node, segs[i].flags & PHYR_SEG_HUGE ? "transparent huge pages" : "4 KiB pages");
 		i = j;
 	}
+	free(nodes);
 	free(segs);
 
 	/* ---- register it the libphyr way */

@@ -37,8 +37,8 @@ extern "C" {
 #endif
 
 #define PHYR_VERSION_MAJOR 0
-#define PHYR_VERSION_MINOR 3
-#define PHYR_VERSION_PATCH 2
+#define PHYR_VERSION_MINOR 4
+#define PHYR_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------- types */
 
@@ -174,6 +174,39 @@ PHYR_API int phyr_range(const phyr_t *r, void **addr, size_t *len);
  * live, segs NULL with nr > 0).
  */
 PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
+
+/* ---------------------------------------------------------------- NUMA */
+
+/* phyr_pin_node's node: the node of the CPU the calling thread runs on. */
+#define PHYR_NODE_LOCAL (-1)
+
+/*
+ * phyr_seg_nodes - the NUMA node of each segment, as of the pin.
+ *
+ * Returns the number of segments, as phyr_segs does, and fills the first
+ * min(nr, count) of nodes: segment i's node, -1 for memory with no folio
+ * (or where the kernel would not say).  Segments end where the node
+ * changes.  One question to the kernel per folio at pin time, none on a
+ * machine with one node.  Returns the count, or -EINVAL (r not live, nodes
+ * NULL with nr > 0).
+ */
+PHYR_API int phyr_seg_nodes(const phyr_t *r, int *nodes, unsigned nr);
+
+/*
+ * phyr_pin_node - phyr_pin, after moving every page of the span that is not
+ * on `node` there (move_pages: huge pages whole where the node has room,
+ * data and all; the mappings' memory policy is left alone).
+ *
+ * node: a node with memory, or PHYR_NODE_LOCAL.  Returns 0 and *out, or what
+ * phyr_pin returns, or:
+ *   -EINVAL  no such node, or it has no memory (nothing moved or pinned);
+ *   -EBUSY   a page cannot move (pinned: registered with io_uring, say; or
+ *            mapped by another process): nothing pinned, the message names it;
+ *   -ENOMEM  the node has no room.
+ * Pages that moved before a failure stay moved.
+ */
+PHYR_API int phyr_pin_node(const void *addr, size_t len, unsigned flags, int node,
+			   phyr_t **out);
 
 /* ------------------------------------------------------ io_uring buffers */
 

@@ -3,7 +3,8 @@
 # Runs libphyr's tests on other kernels, each booted under qemu by
 # run-on-kernel.sh (software emulation here: 10 to 20 times slower, so only
 # what says something about the kernel runs: tests/run.sh with
-# PHYR_TESTS=kernel, then the Swift tests).
+# PHYR_TESTS=kernel, then the Swift tests; then test_numa again in a VM with
+# two NUMA nodes).
 #
 #   sh tests/kernels.sh BINDIR KERNEL...
 #
@@ -63,6 +64,22 @@ for k in "$@"; do
 	grep -aE "^ *(FAIL|SKIP)|passed, .* failed|Test run with|recorded an issue|skipped|libphyr: probe|guest: kernel|command ran" \
 		"$cache/run-$k.log" | sort -u
 	echo "==== Linux $k: exit $rc, $(( $(date +%s) - start )) s; full log $cache/run-$k.log"
+	[ $rc = 0 ] || status=1
+	# Two NUMA nodes (one vCPU each): the cases of test_numa that skip on
+	# one node -- reporting across a node boundary and placement.
+	start=$(date +%s)
+	"$tool" --numa 2 -C "$here" -e STAGE="$STAGE" -e NO_COLOR=1 "$spec" -- sh -c '
+		echo "---- as root"; "$1/test_numa"; r=$?
+		# As uid 65534 with CAP_IPC_LOCK, from a copy it can read.
+		w=$(mktemp -d) && cp -r "$STAGE" "$w/stage" && cp "$1/test_numa" "$w/" && chmod -R a+rX "$w"
+		echo "---- as uid 65534"
+		setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=+ipc_lock --ambient-caps=+ipc_lock \
+			env LD_LIBRARY_PATH="$w/stage/lib" STAGE="$w/stage" "$w/test_numa"; u=$?
+		rm -rf "$w"
+		[ $r = 0 ] && [ $u = 0 ]' - "$bindir" > "$cache/run-$k-numa.log" 2>&1
+	rc=$?
+	grep -aE "^----|^ *(FAIL|SKIP)|^CASES|command ran" "$cache/run-$k-numa.log"
+	echo "==== Linux $k, two NUMA nodes: test_numa exit $rc, $(( $(date +%s) - start )) s"
 	[ $rc = 0 ] || status=1
 done
 exit $status

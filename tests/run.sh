@@ -107,6 +107,8 @@ done
 for t in test_pin test_counting test_segs test_hugetlb test_ring test_ring_big test_remap test_fork test_populate test_threads test_huge test_workers; do
 	run "$t [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/$t"
 done
+run "test_numa [one node, asked as if there were more: move_pages and numa_maps]" \
+	env PHYR_FORCE_FALLBACK=node-query STAGE="$STAGE" "$bindir/test_numa"
 run "test_ring_big [pre-6.13 path: tables grow by re-registering]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_ring_big"
 run "test_longterm [long-term ranges registered directly, not cloned]" env PHYR_FORCE_FALLBACK=clone "$bindir/test_longterm"
 run "test_longterm [pre-6.7 path: smaps+pagemap, faulting by hand]" env PHYR_FORCE_FALLBACK=scan,populate "$bindir/test_longterm"
@@ -158,6 +160,11 @@ if [ "$(id -u)" = 0 ] && [ $only_kernel = 0 ]; then
 	run "test_huge [pre-6.7 path, uid 65534: no PFNs]" setpriv --reuid=65534 --regid=65534 --clear-groups \
 		--inh-caps=+ipc_lock --ambient-caps=+ipc_lock \
 		env LD_LIBRARY_PATH="$work/stage/lib" PHYR_FORCE_FALLBACK=scan,populate "$work/bin/test_huge"
+fi
+if [ "$(id -u)" = 0 ] && [ $only_kernel = 0 ]; then
+	run "test_numa [uid 65534, CAP_IPC_LOCK only, asked as if there were more nodes]" setpriv --reuid=65534 \
+		--regid=65534 --clear-groups --inh-caps=+ipc_lock --ambient-caps=+ipc_lock env LD_LIBRARY_PATH="$work/stage/lib" \
+		PHYR_FORCE_FALLBACK=node-query STAGE="$work/stage" "$work/bin/test_numa"
 fi
 for t in "$bindir"/memlock_* "$bindir"/test_workers "$bindir"/test_ring_lifetime; do
 	b=$(basename "$t")

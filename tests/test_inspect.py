@@ -83,6 +83,22 @@ def mapping_at(report, addr):
     return found[0] if found else {}
 
 
+def numa_maps_bytes(pid, start):
+    """The bytes per node numa_maps gives the VMA at start ({"0": n}), or
+    None where it cannot be read."""
+    try:
+        lines = open("/proc/%d/numa_maps" % pid).read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        f = line.split()
+        if f and int(f[0], 16) == start:
+            kib = int(next((x.split("=")[1] for x in f if x.startswith("kernelpagesize_kB=")), "4"))
+            return {x[1:].split("=")[0]: int(x.split("=")[1]) * kib * 1024
+                    for x in f if x.startswith("N") and "=" in x}
+    return None
+
+
 def khugepaged_collapses():
     try:
         with open("/sys/kernel/mm/transparent_hugepage/khugepaged/pages_collapsed") as f:
@@ -117,6 +133,21 @@ def layouts(nobody):
             check(all(key in m for m in d["mappings"]), who + ": every mapping has " + key)
         check(all(isinstance(m["start"], int) and m["start"] < m["end"] for m in d["mappings"]),
               who + ": integer, ordered bounds")
+        # Resident bytes per node: each mapping's add up to what it holds
+        # on a machine with one node (elsewhere numa_maps counts them; the
+        # THP region below is checked against it either way).
+        one_node = open("/sys/devices/system/node/has_memory").read().strip() in ("0", "")
+        if one_node and "node-query" not in os.environ.get("PHYR_FORCE_FALLBACK", ""):
+            bad = [m for m in d["mappings"]
+                   if sum(m["nodes"].values()) != m["huge_bytes"] + m["hugetlb_bytes"] + m["base_bytes"]]
+            check(not bad, who + ": nodes add up to the resident bytes: %r" % bad[:2])
+        check(sum(d["nodes"].values()) == sum(sum(m["nodes"].values()) for m in d["mappings"]),
+              who + ": the process's total per node")
+        a, n = t.regions["thp"]
+        m = mapping_at(d, a)
+        counted = numa_maps_bytes(t.pid, m["start"])
+        check(counted is None or m["nodes"] == counted,
+              who + ": THP mapping per node %r, numa_maps %r" % (m["nodes"], counted))
 
         a, n = t.regions["thp"]
         m = mapping_at(d, a)

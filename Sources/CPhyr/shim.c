@@ -117,6 +117,24 @@ const char *phyr_shim_version(void)
 	return PHYR_STRINGIFY(PHYR_VERSION_MAJOR) "." PHYR_STRINGIFY(PHYR_VERSION_MINOR) "." PHYR_STRINGIFY(PHYR_VERSION_PATCH);
 }
 
+#ifndef MPOL_MF_MOVE
+#define MPOL_MF_MOVE (1 << 1)
+#endif
+
+long phyr_shim_move_pages(int pid, unsigned long count, void **pages, const int *nodes, int *status)
+{
+	long ret = syscall(SYS_move_pages, pid, count, pages, nodes, status, nodes ? MPOL_MF_MOVE : 0);
+	return ret < 0 ? -errno : ret;
+}
+
+int phyr_shim_current_node(void)
+{
+	unsigned cpu = 0, node = 0;
+	if (syscall(SYS_getcpu, &cpu, &node, NULL) != 0)
+		return -errno;
+	return (int)node;
+}
+
 int phyr_shim_errno(void)
 {
 	return errno;

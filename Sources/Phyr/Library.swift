@@ -19,8 +19,8 @@ package enum Library {
 
 /// The operations the C API calls, by handle id: the library's policy.
 package enum Pins {
-    package static func pin(_ range: Range<UInt64>, flags: UInt32) throws(PhyrError) -> UInt64 {
-        try Pinner.pin(range, flags: flags)
+    package static func pin(_ range: Range<UInt64>, flags: UInt32, node: Int32? = nil) throws(PhyrError) -> UInt64 {
+        try Pinner.pin(range, flags: flags, node: node)
     }
 
     package static func split(_ id: UInt64, at offset: UInt64) throws(PhyrError) -> UInt64 {

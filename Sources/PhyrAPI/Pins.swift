@@ -11,20 +11,35 @@ import PhyrCore
 public func phyr_pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32,
                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     call("phyr_pin") { () throws(PhyrError) -> Int32 in
-        guard let out else { throw PhyrError(.EINVAL, "out is NULL") }
-        // size_t arrives as Int: read it back as the unsigned value C passed.
-        let length = UInt64(UInt(bitPattern: len))
-        guard length > 0 else { throw PhyrError(.EINVAL, "len is 0") }
-        guard flags & ~PinFlag.all == 0 else {
-            throw PhyrError(.EINVAL, "unknown flag bits \(hex(UInt64(flags & ~PinFlag.all)))")
-        }
-        let start = UInt64(UInt(bitPattern: addr))
-        let (end, overflow) = start.addingReportingOverflow(length)
-        guard !overflow else { throw PhyrError(.EINVAL, "\(hex(start)) + \(length) wraps around the address space") }
-        let id = try Pins.pin(start..<end, flags: flags)
-        out.pointee = OpaquePointer(bitPattern: PinTable.handle(for: id))
-        return 0
+        try pin(addr, len, flags, node: nil, out)
     }
+}
+
+@c @implementation
+public func phyr_pin_node(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32, _ node: Int32,
+                          _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    call("phyr_pin_node") { () throws(PhyrError) -> Int32 in
+        guard node >= PHYR_NODE_LOCAL else { throw PhyrError(.EINVAL, "node \(node) is not a node") }
+        return try pin(addr, len, flags, node: node, out)
+    }
+}
+
+/// phyr_pin and phyr_pin_node: the arguments checked, the range pinned.
+private func pin(_ addr: UnsafeRawPointer?, _ len: Int, _ flags: UInt32, node: Int32?,
+                 _ out: UnsafeMutablePointer<OpaquePointer?>?) throws(PhyrError) -> Int32 {
+    guard let out else { throw PhyrError(.EINVAL, "out is NULL") }
+    // size_t arrives as Int: read it back as the unsigned value C passed.
+    let length = UInt64(UInt(bitPattern: len))
+    guard length > 0 else { throw PhyrError(.EINVAL, "len is 0") }
+    guard flags & ~PinFlag.all == 0 else {
+        throw PhyrError(.EINVAL, "unknown flag bits \(hex(UInt64(flags & ~PinFlag.all)))")
+    }
+    let start = UInt64(UInt(bitPattern: addr))
+    let (end, overflow) = start.addingReportingOverflow(length)
+    guard !overflow else { throw PhyrError(.EINVAL, "\(hex(start)) + \(length) wraps around the address space") }
+    let id = try Pins.pin(start..<end, flags: flags, node: node)
+    out.pointee = OpaquePointer(bitPattern: PinTable.handle(for: id))
+    return 0
 }
 
 @c @implementation
@@ -54,6 +69,21 @@ public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeM
         addr?.pointee = UnsafeMutableRawPointer(bitPattern: UInt(span.lowerBound))
         len?.pointee = Int(bitPattern: UInt(span.upperBound - span.lowerBound))
         return 0
+    }
+}
+
+@c @implementation
+public func phyr_seg_nodes(_ r: OpaquePointer?, _ nodes: UnsafeMutablePointer<Int32>?, _ nr: UInt32) -> Int32 {
+    call("phyr_seg_nodes") { () throws(PhyrError) -> Int32 in
+        if nodes == nil && nr > 0 { throw PhyrError(.EINVAL, "nodes is NULL but nr is \(nr)") }
+        let count = try Pins.with(try rangeID(r)) { p -> Int in
+            let all = p.segments
+            if let nodes {
+                for (i, s) in all.prefix(Int(nr)).enumerated() { nodes[i] = s.node }
+            }
+            return all.count
+        }
+        return Int32(clamping: count)
     }
 }
 

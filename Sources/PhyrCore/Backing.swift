@@ -155,6 +155,9 @@ package struct BackingRun: Equatable, Sendable {
     package var phys: UInt64 = physUnknown
     package var present: Bool = true
     package var zeroPage: Bool = false
+    /// The NUMA node of the run's memory; `nodeUnknown` until asked, and for
+    /// memory with no folio.
+    package var node: Int32 = nodeUnknown
 
     package var pageSize: UInt64 { 1 << UInt64(pageShift) }
 
@@ -170,23 +173,29 @@ package struct BackingRun: Equatable, Sendable {
     }
 }
 
-/// `struct phyr_seg` as a Swift value.
+/// `struct phyr_seg` as a Swift value, with its NUMA node (phyr_seg_nodes).
 package struct Segment: Equatable, Sendable {
     package var addr: UInt64
     package var len: UInt64
     package var phys: UInt64
     package var pageShift: UInt32
     package var flags: SegmentFlags
+    package var node: Int32
     package var end: UInt64 { addr + len }
 
-    package init(addr: UInt64, len: UInt64, phys: UInt64, pageShift: UInt32, flags: SegmentFlags) {
+    package init(addr: UInt64, len: UInt64, phys: UInt64, pageShift: UInt32, flags: SegmentFlags,
+                 node: Int32 = nodeUnknown) {
         self.addr = addr
         self.len = len
         self.phys = phys
         self.pageShift = pageShift
         self.flags = flags
+        self.node = node
     }
 }
+
+/// A segment's node when no folio is behind it, or none was asked for.
+package let nodeUnknown: Int32 = -1
 
 package enum Backing {
     /// Turns scan regions over `span` into runs.  Addresses the scan did not
@@ -336,12 +345,13 @@ package enum Backing {
             guard lo < hi else { continue }
             let phys = r.phys == physUnknown ? physUnknown : r.phys + (lo - r.start)
             if var last = out.last, last.end == lo, last.pageShift == r.pageShift, last.flags == r.flags,
-               (last.phys == physUnknown) == (phys == physUnknown),
+               last.node == r.node, (last.phys == physUnknown) == (phys == physUnknown),
                last.phys == physUnknown || last.phys &+ last.len == phys {
                 last.len += hi - lo
                 out[out.count - 1] = last
             } else {
-                out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: r.pageShift, flags: r.flags))
+                out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: r.pageShift, flags: r.flags,
+                                   node: r.node))
             }
         }
         return out

@@ -54,6 +54,8 @@ package struct MappingReport: Equatable, Sendable {
     /// Why the mapping's memory that is not huge is not; nil when all of
     /// it is huge (or there is none).
     package var whyNotHuge: String?
+    /// Its resident bytes on each node, by node.
+    package var nodes: [NodeBytes] = []
 }
 
 package struct BufferReport: Equatable, Sendable {
@@ -68,6 +70,8 @@ package struct BufferReport: Equatable, Sendable {
     package var lockCharge: UInt64
     /// One line, where the buffer does not coalesce and something would fix it.
     package var advice: String?
+    /// The nodes its memory is on, ascending (empty: unknown).
+    package var nodes: [Int32] = []
 }
 
 package enum Inspection {

@@ -8,7 +8,8 @@ extension PinTable {
             let lo = max(s.addr, r.lowerBound), hi = min(s.end, r.upperBound)
             guard lo < hi else { continue }
             let phys = s.phys == physUnknown ? physUnknown : s.phys + (lo - s.addr)
-            out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: s.pageShift, flags: s.flags))
+            out.append(Segment(addr: lo, len: hi - lo, phys: phys, pageShift: s.pageShift, flags: s.flags,
+                               node: s.node))
         }
         return out
     }

@@ -75,7 +75,7 @@ package enum Pagemap {
         let pfn = entry & pfnMask
         let phys = (entry & present != 0 && pfn != 0) ? (pfn << UInt64(basePageShift)) + (lo - page) : physUnknown
         if var last = out.last, last.end == lo, last.pageShift == run.pageShift, last.flags == run.flags,
-           last.phys != physUnknown, phys != physUnknown, last.phys + (last.end - last.start) == phys {
+           last.node == run.node, last.phys != physUnknown, phys != physUnknown, last.phys + (last.end - last.start) == phys {
             last.end = hi
             out[out.count - 1] = last
         } else {

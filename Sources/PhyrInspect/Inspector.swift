@@ -107,7 +107,8 @@ struct Inspector {
             shown = all.filter { $0.mapping.start < range.upperBound && range.lowerBound < $0.mapping.end }
             if shown.isEmpty { throw Refusal.nothingMapped(range, pid) }
         }
-        let mappings = shown.map { v in Inspection.report(v, settings: settings) { interiorBase(v.mapping) } }
+        var mappings = shown.map { v in Inspection.report(v, settings: settings) { interiorBase(v.mapping) } }
+        placeOnNodes(&mappings)
         var rings: [RingReport] = []
         var unlisted: [UInt64] = []
         if wantRings {
@@ -134,9 +135,12 @@ struct Inspector {
                 }
                 var charged = CountedIntervalMap()
                 let reports = listed.sorted { $0.index < $1.index }.map { b in
-                    Inspection.buffer(index: b.index, addr: b.addr, len: b.len, runs: backing(b, all),
-                                      kernel: kernel, charged: &charged,
-                                      notHuge: notHuge(b, all, settings: settings))
+                    let runs = backing(b, all)
+                    var report = Inspection.buffer(index: b.index, addr: b.addr, len: b.len, runs: runs,
+                                                   kernel: kernel, charged: &charged,
+                                                   notHuge: notHuge(b, all, settings: settings))
+                    report.nodes = runs.map(nodes) ?? []
+                    return report
                 }
                 rings.append(RingReport(fds: [fd], buffers: reports))
             }
@@ -149,6 +153,32 @@ struct Inspector {
         let vmPin = procField(files.path("status"), "VmPin:").map { $0 &* 1024 }
         return ProcessReport(pid: pid, command: command(), settings: settings, mappings: mappings, rings: rings,
                              vmPin: vmPin, unlistedRings: unlisted)
+    }
+
+    /// Each mapping's resident bytes per node: on a machine with one node
+    /// all of them are on it, and nothing is read; elsewhere numa_maps says
+    /// (left empty where it cannot be read).
+    private func placeOnNodes(_ mappings: inout [MappingReport]) {
+        if let only = Numa.onlyNode {
+            for i in mappings.indices {
+                let m = mappings[i]
+                let resident = m.hugeBytes + m.hugetlbBytes + m.baseBytes
+                mappings[i].nodes = resident > 0 ? [NodeBytes(node: only, bytes: resident)] : []
+            }
+            return
+        }
+        guard let byStart = try? Numa.residentBytes(in: files) else { return }
+        for i in mappings.indices { mappings[i].nodes = byStart[mappings[i].start] ?? [] }
+    }
+
+    /// The nodes a buffer's memory is on: one move_pages query per folio
+    /// (none on a machine with one node); empty where the kernel would not
+    /// say.
+    private func nodes(_ runs: [BackingRun]) -> [Int32] {
+        if let only = Numa.onlyNode { return Nodes.of(Nodes.placed(runs, on: only)) }
+        let addresses = Nodes.folioAddresses(runs)
+        guard let found = try? Numa.nodes(of: addresses, pid: pid) else { return [] }
+        return Nodes.of(Nodes.placed(runs, nodes: found))
     }
 
     private func failure(_ e: Errno, reading what: String) -> PhyrError {

@@ -9,7 +9,7 @@ enum TableOutput {
         out += "process \(r.pid) (\(printable(r.command))): THP \(modeText(s.mode)), shmem_enabled \(s.shmem)"
         out += s.processDisabled ? ", THP disabled for the process (prctl)\n\n" : "\n\n"
         let header = [pad("start", 14), pad("end", 14), padL("size", 10), padL("THP", 10), padL("hugetlb", 10),
-                      padL("4 KiB", 10), padL("no folio", 10), pad("locked", 6), "name"]
+                      padL("4 KiB", 10), padL("no folio", 10), pad("locked", 6), pad("nodes", 14), "name"]
         out += header.joined(separator: " ") + "\n"
         var total = (size: UInt64(0), huge: UInt64(0), hugetlb: UInt64(0), base: UInt64(0), nofolio: UInt64(0),
                      locked: UInt64(0))
@@ -23,13 +23,18 @@ enum TableOutput {
             if m.locked { total.locked += size }
             let row = [pad(hex(m.start), 14), pad(hex(m.end), 14), padL(bytes(size), 10), padL(bytes(m.hugeBytes), 10),
                        padL(bytes(m.hugetlbBytes), 10), padL(bytes(m.baseBytes), 10), padL(bytes(m.noFolioBytes), 10),
-                       pad(m.locked ? "yes" : "no", 6), m.name.isEmpty ? "[anon]" : printable(m.name)]
+                       pad(m.locked ? "yes" : "no", 6), pad(nodesText(m.nodes), 14),
+                       m.name.isEmpty ? "[anon]" : printable(m.name)]
             out += row.joined(separator: " ") + "\n"
             if let why = m.whyNotHuge { out += "    not huge: \(why)\n" }
         }
         out += "\(r.mappings.count) mappings: \(bytes(total.size)); THP \(bytes(total.huge)), hugetlb "
             + "\(bytes(total.hugetlb)), 4 KiB pages \(bytes(total.base)), no folio \(bytes(total.nofolio)); "
             + "locked mappings \(bytes(total.locked))\n"
+        let perNode = Nodes.total(r.mappings.map { $0.nodes })
+        if !perNode.isEmpty {
+            out += "resident per node: " + perNode.map { "node \($0.node) \(bytes($0.bytes))" }.joined(separator: ", ") + "\n"
+        }
         guard rings else { return out }
         if r.rings.isEmpty && r.unlistedRings.isEmpty { out += "\nno io_uring\n" }
         var entries: UInt64 = 0, charge: UInt64 = 0, count = 0
@@ -46,10 +51,11 @@ enum TableOutput {
                 + "\(bytes(c))\n"
             guard !bufs.isEmpty else { continue }
             out += [padL("index", 6), pad("address", 14), padL("length", 10), pad("backing", 26), pad("coalesced", 9),
-                    padL("entries", 8), padL("charge", 10)].joined(separator: " ") + "\n"
+                    padL("entries", 8), padL("charge", 10), "nodes"].joined(separator: " ") + "\n"
             for b in bufs {
                 out += [padL("\(b.index)", 6), pad(hex(b.addr), 14), padL(bytes(b.len), 10), pad(b.backing, 26),
-                        pad(b.coalesced ? "yes" : "no", 9), padL("\(b.kernelEntries)", 8), padL(bytes(b.lockCharge), 10)]
+                        pad(b.coalesced ? "yes" : "no", 9), padL("\(b.kernelEntries)", 8), padL(bytes(b.lockCharge), 10),
+                        b.nodes.isEmpty ? "?" : b.nodes.map(String.init).joined(separator: ",")]
                     .joined(separator: " ") + "\n"
                 if let advice = b.advice { out += "    \(advice)\n" }
             }
@@ -65,6 +71,20 @@ enum TableOutput {
             out += "VmPin (the kernel's own count of what it charged for the process's buffers): \(bytes(pin))\n"
         }
         return out
+    }
+
+    /// "0", "0:12M 1:4M" (bytes in the largest whole unit), "-" for none.
+    static func nodesText(_ nodes: [NodeBytes]) -> String {
+        guard nodes.count > 1 else { return nodes.first.map { "\($0.node)" } ?? "-" }
+        return nodes.map { "\($0.node):" + short($0.bytes) }.joined(separator: " ")
+    }
+
+    /// "12M", "1.5G", "8K": a table cell's bytes.
+    static func short(_ n: UInt64) -> String {
+        let t = Inspection.byteText(n)
+        guard let space = t.firstIndex(of: " ") else { return t }
+        let unit = t[t.index(after: space)...]
+        return String(t[..<space]) + (unit == "B" ? "" : String(unit.prefix(1)))
     }
 
     /// "fd 5", or "fds 5, 6 (one ring)".
@@ -109,11 +129,13 @@ enum JSONOutput {
         o += "\"shmem_enabled\":\(string(r.settings.shmem)),\"process_disabled\":\(r.settings.processDisabled)},"
         o += "\"vm_pin\":\(r.vmPin.map(String.init) ?? "null"),"
         o += "\"unlisted_rings\":[\(r.unlistedRings.map(String.init).joined(separator: ","))],"
+        o += "\"nodes\":\(nodes(Nodes.total(r.mappings.map { $0.nodes }))),"
         o += "\"mappings\":["
         o += r.mappings.map { m in
             "{\"start\":\(m.start),\"end\":\(m.end),\"name\":\(string(m.name)),\"huge_bytes\":\(m.hugeBytes),"
                 + "\"hugetlb_bytes\":\(m.hugetlbBytes),\"base_bytes\":\(m.baseBytes),\"nofolio_bytes\":\(m.noFolioBytes),"
-                + "\"locked\":\(m.locked),\"thp_eligible\":\(m.thpEligible),\"why_not_huge\":\(m.whyNotHuge.map(string) ?? "null")}"
+                + "\"locked\":\(m.locked),\"thp_eligible\":\(m.thpEligible),\"why_not_huge\":\(m.whyNotHuge.map(string) ?? "null"),"
+                + "\"nodes\":\(nodes(m.nodes))}"
         }.joined(separator: ",")
         o += "],\"io_uring\":["
         o += r.rings.map { ring in
@@ -121,11 +143,16 @@ enum JSONOutput {
             s += (ring.buffers ?? []).map { b in
                 "{\"index\":\(b.index),\"addr\":\(b.addr),\"len\":\(b.len),\"backing\":\(string(b.backing)),"
                     + "\"coalesced\":\(b.coalesced),\"kernel_entries\":\(b.kernelEntries),\"lock_charge\":\(b.lockCharge),"
-                    + "\"advice\":\(b.advice.map(string) ?? "null")}"
+                    + "\"advice\":\(b.advice.map(string) ?? "null"),\"nodes\":[\(b.nodes.map(String.init).joined(separator: ","))]}"
             }.joined(separator: ",")
             return s + "]}"
         }.joined(separator: ",")
         return o + "]}\n"
+    }
+
+    /// {"0": bytes, "1": bytes}
+    static func nodes(_ list: [NodeBytes]) -> String {
+        "{" + list.map { "\"\($0.node)\":\($0.bytes)" }.joined(separator: ",") + "}"
     }
 
     static func string(_ s: String) -> String {

@@ -16,7 +16,8 @@ import PhyrCore
 /// `clone` (re-registering to grow a buffer table, registering long-term
 /// ranges directly instead of cloning them), `coalescing` (the
 /// kernel's release instead of the coalescing probe), `ring-inode` (the
-/// answer of a kernel before 5.16: every io_uring on one shared inode).
+/// answer of a kernel before 5.16: every io_uring on one shared inode),
+/// `node-query` (asking the kernel each folio's node on a one-node machine).
 package final class KernelFeatures: Sendable {
     package static let shared = KernelFeatures()
 
@@ -43,6 +44,11 @@ package final class KernelFeatures: Sendable {
 
     /// `PHYR_DEBUG=probes`: say on stderr what each probe decided.
     private let reportProbes: Bool
+    /// `PHYR_FORCE_FALLBACK`, split.
+    private let forcedFallbacks: [String]
+
+    /// Whether `PHYR_FORCE_FALLBACK` names `fallback`.
+    package func forced(_ fallback: String) -> Bool { forcedFallbacks.contains(fallback) }
 
     private init() {
         var forced: [Substring] = []
@@ -57,6 +63,7 @@ package final class KernelFeatures: Sendable {
         procmapQuery = Atomic(procmap)
         pagemapScan = Atomic(pagemap)
         cloneState = Atomic(forced.contains("clone") ? IoUringProbes.CloneSupport.unsupported.rawValue : 0)
+        forcedFallbacks = forced.map { String($0) }
         coalescingByReleaseOnly = forced.contains("coalescing")
         ownInodeState = Atomic(forced.contains("ring-inode") ? 2 : 0)
         basePage = sysconf(Int32(_SC_PAGESIZE))

@@ -298,6 +298,16 @@ int phyr_shim_io_uring_setup(unsigned entries);
  * Linux 5.16, every io_uring too); the fd or -errno. */
 int phyr_shim_anonymous_file(void);
 
+/* move_pages(2) of process `pid` (0: this one), `count` pages.  With `nodes`
+ * NULL, status[i] gets the node of pages[i] (or -errno); with `nodes`, the
+ * pages move there (MPOL_MF_MOVE: pages only this process maps) and status[i]
+ * gets the node each landed on (or -errno).  Returns 0, the number of pages
+ * not moved, or -errno. */
+long phyr_shim_move_pages(int pid, unsigned long count, void **pages, const int *nodes, int *status);
+
+/* The NUMA node of the CPU the calling thread runs on, or -errno. */
+int phyr_shim_current_node(void);
+
 /* The calling thread's errno. */
 int phyr_shim_errno(void);
 

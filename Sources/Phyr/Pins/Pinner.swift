@@ -36,8 +36,11 @@ enum Pinner {
     /// below from overflowing.
     static let userSpaceEnd: UInt64 = 1 << 57
 
-    static func pin(_ range: Range<UInt64>, flags: UInt32) throws(PhyrError) -> UInt64 {
+    /// Pins `range`; with `node`, after moving its pages there (phyr_pin_node).
+    static func pin(_ range: Range<UInt64>, flags: UInt32, node: Int32? = nil) throws(PhyrError) -> UInt64 {
         try requireSupportedKernel()
+        var target: Int32?
+        if let node { target = try Placement.target(node) }
         guard range.upperBound <= userSpaceEnd else {
             throw PhyrError(.EFAULT, "\(spanText(range)) lies beyond the user address space")
         }
@@ -81,6 +84,14 @@ enum Pinner {
             if layout.source == .smaps { layout = try described(check, write: wantWrite) }
             runs = try scanBacking(span, layout.mappings)
         }
+        if let target {
+            let mappings = layout.mappings
+            runs = try Placement.move(runs, to: target, range: range) { () throws(PhyrError) in
+                try scanBacking(span, mappings)
+            }
+        } else {
+            runs = Placement.withNodes(runs)
+        }
         let mappings = layout.mappings
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
@@ -99,7 +110,7 @@ enum Pinner {
             // Held by the kernel now, and read again: the pin may have
             // migrated pages (out of CMA or ZONE_MOVABLE), and these addresses
             // stay true from here on.
-            pinned.segments = try physicalSegments(try scanBacking(span, mappings), range: range)
+            pinned.segments = try physicalSegments(Placement.withNodes(try scanBacking(span, mappings)), range: range)
         }
         let id = try lock(pinned, runs: runs, span: span)
         committed = true
