@@ -75,16 +75,27 @@ static void seg_nodes(void)
 	munmap(p, GiB);
 }
 
-static int nodes_with_memory(void)
+/* The first two nodes with memory (sysfs "0-1", "0,2", ...); 0 in both
+ * where there is one. */
+static int first_nodes(int *a, int *b)
 {
 	FILE *f = fopen("/sys/devices/system/node/has_memory", "r");
-	int lo = 0, hi = 0;
+	int lo = 0, hi = 0, n = 0;
 	char sep = 0;
+	*a = *b = 0;
 	if (!f)
 		return 1;
-	int n = fscanf(f, "%d%c%d", &lo, &sep, &hi);
+	while (n < 2 && fscanf(f, "%d%c", &lo, &sep) >= 1) {
+		hi = lo;
+		if (sep == '-' && fscanf(f, "%d%c", &hi, &sep) < 1)
+			break;
+		for (int i = lo; i <= hi && n < 2; i++)
+			*(n++ ? b : a) = i;
+		if (sep != ',')
+			break;
+	}
 	fclose(f);
-	return n == 3 && sep == '-' ? hi - lo + 1 : n == 3 && sep == ',' ? 2 : 1;
+	return n;
 }
 
 /* THP faulted in on `node` (the thread's policy, only while faulting). */
@@ -101,7 +112,8 @@ static char *thp_on(size_t len, int node)
 /* ---- 256 MiB of THP from node 0 to node 1 (two nodes only). */
 static void pin_node(void)
 {
-	if (nodes_with_memory() < 2) {
+	int from, to;
+	if (first_nodes(&from, &to) < 2) {
 		printf("| %-44s | one node here: make bench runs it in a VM with two |\n",
 		       "phyr_pin_node, 256 MiB THP, node 0 -> 1");
 		return;
@@ -109,19 +121,19 @@ static void pin_node(void)
 	size_t len = 256 * MiB;
 	double ours[3], base[3];
 	for (int i = 0; i < 3; i++) {
-		char *p = thp_on(len, 0);
+		char *p = thp_on(len, from);
 		phyr_t *r;
 		double t = now();
-		int rc = phyr_pin_node(p, len, 0, 1, &r);
+		int rc = phyr_pin_node(p, len, 0, to, &r);
 		ours[i] = now() - t;
 		if (rc)
 			die("phyr_pin_node", rc);
 		phyr_unpin(r);
 		munmap(p, len);
 
-		p = thp_on(len, 0);
+		p = thp_on(len, from);
 		t = now();
-		move_pages_every(p, len / PAGE, PAGE, 1);
+		move_pages_every(p, len / PAGE, PAGE, to);
 		base[i] = now() - t;
 		munmap(p, len);
 	}

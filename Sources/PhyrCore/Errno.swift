@@ -21,6 +21,7 @@ package struct Errno: Error, Hashable, Sendable {
     package static let EFAULT = Errno(14)
     package static let EBUSY = Errno(16)
     package static let EEXIST = Errno(17)
+    package static let ENODEV = Errno(19)
     package static let EINVAL = Errno(22)
     package static let ENFILE = Errno(23)
     package static let EMFILE = Errno(24)
@@ -47,6 +48,7 @@ package struct Errno: Error, Hashable, Sendable {
         case 14: "Bad address"
         case 16: "Device or resource busy"
         case 17: "File exists"
+        case 19: "No such device"
         case 22: "Invalid argument"
         case 23: "Too many open files in system"
         case 24: "Too many open files"
@@ -61,7 +63,7 @@ package struct Errno: Error, Hashable, Sendable {
 
     /// The codes `text` names, for the test that checks them.
     package static let named: [Errno] = [
-        .EPERM, .ENOENT, .ESRCH, .EINTR, .EIO, .ENXIO, .EBADF, .EAGAIN, .ENOMEM, .EACCES, .EFAULT, .EBUSY, .EEXIST,
+        .EPERM, .ENOENT, .ESRCH, .EINTR, .EIO, .ENXIO, .EBADF, .EAGAIN, .ENOMEM, .EACCES, .EFAULT, .EBUSY, .EEXIST, .ENODEV,
         .EINVAL, .ENFILE, .EMFILE, .ENOTTY, .ENOSPC, .ENOSYS, .EOVERFLOW, .EOPNOTSUPP,
     ]
 }

@@ -18,26 +18,32 @@ package enum Nodes {
         return nodes
     }
 
-    /// One address per folio of `runs` that has memory -- the first of each
+    /// One address per folio of `runs` that has memory -- the head of each
     /// huge page, every 4 KiB page elsewhere -- in order: a node query asks
-    /// about each, never about a 4 KiB page inside a huge one.
-    package static func folioAddresses(_ runs: [BackingRun]) -> [UInt64] {
+    /// about each, never about a 4 KiB page inside a huge one.  A huge
+    /// page's head lies in its mapping even where the range starts past it
+    /// (a PMD or a hugetlb page maps a whole aligned extent), and a move
+    /// must name the head: older kernels refuse a hugetlb tail page.  With
+    /// `hugeKnown` false (pagemap without PFNs: huge pages are a guess),
+    /// transparent huge pages are asked about page by page.
+    package static func folioAddresses(_ runs: [BackingRun], hugeKnown: Bool = true) -> [UInt64] {
         var out: [UInt64] = []
         for r in runs where hasMemory(r) {
-            var a = alignDown(r.start, r.pageSize)
+            let step = folioSize(r, hugeKnown: hugeKnown)
+            var a = alignDown(r.start, step)
             while a < r.end {
-                out.append(max(a, r.start))
-                a += r.pageSize
+                out.append(a)
+                a += step
             }
         }
         return out
     }
 
     /// `runs` with their nodes: `nodes[i]` is the node of the folio at
-    /// `folioAddresses(runs)[i]` (negative: the kernel could not say).  A
-    /// run is cut where the node changes; memory with no folio keeps
-    /// `nodeUnknown`.
-    package static func placed(_ runs: [BackingRun], nodes: [Int32]) -> [BackingRun] {
+    /// `folioAddresses(runs, hugeKnown:)[i]` (negative: the kernel could not
+    /// say).  A run is cut where the node changes; memory with no folio
+    /// keeps `nodeUnknown`.
+    package static func placed(_ runs: [BackingRun], nodes: [Int32], hugeKnown: Bool = true) -> [BackingRun] {
         var out: [BackingRun] = []
         var i = 0
         for r in runs {
@@ -45,9 +51,10 @@ package enum Nodes {
                 out.append(r)
                 continue
             }
-            var a = alignDown(r.start, r.pageSize)
+            let step = folioSize(r, hugeKnown: hugeKnown)
+            var a = alignDown(r.start, step)
             while a < r.end {
-                let lo = max(a, r.start), hi = min(a + r.pageSize, r.end)
+                let lo = max(a, r.start), hi = min(a + step, r.end)
                 let node = i < nodes.count && nodes[i] >= 0 ? nodes[i] : nodeUnknown
                 i += 1
                 if var last = out.last, last.end == lo, last.node == node, last.pageShift == r.pageShift,
@@ -63,7 +70,7 @@ package enum Nodes {
                     piece.node = node
                     out.append(piece)
                 }
-                a += r.pageSize
+                a += step
             }
         }
         return out
@@ -78,18 +85,15 @@ package enum Nodes {
         }
     }
 
-    /// The folios of `runs` that are not on `node`, one address each: what
-    /// placing a range on `node` has to move.
-    package static func misplaced(_ runs: [BackingRun], from node: Int32) -> [UInt64] {
-        var out: [UInt64] = []
-        for r in runs where hasMemory(r) && r.node != node {
-            var a = alignDown(r.start, r.pageSize)
-            while a < r.end {
-                out.append(max(a, r.start))
-                a += r.pageSize
-            }
-        }
-        return out
+    /// The folios of `runs` that are not on `node`, one address each (as
+    /// `folioAddresses` gives them): what placing a range on `node` moves.
+    package static func misplaced(_ runs: [BackingRun], from node: Int32, hugeKnown: Bool = true) -> [UInt64] {
+        folioAddresses(runs.filter { $0.node != node }, hugeKnown: hugeKnown)
+    }
+
+    /// The size of the folios of `r` as far as a node query can rely on it.
+    private static func folioSize(_ r: BackingRun, hugeKnown: Bool) -> UInt64 {
+        hugeKnown || r.flags.contains(.hugetlb) ? r.pageSize : basePageSize
     }
 
     private static func hasMemory(_ r: BackingRun) -> Bool {

@@ -10,6 +10,15 @@ package enum Coalescing: UInt8, Sendable {
     /// A buffer of same-size folios is one entry per folio, when the first
     /// runs to its own end and the middle ones are whole (6.11 and later).
     case multiFolio = 3
+
+    /// What the probe report says (Embedded Swift cannot print a case).
+    package var text: String {
+        switch self {
+        case .perPage: "per 4 KiB page"
+        case .singleFolio: "within one folio"
+        case .multiFolio: "across folios of one size"
+        }
+    }
 }
 
 /// One fixed buffer the planner asks the kernel for.

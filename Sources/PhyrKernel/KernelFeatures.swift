@@ -151,7 +151,7 @@ package final class KernelFeatures: Sendable {
         let probed = coalescingByReleaseOnly ? nil : IoUringProbes.coalescing().map { Coalescing(rawValue: min($0.rawValue, release.rawValue)) ?? release }
         let found = probed ?? release
         coalescingState.store(found.rawValue, ordering: .relaxed)
-        report("io_uring coalesces \(found) (\(probed == nil ? "by the kernel's release: the probe could not run or tell" : "measured"))")
+        report("io_uring coalesces \(found.text) (\(probed == nil ? "by the kernel's release: the probe could not run or tell" : "measured"))")
         return found
     }
 

@@ -31,10 +31,21 @@ import Testing
         ]
         let a = Nodes.folioAddresses(runs)
         let small = (3..<512).map { UInt64($0) * Self.K }
-        #expect(a == small + [2 * Self.M, 4 * Self.M, 6 * Self.M, 8 * Self.M + Self.K])
+        // A huge page is asked about at its head, even where the range
+        // starts past it.
+        #expect(a == small + [2 * Self.M, 4 * Self.M, 6 * Self.M, 8 * Self.M])
         // 1 GiB of THP: 512 questions, not 262,144.
         let gig = [BackingRun(start: 0, end: 1 << 30, pageShift: 21, flags: .huge)]
         #expect(Nodes.folioAddresses(gig).count == 512)
+        // Huge pages guessed (no PFNs before PAGEMAP_SCAN): THP page by
+        // page, hugetlb still by its pages.
+        let guessed = [BackingRun(start: 0, end: 2 * Self.M, pageShift: 21, flags: .huge),
+                       BackingRun(start: 2 * Self.M, end: 6 * Self.M, pageShift: 21, flags: [.huge, .hugetlb])]
+        #expect(Nodes.folioAddresses(guessed, hugeKnown: false).count == 512 + 2)
+        let split = Nodes.placed(guessed, nodes: [Int32](repeating: 0, count: 511) + [1, 1, 0], hugeKnown: false)
+        #expect(split.map(\.node) == [0, 1, 1, 0])
+        #expect(split.map(\.start) == [0, 2 * Self.M - Self.K, 2 * Self.M, 4 * Self.M])
+        #expect(Nodes.misplaced(split, from: 0, hugeKnown: false) == [2 * Self.M - Self.K, 2 * Self.M])
     }
 
     /// Runs are cut exactly where the node changes and joined where it does

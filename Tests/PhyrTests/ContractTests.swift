@@ -41,7 +41,7 @@ import Testing
             (.EPERM, EPERM), (.ENOENT, ENOENT), (.ESRCH, ESRCH), (.EINTR, EINTR), (.EIO, EIO), (.ENXIO, ENXIO),
             (.EBADF, EBADF), (.EAGAIN, EAGAIN), (.ENOMEM, ENOMEM), (.EACCES, EACCES), (.EFAULT, EFAULT),
             (.EBUSY, EBUSY), (.EEXIST, EEXIST), (.EINVAL, EINVAL), (.ENFILE, ENFILE), (.EMFILE, EMFILE),
-            (.ENOTTY, ENOTTY), (.ENOSPC, ENOSPC), (.ENOSYS, ENOSYS), (.EOVERFLOW, EOVERFLOW), (.EOPNOTSUPP, EOPNOTSUPP),
+            (.ENODEV, ENODEV), (.ENOTTY, ENOTTY), (.ENOSPC, ENOSPC), (.ENOSYS, ENOSYS), (.EOVERFLOW, EOVERFLOW), (.EOPNOTSUPP, EOPNOTSUPP),
         ]
         #expect(libc.count == Errno.named.count)
         for (ours, theirs) in libc {

@@ -80,18 +80,23 @@ enum Pinner {
             if reread { layout = try described(check, write: wantWrite) }
             runs = try scanBacking(span, layout.mappings)
         }
-        if flags & PinFlag.huge != 0, Faulting.collapse(runs, layout.mappings, range: range) {
-            if layout.source == .smaps { layout = try described(check, write: wantWrite) }
-            runs = try scanBacking(span, layout.mappings)
-        }
+        // Placed before the collapse: moving a huge page the node has no
+        // huge page for splits it, and MADV_COLLAPSE makes its huge page on
+        // the node most of the pages are on.
+        var located = false
         if let target {
             let mappings = layout.mappings
             runs = try Placement.move(runs, to: target, range: range) { () throws(PhyrError) in
                 try scanBacking(span, mappings)
             }
-        } else {
-            runs = Placement.withNodes(runs)
+            located = true
         }
+        if flags & PinFlag.huge != 0, Faulting.collapse(runs, layout.mappings, range: range) {
+            if layout.source == .smaps { layout = try described(check, write: wantWrite) }
+            runs = try scanBacking(span, layout.mappings)
+            located = false
+        }
+        if !located { runs = Placement.withNodes(runs) }
         let mappings = layout.mappings
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
@@ -106,11 +111,14 @@ enum Pinner {
         if longterm { pinned.held = try holdLongterm(pinned, mappings: mappings) }
         var committed = false
         defer { if !committed { Holder.release(pinned.held) } }
-        if longterm && flags & PinFlag.phys != 0 {
+        if longterm && (flags & PinFlag.phys != 0 || Numa.onlyNode == nil) {
             // Held by the kernel now, and read again: the pin may have
-            // migrated pages (out of CMA or ZONE_MOVABLE), and these addresses
-            // stay true from here on.
-            pinned.segments = try physicalSegments(Placement.withNodes(try scanBacking(span, mappings)), range: range)
+            // migrated pages (out of CMA or ZONE_MOVABLE, to any node with
+            // room), and these addresses and nodes stay true from here on.
+            let held = Placement.withNodes(try scanBacking(span, mappings))
+            if let target { try Placement.check(held, on: target, range: range) }
+            pinned.segments = flags & PinFlag.phys != 0 ? try physicalSegments(held, range: range)
+                : Backing.segments(held, range: range)
         }
         let id = try lock(pinned, runs: runs, span: span)
         committed = true

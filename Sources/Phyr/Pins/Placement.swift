@@ -13,89 +13,120 @@ enum Placement {
     /// Where the kernel will not say (move_pages denied), nodes stay unknown:
     /// a pin does not fail for what it only reports.
     static func withNodes(_ runs: [BackingRun]) -> [BackingRun] {
-        if let only = Numa.onlyNode { return Nodes.placed(runs, on: only) }
-        let addresses = Nodes.folioAddresses(runs)
-        guard !addresses.isEmpty, let nodes = try? Numa.nodes(of: addresses) else { return runs }
-        return Nodes.placed(runs, nodes: nodes)
+        (try? located(runs)) ?? runs
     }
 
     /// The node `phyr_pin_node` was asked for, checked: one that exists and
-    /// has memory, or the calling CPU's.
+    /// has memory, or the calling CPU's (which must have memory too).
     static func target(_ node: Int32) throws(PhyrError) -> Int32 {
         let nodes = Numa.memoryNodes
+        let listed = "nodes with memory: " + nodes.map { String($0) }.joined(separator: ",")
         if node == localNode {
-            do { return try Numa.currentNode() } catch {
+            let here: Int32
+            do { here = try Numa.currentNode() } catch {
                 throw PhyrError(error, "PHYR_NODE_LOCAL: the calling CPU's node is unknown (getcpu: \(error))")
             }
+            guard nodes.contains(here) else {
+                throw PhyrError(.EINVAL, "PHYR_NODE_LOCAL: the calling CPU's node \(here) has no memory (\(listed))")
+            }
+            return here
         }
         guard nodes.contains(node) else {
-            throw PhyrError(.EINVAL, "node \(node) does not exist or has no memory (nodes with memory: "
-                            + nodes.map { String($0) }.joined(separator: ",") + ")")
+            throw PhyrError(.EINVAL, "node \(node) does not exist or has no memory (\(listed))")
         }
         return node
     }
 
     /// Moves the folios of `runs` that are not on `node` there and returns
     /// the span's runs as they are then, with their nodes.  The kernel's
-    /// answer is read back rather than trusted: move_pages may move a huge
-    /// page as 4 KiB pages (the node had no huge page free) and leaves the
-    /// status of pages it gave up on unset.  A folio that cannot move fails
-    /// the pin, naming it.
+    /// answer is read back rather than trusted: move_pages leaves the status
+    /// of pages it gave up on unset, reports -EBUSY for the other 4 KiB
+    /// pages of a large folio it is moving already, and a huge page the node
+    /// had no huge page for arrives as 4 KiB pages (moved in a second round).
+    /// A folio still elsewhere then fails the pin, named with the kernel's
+    /// last word about it.
     static func move(_ runs: [BackingRun], to node: Int32, range: Range<UInt64>,
                      rescan: () throws(PhyrError) -> [BackingRun]) throws(PhyrError) -> [BackingRun] {
-        var located = try located(runs, range: range)
-        // A second round for the pieces of huge pages split on the way.
+        let hugeKnown = PageScanner.tellsHugePagesApart
+        var now = try asked(runs, range: range)
+        var said: [UInt64: Int32] = [:]
         for _ in 0..<2 {
-            let misplaced = Nodes.misplaced(located, from: node)
-            guard !misplaced.isEmpty else { return located }
+            let misplaced = Nodes.misplaced(now, from: node, hugeKnown: hugeKnown)
+            guard !misplaced.isEmpty else { return now }
             let status: [Int32]
-            do { status = try Numa.move(misplaced, to: node) } catch where error == .ENOMEM {
-                throw PhyrError(.ENOMEM, "node \(node) has no room for the pages of \(spanText(range)) "
-                                + "(move_pages: \(error))")
-            } catch {
-                throw PhyrError(error == .ENOSYS ? .EPERM : error,
-                                "moving \(spanText(range)) to node \(node): move_pages failed (\(error))")
+            do { status = try Numa.move(misplaced, to: node) } catch {
+                throw refusal(of: error, node: node, range: range)
             }
-            if let i = status.firstIndex(where: { $0 < 0 && $0 != Numa.statusUnset }) {
-                throw refusal(status[i], at: misplaced[i], node: node, range: range)
-            }
-            located = try self.located(try rescan(), range: range)
+            for (a, s) in zip(misplaced, status) { said[a] = s }
+            now = try asked(try rescan(), range: range)
         }
-        guard let stuck = Nodes.misplaced(located, from: node).first else { return located }
-        let now = located.first { $0.start <= stuck && stuck < $0.end }?.node ?? nodeUnknown
-        throw refusal(now, at: stuck, node: node, range: range)
+        guard let stuck = Nodes.misplaced(now, from: node, hugeKnown: hugeKnown).first else { return now }
+        let on = now.first { $0.start <= stuck && stuck < $0.end }?.node ?? nodeUnknown
+        throw refusal(said[stuck] ?? Numa.statusUnset, at: stuck, on: on, node: node, range: range)
     }
 
-    /// The nodes of `runs`, asked even on one node: placement must know.
-    private static func located(_ runs: [BackingRun], range: Range<UInt64>) throws(PhyrError) -> [BackingRun] {
-        if Numa.memoryNodes.count == 1, let only = Numa.memoryNodes.first { return Nodes.placed(runs, on: only) }
-        let addresses = Nodes.folioAddresses(runs)
-        do { return Nodes.placed(runs, nodes: try Numa.nodes(of: addresses)) } catch {
+    /// A long-term pin may move pages itself (out of ZONE_MOVABLE or CMA,
+    /// to whichever node has room): `runs`, read after it, must all be on
+    /// `node`.
+    static func check(_ runs: [BackingRun], on node: Int32, range: Range<UInt64>) throws(PhyrError) {
+        guard let moved = runs.first(where: { $0.node != nodeUnknown && $0.node != node }) else { return }
+        throw PhyrError(.EBUSY, "the kernel moved the page at \(hex(moved.start)) to node \(moved.node) as it "
+                        + "long-term pinned \(spanText(range)) (out of movable memory; node \(node) had no room "
+                        + "outside it): nothing was pinned")
+    }
+
+    /// The nodes of `runs`, asked of the kernel unless one node has all the
+    /// memory.
+    private static func located(_ runs: [BackingRun]) throws(Errno) -> [BackingRun] {
+        if let only = Numa.onlyNode { return Nodes.placed(runs, on: only) }
+        let hugeKnown = PageScanner.tellsHugePagesApart
+        let addresses = Nodes.folioAddresses(runs, hugeKnown: hugeKnown)
+        guard !addresses.isEmpty else { return runs }
+        return Nodes.placed(runs, nodes: try Numa.nodes(of: addresses), hugeKnown: hugeKnown)
+    }
+
+    private static func asked(_ runs: [BackingRun], range: Range<UInt64>) throws(PhyrError) -> [BackingRun] {
+        do { return try located(runs) } catch {
             throw PhyrError(error, "asking the kernel where \(spanText(range)) is (move_pages): \(error)")
         }
     }
 
-    private static func refusal(_ status: Int32, at address: UInt64, node: Int32, range: Range<UInt64>) -> PhyrError {
-        let page = hex(address)
-        switch Errno(code: -status) {
+    /// move_pages refused the whole call.
+    private static func refusal(of error: Errno, node: Int32, range: Range<UInt64>) -> PhyrError {
+        switch error {
         case .ENOMEM:
-            return PhyrError(.ENOMEM, "node \(node) has no room for the page at \(page) (moving \(spanText(range)))")
-        case .EBUSY, .EAGAIN, .EIO:
-            return PhyrError(.EBUSY, "the page at \(page) cannot move to node \(node): it is pinned (registered with "
-                             + "io_uring, say, or held by a device) or in use by the kernel; nothing was pinned")
+            return PhyrError(.ENOMEM, "node \(node) has no room for the pages of \(spanText(range)) (move_pages: \(error))")
         case .EACCES:
-            return PhyrError(.EBUSY, "the page at \(page) cannot move to node \(node): another process maps it too; "
-                             + "nothing was pinned")
-        case .EFAULT, .ENOENT:
-            return PhyrError(.EFAULT, "the page at \(page) is gone (unmapped while it was being moved to node \(node))")
+            return PhyrError(.EINVAL, "node \(node) is not one this process may use (its cpuset's mems_allowed); "
+                             + "nothing moved")
+        case .ENODEV:
+            return PhyrError(.EINVAL, "node \(node) has no memory (went offline?); nothing moved")
         default:
-            guard status < 0 else {
-                return PhyrError(.EBUSY, "the page at \(page) stayed on node \(status) (moving it to node \(node)): "
-                                 + "it is pinned (registered with io_uring, say, or held by a device) or in use "
-                                 + "by the kernel; nothing was pinned")
-            }
-            let e = Errno(code: -status)
-            return PhyrError(e, "the page at \(page) did not move to node \(node): \(e)")
+            return PhyrError(error == .ENOSYS ? .EPERM : error,
+                             "moving \(spanText(range)) to node \(node): move_pages failed (\(error))")
+        }
+    }
+
+    /// A folio still off `node` after the rounds: `status`, the kernel's last
+    /// word about it; `on`, where it is now (`nodeUnknown`: the kernel does
+    /// not say).
+    private static func refusal(_ status: Int32, at address: UInt64, on: Int32, node: Int32,
+                                range: Range<UInt64>) -> PhyrError {
+        let page = hex(address)
+        let whereNow = on >= 0 ? "it stayed on node \(on)" : "the kernel does not say where it is"
+        switch status == Numa.statusUnset || status >= 0 ? nil : Errno(code: -status) {
+        case .ENOMEM?:
+            return PhyrError(.ENOMEM, "node \(node) has no room for the page at \(page) (moving \(spanText(range)))")
+        case .EACCES?:
+            return PhyrError(.EBUSY, "the page at \(page) cannot move to node \(node): another process maps it too "
+                             + "(a fork child, until one of them writes it); nothing was pinned")
+        case .EFAULT?:
+            return PhyrError(.EBUSY, "the page at \(page) cannot move to node \(node): its mapping's memory cannot "
+                             + "migrate (\(whereNow)); nothing was pinned")
+        default:
+            return PhyrError(.EBUSY, "the page at \(page) cannot move to node \(node) (\(whereNow)): it is pinned "
+                             + "(registered with io_uring, say, or held by a device) or in use by the kernel; "
+                             + "nothing was pinned")
         }
     }
 }
