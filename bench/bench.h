@@ -60,6 +60,17 @@ static inline const char *ratio_text(double ours, double base, char *buf, size_t
 	return buf;
 }
 
+/* The title and the head of the table bench_pin and bench_numa print. */
+static inline void table_header(const char *kind)
+{
+	printf("libphyr %s %sbench: medians; each ratio is against a baseline run in this same process\n\n",
+	       phyr_version(), kind);
+	printf("| %-44s | %13s | %-34s | %13s | %-14s | %-16s |\n", "libphyr", "time", "baseline", "time", "ratio",
+	       "target");
+	printf("|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------", "---------------",
+	       "------------------------------------", "---------------", "----------------", "------------------");
+}
+
 /* Anonymous memory, 2 MiB aligned, THP or base pages, faulted in. */
 static inline char *alloc(size_t len, int huge)
 {

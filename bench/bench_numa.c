@@ -150,12 +150,7 @@ int main(int argc, char **argv)
 	static const struct { const char *name; void (*run)(void); } rows[] = {
 		{ "seg_nodes", seg_nodes }, { "pin_node", pin_node },
 	};
-	printf("libphyr %s NUMA bench: medians; each ratio is against a baseline run in this same process\n\n",
-	       phyr_version());
-	printf("| %-44s | %13s | %-34s | %13s | %-14s | %-16s |\n", "libphyr", "time", "baseline", "time", "ratio",
-	       "target");
-	printf("|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------", "---------------",
-	       "------------------------------------", "---------------", "----------------", "------------------");
+	table_header("NUMA ");
 	for (unsigned i = 0; i < sizeof rows / sizeof rows[0]; i++)
 		if (argc < 2 || strcmp(argv[1], rows[i].name) == 0)
 			rows[i].run();

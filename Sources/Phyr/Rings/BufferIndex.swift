@@ -120,16 +120,19 @@ package struct BufferIndex: @unchecked Sendable {
     /// The buffer holding `address`: its position in the index, or nil.
     @inline(__always)
     package func find(_ address: UInt64) -> Int? {
-        // The last start <= address, by halving with a conditional move, not
-        // a branch: random addresses would mispredict every other step.
-        // LLVM's x86 pass that turns such moves in loops back into branches
-        // is off for this module (Package.swift).
+        // The last start <= address, by halving without a branch: random
+        // addresses would mispredict every other step.  The step is masked
+        // by the borrow of address - start (a conditional the optimizer
+        // left as a branch in Embedded Swift); LLVM's x86 pass that turns
+        // conditional moves in loops back into branches is off for this
+        // module (Package.swift).
         var n = count
         guard n > 0 else { return nil }
         var base = 0
         while n > 1 {
             let half = n >> 1
-            base = start(base &+ half) <= address ? base &+ half : base
+            let below = address.subtractingReportingOverflow(start(base &+ half)).overflow
+            base &+= half & (Int(truncatingIfNeeded: unsafeBitCast(below, to: UInt8.self)) &- 1)
             n &-= half
         }
         guard start(base) <= address, address < end(base) else { return nil }
