@@ -71,6 +71,9 @@ package() {
 	echo "$out/${name}_${version}-${revision}_${arch}.deb"
 }
 
+# Only this version's packages in $out: check-packages installs all it finds.
+mkdir -p "$out"
+rm -f "$out"/libphyr0_*.deb "$out"/libphyr-dev_*.deb "$out"/phyr-inspect_*.deb
 libc=$(glibc_of "$root/$lib/libphyr.so.$version")
 # The changelog's date, the same for the same sources: SOURCE_DATE_EPOCH, or
 # this checkout's last commit, or the header's time.
