@@ -217,24 +217,41 @@ static inline int fdinfo_bufs(int ring_fd, int *slots)
 
 static inline int ring_has_no_table(struct io_uring *ring);
 
-/* How many io_uring descriptors this process has open (the program's rings,
- * libphyr's duplicates of them, its holder rings). */
-static inline int io_uring_fd_count(void)
+/* The io_uring descriptors this process has open (the program's rings,
+ * libphyr's duplicates of them, its holder rings): their number, and with
+ * fds, all of them in fds[], sorted (more than max fails the test). */
+static inline int io_uring_fds(int *fds, int max)
 {
 	DIR *d = opendir("/proc/self/fd");
 	CHECK(d != NULL, "opendir /proc/self/fd: %s", strerror(errno));
 	int n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
-		char link[64];
-		ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
-		if (len > 0) {
-			link[len] = 0;
-			n += strcmp(link, "anon_inode:[io_uring]") == 0;
-		}
+		char target[64];
+		ssize_t len = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
+		if (len <= 0 || e->d_name[0] == '.')
+			continue;
+		target[len] = 0;
+		if (strcmp(target, "anon_inode:[io_uring]") != 0)
+			continue;
+		if (n < max)
+			fds[n] = atoi(e->d_name);
+		n++;
 	}
 	closedir(d);
+	CHECK(fds == NULL || n <= max, "%d io_uring descriptors, room for %d", n, max);
+	for (int i = 1; i < n && fds; i++)
+		for (int j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
+			int t = fds[j];
+			fds[j] = fds[j - 1];
+			fds[j - 1] = t;
+		}
 	return n;
+}
+
+static inline int io_uring_fd_count(void)
+{
+	return io_uring_fds(NULL, 0);
 }
 
 /*

@@ -368,22 +368,10 @@ static void split_refuses_replaced_memory(void)
 	munmap(p, len);
 }
 
-static int io_uring_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		n += e->d_name[0] != '.' && is_io_uring(e->d_name);
-	if (d)
-		closedir(d);
-	return n;
-}
-
 static void child_counts_rings(void *arg)
 {
 	(void)arg;
-	CHECK(io_uring_fds() == 0, "the child inherited %d of the parent's holder rings", io_uring_fds());
+	CHECK(io_uring_fd_count() == 0, "the child inherited %d of the parent's holder rings", io_uring_fd_count());
 }
 
 /* The io_uring descriptors of this process, by number, into fds[]. */
@@ -455,7 +443,7 @@ static void child_closes_holders(void)
 	char *p = base_alloc(16 * PAGE);
 	phyr_t *r;
 	CHECK_RC(phyr_pin(p, 16 * PAGE, PHYR_PIN_LONGTERM, &r), 0);
-	CHECK(io_uring_fds() > 0, "no holder ring in the parent");
+	CHECK(io_uring_fd_count() > 0, "no holder ring in the parent");
 	CHECK_CHILD(child_counts_rings, NULL);
 	CHECK_RC(phyr_unpin(r), 0);
 	munmap(p, 16 * PAGE);

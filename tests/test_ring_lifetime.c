@@ -13,32 +13,6 @@
 #include <dirent.h>
 #include <sys/resource.h>
 
-/* The io_uring descriptors of this process, in fds[] (sorted). */
-static int io_uring_fds(int *fds, int max)
-{
-	DIR *d = opendir("/proc/self/fd");
-	CHECK(d != NULL, "opendir: %s", strerror(errno));
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		char target[64];
-		ssize_t len = readlinkat(dirfd(d), e->d_name, target, sizeof target - 1);
-		if (len <= 0 || e->d_name[0] == '.')
-			continue;
-		target[len] = 0;
-		if (strcmp(target, "anon_inode:[io_uring]") == 0 && n < max)
-			fds[n++] = atoi(e->d_name);
-	}
-	closedir(d);
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
-			int t = fds[j];
-			fds[j] = fds[j - 1];
-			fds[j - 1] = t;
-		}
-	return n;
-}
-
 /* The io_uring descriptor that is in `after` and not in `before`. */
 static int new_ring_fd(const int *before, int nb, const int *after, int na)
 {
