@@ -2,7 +2,7 @@
 /*
  * The public ABI as a C program sees it: the sizes and field offsets of the
  * public structs and the values of the public constants, one per line.
- * `make check-abi` compiles it against the header being built and compares
+ * abi/check.sh (run by make check) compiles it against the header being built and compares
  * its output with abi/<release>.layout, written the same way from that
  * release's header: what a release promised may grow, never change.
  */

@@ -186,8 +186,9 @@ PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
  * Returns the number of segments, as phyr_segs does, and fills the first
  * min(nr, count) of nodes: segment i's node, -1 for memory with no folio
  * (or where the kernel would not say).  Segments end where the node
- * changes.  One question to the kernel per folio at pin time, none on a
- * machine with one node.  Returns the count, or -EINVAL (r not live, nodes
+ * changes.  One question to the kernel per folio at pin time (per 4 KiB
+ * page where huge pages cannot be told apart), none on a machine with one
+ * node.  Returns the count, or -EINVAL (r not live, nodes
  * NULL with nr > 0).
  */
 PHYR_API int phyr_seg_nodes(const phyr_t *r, int *nodes, unsigned nr);
@@ -199,9 +200,11 @@ PHYR_API int phyr_seg_nodes(const phyr_t *r, int *nodes, unsigned nr);
  *
  * node: a node with memory, or PHYR_NODE_LOCAL.  Returns 0 and *out, or what
  * phyr_pin returns, or:
- *   -EINVAL  no such node, or it has no memory (nothing moved or pinned);
+ *   -EINVAL  no such node, it has no memory, or the cpuset forbids it
+ *            (PHYR_NODE_LOCAL: the CPU's node has none): nothing moved;
  *   -EBUSY   a page cannot move (pinned: registered with io_uring, say; or
- *            mapped by another process): nothing pinned, the message names it;
+ *            mapped by another process), or a long-term pin moved one off
+ *            the node: nothing pinned, the message names it;
  *   -ENOMEM  the node has no room.
  * Pages that moved before a failure stay moved.
  */
