@@ -75,32 +75,30 @@ public func phyr_range(_ r: OpaquePointer?, _ addr: UnsafeMutablePointer<UnsafeM
 @c @implementation
 public func phyr_seg_nodes(_ r: OpaquePointer?, _ nodes: UnsafeMutablePointer<Int32>?, _ nr: UInt32) -> Int32 {
     call("phyr_seg_nodes") { () throws(PhyrError) -> Int32 in
-        if nodes == nil && nr > 0 { throw PhyrError(.EINVAL, "nodes is NULL but nr is \(nr)") }
-        let count = try Pins.with(try rangeID(r)) { p -> Int in
-            let all = p.segments
-            if let nodes {
-                for (i, s) in all.prefix(Int(nr)).enumerated() { nodes[i] = s.node }
-            }
-            return all.count
-        }
-        return Int32(clamping: count)
+        try copySegments(r, into: nodes, nr, named: "nodes") { $0.node }
     }
 }
 
 @c @implementation
 public func phyr_segs(_ r: OpaquePointer?, _ segs: UnsafeMutablePointer<phyr_seg>?, _ nr: UInt32) -> Int32 {
     call("phyr_segs") { () throws(PhyrError) -> Int32 in
-        if segs == nil && nr > 0 { throw PhyrError(.EINVAL, "segs is NULL but nr is \(nr)") }
-        let count = try Pins.with(try rangeID(r)) { p -> Int in
-            let all = p.segments
-            if let segs {
-                for (i, s) in all.prefix(Int(nr)).enumerated() {
-                    segs[i] = phyr_seg(addr: s.addr, len: s.len, phys: s.phys, page_shift: s.pageShift,
-                                       flags: s.flags.rawValue)
-                }
-            }
-            return all.count
+        try copySegments(r, into: segs, nr, named: "segs") { s in
+            phyr_seg(addr: s.addr, len: s.len, phys: s.phys, page_shift: s.pageShift, flags: s.flags.rawValue)
         }
-        return Int32(clamping: count)
     }
+}
+
+/// phyr_segs and phyr_seg_nodes: the first `nr` segments of `r`, each as
+/// `convert` makes it, into `out`; the number of segments.
+private func copySegments<T>(_ r: OpaquePointer?, into out: UnsafeMutablePointer<T>?, _ nr: UInt32, named: String,
+                             _ convert: (Segment) -> T) throws(PhyrError) -> Int32 {
+    if out == nil && nr > 0 { throw PhyrError(.EINVAL, "\(named) is NULL but nr is \(nr)") }
+    let count = try Pins.with(try rangeID(r)) { p -> Int in
+        let all = p.segments
+        if let out {
+            for (i, s) in all.prefix(Int(nr)).enumerated() { out[i] = convert(s) }
+        }
+        return all.count
+    }
+    return Int32(clamping: count)
 }

@@ -173,6 +173,23 @@ package struct BackingRun: Equatable, Sendable {
     }
 }
 
+extension Array where Element == BackingRun {
+    /// Appends `piece`, or grows the last run by it where `piece` continues
+    /// it: adjacent, the same page size, flags, presence and node, and
+    /// physically too where both addresses are known.
+    package mutating func appendMerging(_ piece: BackingRun) {
+        if let last, last.end == piece.start, last.pageShift == piece.pageShift, last.flags == piece.flags,
+           last.present == piece.present, last.zeroPage == piece.zeroPage, last.node == piece.node,
+           last.phys == physUnknown
+               ? piece.phys == physUnknown
+               : piece.phys != physUnknown && last.phys &+ (last.end - last.start) == piece.phys {
+            self[count - 1].end = piece.end
+        } else {
+            append(piece)
+        }
+    }
+}
+
 /// `struct phyr_seg` as a Swift value, with its NUMA node (phyr_seg_nodes).
 package struct Segment: Equatable, Sendable {
     package var addr: UInt64

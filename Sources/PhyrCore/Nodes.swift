@@ -57,19 +57,12 @@ package enum Nodes {
                 let lo = max(a, r.start), hi = min(a + step, r.end)
                 let node = i < nodes.count && nodes[i] >= 0 ? nodes[i] : nodeUnknown
                 i += 1
-                if var last = out.last, last.end == lo, last.node == node, last.pageShift == r.pageShift,
-                   last.flags == r.flags, last.present == r.present, last.zeroPage == r.zeroPage,
-                   last.phys == physUnknown, r.phys == physUnknown {
-                    last.end = hi
-                    out[out.count - 1] = last
-                } else {
-                    var piece = r
-                    piece.start = lo
-                    piece.end = hi
-                    if r.phys != physUnknown { piece.phys = r.phys + (lo - r.start) }
-                    piece.node = node
-                    out.append(piece)
-                }
+                var piece = r
+                piece.start = lo
+                piece.end = hi
+                if r.phys != physUnknown { piece.phys = r.phys + (lo - r.start) }
+                piece.node = node
+                out.appendMerging(piece)
                 a += step
             }
         }
@@ -123,7 +116,7 @@ package enum Nodes {
             }
         }
         let nodes = pages.map { p in
-            NodeBytes(node: p.node, bytes: p.count.multipliedReportingOverflow(by: pageKiB * 1024).partialValue)
+            NodeBytes(node: p.node, bytes: p.count.multipliedReportingOverflow(by: pageKiB << 10).partialValue)
         }
         return (start, nodes.sorted { $0.node < $1.node })
     }

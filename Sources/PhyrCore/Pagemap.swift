@@ -67,23 +67,16 @@ package enum Pagemap {
 
     /// The piece of `run` in the page at `page` (of `size` bytes) whose entry
     /// is `entry`, with its physical address (unknown where the PFN is not
-    /// shown); appended to `out`, merged with the piece it physically
-    /// continues.
+    /// shown); appended to `out`, merged with the piece it continues.
     package static func appendPhysical(_ run: BackingRun, page: UInt64, size: UInt64, entry: UInt64,
                                        into out: inout [BackingRun]) {
         let lo = max(page, run.start), hi = min(page + size, run.end)
         let pfn = entry & pfnMask
         let phys = (entry & present != 0 && pfn != 0) ? (pfn << UInt64(basePageShift)) + (lo - page) : physUnknown
-        if var last = out.last, last.end == lo, last.pageShift == run.pageShift, last.flags == run.flags,
-           last.node == run.node, last.phys != physUnknown, phys != physUnknown, last.phys + (last.end - last.start) == phys {
-            last.end = hi
-            out[out.count - 1] = last
-        } else {
-            var piece = run
-            piece.start = lo
-            piece.end = hi
-            piece.phys = phys
-            out.append(piece)
-        }
+        var piece = run
+        piece.start = lo
+        piece.end = hi
+        piece.phys = phys
+        out.appendMerging(piece)
     }
 }

@@ -171,14 +171,10 @@ struct Inspector {
         for i in mappings.indices { mappings[i].nodes = byStart[mappings[i].start] ?? [] }
     }
 
-    /// The nodes a buffer's memory is on: one move_pages query per folio
-    /// (none on a machine with one node); empty where the kernel would not
-    /// say.
+    /// The nodes a buffer's memory is on, as the library learns them for a
+    /// pin; empty where the kernel would not say.
     private func nodes(_ runs: [BackingRun]) -> [Int32] {
-        if let only = Numa.onlyNode { return Nodes.of(Nodes.placed(runs, on: only)) }
-        let addresses = Nodes.folioAddresses(runs)
-        guard let found = try? Numa.nodes(of: addresses, pid: pid) else { return [] }
-        return Nodes.of(Nodes.placed(runs, nodes: found))
+        Nodes.of((try? Numa.located(runs, pid: pid)) ?? [])
     }
 
     private func failure(_ e: Errno, reading what: String) -> PhyrError {

@@ -44,11 +44,8 @@ package final class KernelFeatures: Sendable {
 
     /// `PHYR_DEBUG=probes`: say on stderr what each probe decided.
     private let reportProbes: Bool
-    /// `PHYR_FORCE_FALLBACK`, split.
-    private let forcedFallbacks: [String]
-
-    /// Whether `PHYR_FORCE_FALLBACK` names `fallback`.
-    package func forced(_ fallback: String) -> Bool { forcedFallbacks.contains(fallback) }
+    /// `PHYR_FORCE_FALLBACK=node-query`: ask each folio's node on one node.
+    package let nodeQueryForced: Bool
 
     private init() {
         var forced: [Substring] = []
@@ -63,7 +60,7 @@ package final class KernelFeatures: Sendable {
         procmapQuery = Atomic(procmap)
         pagemapScan = Atomic(pagemap)
         cloneState = Atomic(forced.contains("clone") ? IoUringProbes.CloneSupport.unsupported.rawValue : 0)
-        forcedFallbacks = forced.map { String($0) }
+        nodeQueryForced = forced.contains("node-query")
         coalescingByReleaseOnly = forced.contains("coalescing")
         ownInodeState = Atomic(forced.contains("ring-inode") ? 2 : 0)
         basePage = sysconf(Int32(_SC_PAGESIZE))

@@ -17,13 +17,23 @@ package enum Numa {
 
     /// The one node with memory, where there is just one and nothing forces
     /// asking: every page is there, and no query is needed.
-    package static var onlyNode: Int32? {
-        memoryNodes.count == 1 && !KernelFeatures.shared.forced("node-query") ? memoryNodes.first : nil
-    }
+    package static let onlyNode: Int32? =
+        memoryNodes.count == 1 && !KernelFeatures.shared.nodeQueryForced ? memoryNodes.first : nil
 
     /// The node of the CPU this thread runs on now.
     package static func currentNode() throws(Errno) -> Int32 {
         Int32(try shimRetrying { phyr_shim_current_node() })
+    }
+
+    /// `runs` of process `pid` (nil: this one) with the node of each folio:
+    /// one question per folio -- per 4 KiB page where huge pages are only a
+    /// guess (pagemap without PFNs) -- and none on a machine with one node.
+    package static func located(_ runs: [BackingRun], pid: Int32? = nil) throws(Errno) -> [BackingRun] {
+        if let only = onlyNode { return Nodes.placed(runs, on: only) }
+        let hugeKnown = PageScanner.tellsHugePagesApart
+        let addresses = Nodes.folioAddresses(runs, hugeKnown: hugeKnown)
+        guard !addresses.isEmpty else { return runs }
+        return Nodes.placed(runs, nodes: try nodes(of: addresses, pid: pid), hugeKnown: hugeKnown)
     }
 
     /// The node of each of `addresses` in process `pid` (nil: this one);
@@ -55,27 +65,27 @@ package enum Numa {
     }
 
     /// move_pages in batches (the kernel walks them in chunks of its own
-    /// anyway; a batch bounds the arrays libphyr hands it).
+    /// anyway; a batch bounds what one call holds the mmap lock for).
     private static func movePages(_ addresses: [UInt64], to node: Int32?, pid: Int32) throws(Errno) -> [Int32] {
-        var status = [Int32](repeating: 0, count: addresses.count)
+        var status = [Int32](repeating: statusUnset, count: addresses.count)
+        guard !addresses.isEmpty else { return status }
+        var pages = addresses.map { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
         let batch = 16_384
-        var at = 0
-        while at < addresses.count {
-            let n = min(batch, addresses.count - at)
-            var pages = (0..<n).map { UnsafeMutableRawPointer(bitPattern: UInt(addresses[at + $0])) }
-            var targets = [Int32](repeating: node ?? 0, count: node == nil ? 0 : n)
-            var out = [Int32](repeating: statusUnset, count: n)
-            _ = try pages.withUnsafeMutableBufferPointer { p throws(Errno) -> Int in
-                try out.withUnsafeMutableBufferPointer { s throws(Errno) -> Int in
-                    try targets.withUnsafeMutableBufferPointer { t throws(Errno) -> Int in
-                        try shimRetrying {
-                            phyr_shim_move_pages(pid, UInt(n), p.baseAddress, node == nil ? nil : t.baseAddress, s.baseAddress)
+        var targets = [Int32](repeating: node ?? 0, count: node == nil ? 0 : min(batch, addresses.count))
+        try pages.withUnsafeMutableBufferPointer { p throws(Errno) in
+            try status.withUnsafeMutableBufferPointer { s throws(Errno) in
+                try targets.withUnsafeMutableBufferPointer { t throws(Errno) in
+                    var at = 0
+                    while at < p.count {
+                        let n = min(batch, p.count - at)
+                        _ = try shimRetrying {
+                            phyr_shim_move_pages(pid, UInt(n), p.baseAddress.map { $0 + at },
+                                                 node == nil ? nil : t.baseAddress, s.baseAddress.map { $0 + at })
                         }
+                        at += n
                     }
                 }
             }
-            for i in 0..<n { status[at + i] = out[i] }
-            at += n
         }
         return status
     }

@@ -96,7 +96,10 @@ enum Pinner {
             runs = try scanBacking(span, layout.mappings)
             located = false
         }
-        if !located { runs = Placement.withNodes(runs) }
+        // A long-term pin on several nodes learns its nodes after the hold
+        // (which may move pages): asking before it too would ask twice.
+        let nodesAfterHold = longterm && Numa.onlyNode == nil
+        if !located && !nodesAfterHold { runs = Placement.withNodes(runs) }
         let mappings = layout.mappings
         let interval = Backing.lockInterval(runs, range: range)
         let lockable = Backing.lockablePieces(runs, interval: interval)
@@ -111,7 +114,7 @@ enum Pinner {
         if longterm { pinned.held = try holdLongterm(pinned, mappings: mappings) }
         var committed = false
         defer { if !committed { Holder.release(pinned.held) } }
-        if longterm && (flags & PinFlag.phys != 0 || Numa.onlyNode == nil) {
+        if longterm && (flags & PinFlag.phys != 0 || nodesAfterHold) {
             // Held by the kernel now, and read again: the pin may have
             // migrated pages (out of CMA or ZONE_MOVABLE, to any node with
             // room), and these addresses and nodes stay true from here on.

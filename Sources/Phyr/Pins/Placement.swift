@@ -8,12 +8,11 @@ enum Placement {
     /// `PHYR_NODE_LOCAL`: the node of the calling CPU.
     static let localNode: Int32 = -1
 
-    /// `runs` with the node of each folio: one query per folio (never per
-    /// 4 KiB page of a huge one), none at all on a machine with one node.
-    /// Where the kernel will not say (move_pages denied), nodes stay unknown:
-    /// a pin does not fail for what it only reports.
+    /// `runs` with the node of each folio (`Numa.located`).  Where the
+    /// kernel will not say (move_pages denied), nodes stay unknown: a pin
+    /// does not fail for what it only reports.
     static func withNodes(_ runs: [BackingRun]) -> [BackingRun] {
-        (try? located(runs)) ?? runs
+        (try? Numa.located(runs)) ?? runs
     }
 
     /// The node `phyr_pin_node` was asked for, checked: one that exists and
@@ -49,20 +48,20 @@ enum Placement {
                      rescan: () throws(PhyrError) -> [BackingRun]) throws(PhyrError) -> [BackingRun] {
         let hugeKnown = PageScanner.tellsHugePagesApart
         var now = try asked(runs, range: range)
-        var said: [UInt64: Int32] = [:]
+        var moved: (addresses: [UInt64], status: [Int32]) = ([], [])
         for _ in 0..<2 {
             let misplaced = Nodes.misplaced(now, from: node, hugeKnown: hugeKnown)
             guard !misplaced.isEmpty else { return now }
-            let status: [Int32]
-            do { status = try Numa.move(misplaced, to: node) } catch {
+            do { moved = (misplaced, try Numa.move(misplaced, to: node)) } catch {
                 throw refusal(of: error, node: node, range: range)
             }
-            for (a, s) in zip(misplaced, status) { said[a] = s }
             now = try asked(try rescan(), range: range)
         }
         guard let stuck = Nodes.misplaced(now, from: node, hugeKnown: hugeKnown).first else { return now }
         let on = now.first { $0.start <= stuck && stuck < $0.end }?.node ?? nodeUnknown
-        throw refusal(said[stuck] ?? Numa.statusUnset, at: stuck, on: on, node: node, range: range)
+        // The kernel's last word about it, looked up only for the refusal.
+        let said = moved.addresses.firstIndex(of: stuck).map { moved.status[$0] } ?? Numa.statusUnset
+        throw refusal(said, at: stuck, on: on, node: node, range: range)
     }
 
     /// A long-term pin may move pages itself (out of ZONE_MOVABLE or CMA,
@@ -75,18 +74,8 @@ enum Placement {
                         + "outside it): nothing was pinned")
     }
 
-    /// The nodes of `runs`, asked of the kernel unless one node has all the
-    /// memory.
-    private static func located(_ runs: [BackingRun]) throws(Errno) -> [BackingRun] {
-        if let only = Numa.onlyNode { return Nodes.placed(runs, on: only) }
-        let hugeKnown = PageScanner.tellsHugePagesApart
-        let addresses = Nodes.folioAddresses(runs, hugeKnown: hugeKnown)
-        guard !addresses.isEmpty else { return runs }
-        return Nodes.placed(runs, nodes: try Numa.nodes(of: addresses), hugeKnown: hugeKnown)
-    }
-
     private static func asked(_ runs: [BackingRun], range: Range<UInt64>) throws(PhyrError) -> [BackingRun] {
-        do { return try located(runs) } catch {
+        do { return try Numa.located(runs) } catch {
             throw PhyrError(error, "asking the kernel where \(spanText(range)) is (move_pages): \(error)")
         }
     }
