@@ -80,6 +80,9 @@ tool: deps-build $(TOOL)
 $(LIBRARY): $(SOURCES)
 	@$(check_toolchain)
 	PHYR_EMBEDDED=1 $(SWIFT) build -c release --product phyr --scratch-path .build-embedded --disable-local-rpath $(SWIFT_LINK)
+	@# SwiftPM leaves a product it did not need to relink as it was: newer
+	@# than the sources now, or every make would ask it again.
+	@touch $@
 
 # phyr-inspect reads other processes through the kernel layer and needs no
 # libphyr of its own; like the library, it needs only libc and libm.
@@ -87,6 +90,7 @@ $(TOOL): $(SOURCES)
 	@$(check_toolchain)
 	PHYR_EMBEDDED=1 $(SWIFT) build -c release --product phyr-inspect --scratch-path .build-embedded --disable-local-rpath \
 		$(EMBEDDED_LINK)
+	@touch $@
 
 # DESTDIR-aware install: the real file, the soname and dev links, the
 # header, the pkg-config file (install-lib); phyr-inspect, the man pages and

@@ -26,6 +26,13 @@ let embedded = Context.environment["PHYR_EMBEDDED"] == "1"
 let library: [SwiftSetting] = embedded
     ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-function-sections"])] : []
 
+// Keeps the lookup's binary search branch-free (BufferIndex.find): LLVM's
+// passes that turn selects back into branches (the x86 one for loops, the
+// generic select optimizer) are off.  PhyrAPI too: Embedded Swift compiles
+// a specialization of the search again where ring_reg_lookup calls it.
+let branchFree: [SwiftSetting] = [.unsafeFlags(["-Xllvm", "-x86-cmov-converter=false",
+                                                "-Xllvm", "-disable-select-optimize"])]
+
 let package = Package(
     name: "phyr",
     products: [
@@ -39,10 +46,8 @@ let package = Package(
                     + (embedded ? [.define("PHYR_EMBEDDED")] : [])),
         .target(name: "PhyrCore", swiftSettings: library),
         .target(name: "PhyrKernel", dependencies: ["CPhyr", "PhyrCore"], swiftSettings: library),
-        .target(name: "Phyr", dependencies: ["PhyrKernel", "PhyrCore"],
-                // Keeps the lookup's binary search branch-free (BufferIndex.find).
-                swiftSettings: library + [.unsafeFlags(["-Xllvm", "-x86-cmov-converter=false"])]),
-        .target(name: "PhyrAPI", dependencies: ["Phyr", "PhyrCore", "CPhyr"], swiftSettings: library,
+        .target(name: "Phyr", dependencies: ["PhyrKernel", "PhyrCore"], swiftSettings: library + branchFree),
+        .target(name: "PhyrAPI", dependencies: ["Phyr", "PhyrCore", "CPhyr"], swiftSettings: library + branchFree,
                 linkerSettings: embedded ? [.linkedLibrary("m")] : []),
         .executableTarget(name: "PhyrInspect", dependencies: ["PhyrKernel", "PhyrCore"], swiftSettings: library,
                           linkerSettings: embedded ? [.linkedLibrary("m")] : []),

@@ -123,9 +123,10 @@ package struct BufferIndex: @unchecked Sendable {
         // The last start <= address, by halving without a branch: random
         // addresses would mispredict every other step.  The step is masked
         // by the borrow of address - start (a conditional the optimizer
-        // left as a branch in Embedded Swift); LLVM's x86 pass that turns
-        // conditional moves in loops back into branches is off for this
-        // module (Package.swift).
+        // left as a branch in Embedded Swift), and LLVM's passes that turn
+        // selects back into branches are off for this module and for
+        // PhyrAPI, where Embedded Swift compiles the search again
+        // (Package.swift).  bench_ring's lookup row shows when they are not.
         var n = count
         guard n > 0 else { return nil }
         var base = 0
