@@ -158,8 +158,9 @@ static inline int fdinfo_each_buf(int ring_fd, void (*fn)(uint64_t addr, uint64_
 	char path[64];
 	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ring_fd);
 	/* The kernel lists the slots only when it gets the ring's lock at once
-	 * (mutex_trylock: another process reading this ring's fdinfo may hold
-	 * it): read the whole file again until it did. */
+	 * (mutex_trylock: another process using or reading this ring may hold
+	 * it; before 6.16 it still prints the count, since then no table line
+	 * at all): read the whole file again until it did. */
 	for (int tries = 0;; tries++) {
 		FILE *f = fopen(path, "r");
 		CHECK(f != NULL, "open %s: %s", path, strerror(errno));
@@ -173,6 +174,11 @@ static inline int fdinfo_each_buf(int ring_fd, void (*fn)(uint64_t addr, uint64_
 		fclose(f);
 		int nslots = 0;
 		char *bufs = strstr(text, "UserBufs:");
+		if (!bufs && tries < 2000) {
+			free(text);
+			usleep(1000);
+			continue;
+		}
 		CHECK(bufs && sscanf(bufs, "UserBufs: %d", &nslots) == 1, "no UserBufs line in %s", path);
 		char *line = strchr(bufs, '\n');
 		unsigned first;
