@@ -71,6 +71,19 @@ static inline void table_header(const char *kind)
 	       "------------------------------------", "---------------", "----------------", "------------------");
 }
 
+/* One row of that table: times in seconds, shown in ms, or in us where
+ * `micro` (so the smallest ones keep their digits). */
+static inline void table_row(const char *what, double ours, const char *base_name, double base, const char *target,
+			     int micro)
+{
+	char r[32];
+	double scale = micro ? 1e6 : 1e3;
+	int digits = micro ? 1 : 3;
+	const char *unit = micro ? "us" : "ms";
+	printf("| %-44s | %10.*f %s | %-34s | %10.*f %s | %-14s | %-16s |\n", what, digits, ours * scale, unit, base_name,
+	       digits, base * scale, unit, ratio_text(ours, base, r, sizeof r), target);
+}
+
 /* Anonymous memory, 2 MiB aligned, THP or base pages, faulted in. */
 static inline char *alloc(size_t len, int huge)
 {

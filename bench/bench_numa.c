@@ -14,9 +14,7 @@
 
 static void row(const char *what, double ours, const char *base_name, double base, const char *target)
 {
-	char r[32];
-	printf("| %-44s | %10.1f us | %-34s | %10.1f us | %-14s | %-16s |\n", what, ours * 1e6, base_name, base * 1e6,
-	       ratio_text(ours, base, r, sizeof r), target);
+	table_row(what, ours, base_name, base, target, 1);
 }
 
 /* move_pages of `n` pages from p, `step` apart: to `node`, or (node < 0)

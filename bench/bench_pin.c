@@ -9,9 +9,7 @@
 
 static void row(const char *what, double ours, const char *base_name, double base, const char *target)
 {
-	char r[32];
-	printf("| %-44s | %10.3f ms | %-34s | %10.3f ms | %-14s | %-16s |\n", what, ours * 1e3, base_name, base * 1e3,
-	       ratio_text(ours, base, r, sizeof r), target);
+	table_row(what, ours, base_name, base, target, 0);
 }
 
 /* ---- 1: PHYR_PIN_PHYS of 1 GiB THP against DPDK-style per-page lookups. */

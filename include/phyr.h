@@ -168,9 +168,9 @@ PHYR_API int phyr_range(const phyr_t *r, void **addr, size_t *len);
 /*
  * phyr_segs - how a range is backed, as of its pin.
  *
- * Fills the first min(nr, count) of segs with maximal runs of one page size
- * and flag set, in address order, tiling the range (physically contiguous
- * too with PHYR_PIN_PHYS).  Returns the count (>= 1), or -EINVAL (r not
+ * Fills the first min(nr, count) of segs with maximal runs of one page size,
+ * flag set and NUMA node, in address order, tiling the range (physically
+ * contiguous too with PHYR_PIN_PHYS).  Returns the count (>= 1), or -EINVAL (r not
  * live, segs NULL with nr > 0).
  */
 PHYR_API int phyr_segs(const phyr_t *r, struct phyr_seg *segs, unsigned nr);
@@ -205,7 +205,8 @@ PHYR_API int phyr_seg_nodes(const phyr_t *r, int *nodes, unsigned nr);
  *   -EBUSY   a page cannot move (pinned: registered with io_uring, say; or
  *            mapped by another process), or a long-term pin moved one off
  *            the node: nothing pinned, the message names it;
- *   -ENOMEM  the node has no room.
+ *   -ENOMEM  the node has no room;
+ *   other    what move_pages answered (a seccomp filter's -EPERM, -ENOSYS).
  * Pages that moved before a failure stay moved.
  */
 PHYR_API int phyr_pin_node(const void *addr, size_t len, unsigned flags, int node,

@@ -154,14 +154,12 @@ for t in "$bindir"/unpriv_* "$bindir"/test_segs "$bindir"/test_counting "$bindir
 	b=$(basename "$t")
 	as_user ipc_lock "$b [uid 65534, CAP_IPC_LOCK only]" "$b"
 done
-# The pre-6.7 path without PFNs guesses huge pages from smaps' totals:
-# PHYR_PIN_HUGE must collapse what the guess calls huge, too.
 if [ "$(id -u)" = 0 ] && [ $only_kernel = 0 ]; then
+	# The pre-6.7 path without PFNs guesses huge pages from smaps' totals:
+	# PHYR_PIN_HUGE must collapse what the guess calls huge, too.
 	run "test_huge [pre-6.7 path, uid 65534: no PFNs]" setpriv --reuid=65534 --regid=65534 --clear-groups \
 		--inh-caps=+ipc_lock --ambient-caps=+ipc_lock \
 		env LD_LIBRARY_PATH="$work/stage/lib" PHYR_FORCE_FALLBACK=scan,populate "$work/bin/test_huge"
-fi
-if [ "$(id -u)" = 0 ] && [ $only_kernel = 0 ]; then
 	run "test_numa [uid 65534, CAP_IPC_LOCK only, asked as if there were more nodes]" setpriv --reuid=65534 \
 		--regid=65534 --clear-groups --inh-caps=+ipc_lock --ambient-caps=+ipc_lock env LD_LIBRARY_PATH="$work/stage/lib" \
 		PHYR_FORCE_FALLBACK=node-query STAGE="$work/stage" "$work/bin/test_numa"

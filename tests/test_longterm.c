@@ -8,7 +8,6 @@
  */
 #include "ring_io.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,6 +17,7 @@
 #endif
 
 #define MAX_HELD 256
+#define MAX_RING_FDS 256
 struct held { uint64_t lo, hi; int fd; };
 
 struct held_query { uint64_t lo, hi; int fd, n; struct held *out; };
@@ -31,14 +31,6 @@ static void keep_held(uint64_t addr, uint64_t len, void *arg)
 	}
 }
 
-/* Whether fd (an entry of /proc/self/fd) is an io_uring. */
-static int is_io_uring(const char *name)
-{
-	char link[64] = "", path[300];
-	snprintf(path, sizeof path, "/proc/self/fd/%s", name);
-	return readlink(path, link, sizeof link - 1) > 0 && strcmp(link, "anon_inode:[io_uring]") == 0;
-}
-
 /*
  * Every buffer held by an io_uring of this process other than `mine` (-1:
  * none excluded) that meets [lo, hi): libphyr's holder rings, as their
@@ -46,18 +38,14 @@ static int is_io_uring(const char *name)
  */
 static int held_buffers(uint64_t lo, uint64_t hi, int mine, struct held *out)
 {
-	DIR *d = opendir("/proc/self/fd");
-	CHECK(d != NULL, "opendir /proc/self/fd");
 	struct held_query q = { lo, hi, -1, 0, out };
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		int fd = atoi(e->d_name);
-		if (e->d_name[0] == '.' || fd == mine || fd == dirfd(d) || !is_io_uring(e->d_name))
+	int fds[MAX_RING_FDS], nf = io_uring_fds(fds, MAX_RING_FDS);
+	for (int i = 0; i < nf; i++) {
+		if (fds[i] == mine)
 			continue;
-		q.fd = fd;
-		fdinfo_each_buf(fd, keep_held, &q);
+		q.fd = fds[i];
+		fdinfo_each_buf(fds[i], keep_held, &q);
 	}
-	closedir(d);
 	int n = q.n;
 	for (int i = 1; i < n; i++)
 		for (int j = i; j > 0 && out[j].lo < out[j - 1].lo; j--) {
@@ -374,20 +362,6 @@ static void child_counts_rings(void *arg)
 	CHECK(io_uring_fd_count() == 0, "the child inherited %d of the parent's holder rings", io_uring_fd_count());
 }
 
-/* The io_uring descriptors of this process, by number, into fds[]. */
-static int ring_fds(int *fds, int max)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d) && is_io_uring(e->d_name) && n < max)
-			fds[n++] = atoi(e->d_name);
-	if (d)
-		closedir(d);
-	return n;
-}
-
 /*
  * A daemon closes every descriptor, libphyr's holder ring among them, and
  * libphyr's next duplicate of a caller's ring takes the holder's number (the
@@ -400,11 +374,11 @@ static void holder_number_taken_by_another_ring(void)
 	struct io_uring ring;
 	ring_or_skip(&ring, QD);
 	char *held = base_alloc(16 * PAGE), *mine = base_alloc(16 * PAGE);
-	int before[64], after[64];
-	int nb = ring_fds(before, 64);
+	int before[MAX_RING_FDS], after[MAX_RING_FDS];
+	int nb = io_uring_fds(before, MAX_RING_FDS);
 	phyr_t *lt, *r;
 	CHECK_RC(phyr_pin(held, 16 * PAGE, PHYR_PIN_LONGTERM, &lt), 0);
-	int na = ring_fds(after, 64), holder = -1;
+	int na = io_uring_fds(after, MAX_RING_FDS), holder = -1;
 	for (int i = 0; i < na; i++) {
 		int old = 0;
 		for (int j = 0; j < nb; j++)
@@ -419,7 +393,7 @@ static void holder_number_taken_by_another_ring(void)
 	CHECK_RC(phyr_pin(mine, 16 * PAGE, PHYR_PIN_WRITE, &r), 0);
 	ring_reg_t *reg;
 	CHECK_RC(ring_register_ranges(&ring, &r, 1, 0, &reg), 0);
-	int dups[64], nd = ring_fds(dups, 64), taken = 0;
+	int dups[MAX_RING_FDS], nd = io_uring_fds(dups, MAX_RING_FDS), taken = 0;
 	for (int i = 0; i < nd; i++)
 		taken |= dups[i] == holder;
 	if (!taken)
@@ -434,6 +408,51 @@ static void holder_number_taken_by_another_ring(void)
 	io_uring_queue_exit(&ring);
 	munmap(held, 16 * PAGE);
 	munmap(mine, 16 * PAGE);
+}
+
+/*
+ * A daemon closes libphyr's holder ring while a long-term range lives (the
+ * kernel drops that ring's pins with it).  Registering the range then
+ * cannot clone it from there: it is registered directly, and reads through
+ * it are right.  Cloning still works for the next long-term range.
+ */
+static void registered_after_its_holder_closed(void)
+{
+	struct io_uring ring;
+	ring_or_skip(&ring, QD);
+	size_t len = 16 * PAGE;
+	char *p = base_alloc(len), *q = base_alloc(len);
+	phyr_t *lt, *next;
+	uint64_t pin0 = vmpin_reaches(0);
+	CHECK_RC(phyr_pin(p, len, PHYR_PIN_LONGTERM, &lt), 0);
+	struct held h[MAX_HELD];
+	CHECK(held_buffers(U(p), U(p) + len, ring.ring_fd, h) == 1, "the long-term range is not one held buffer");
+	CHECK(close(h[0].fd) == 0, "close the holder: %s", strerror(errno)); /* behind libphyr's back */
+	/* The kernel tears the ring down later: wait for its pins to go, or
+	 * they would hide a registration that pins again. */
+	CHECK(vmpin_reaches(pin0) == pin0, "VmPin %" PRIu64 " after closing the holder ring, was %" PRIu64,
+	      vmpin_bytes(), pin0);
+	ring_reg_t *reg, *reg_next;
+	CHECK_RC(ring_register_ranges(&ring, &lt, 1, 0, &reg), 0);
+	CHECK(fdinfo_bufs(ring.ring_fd, NULL) == 1, "the ring lists %d buffers", fdinfo_bufs(ring.ring_fd, NULL));
+	io_through(&ring, reg, p, len, 31);
+	CHECK_RC(phyr_pin(q, len, PHYR_PIN_LONGTERM, &next), 0);
+	uint64_t pinned = vmpin_bytes();
+	CHECK_RC(ring_register_ranges(&ring, &next, 1, 0, &reg_next), 0);
+	if (clones_into_tables())
+		CHECK(vmpin_reaches(pinned) == pinned, "VmPin grew from %" PRIu64 " to %" PRIu64 " registering the next "
+		      "long-term range: the closed holder ring turned cloning off", pinned, vmpin_bytes());
+	else
+		skip_part("cloning the next range: this kernel (or PHYR_FORCE_FALLBACK=clone) cannot clone into a "
+			  "table's slots");
+	io_through(&ring, reg_next, q, len, 32);
+	CHECK_RC(ring_unregister_ranges(reg_next), 0);
+	CHECK_RC(ring_unregister_ranges(reg), 0);
+	CHECK_RC(phyr_unpin(next), 0);
+	CHECK_RC(phyr_unpin(lt), 0);
+	io_uring_queue_exit(&ring);
+	munmap(p, len);
+	munmap(q, len);
 }
 
 /* A child closes its copies of the holder rings at fork, so the parent's
@@ -684,6 +703,7 @@ int main(int argc, char **argv)
 	RUN(split_refuses_replaced_memory);
 	RUN(child_closes_holders);
 	RUN(holder_number_taken_by_another_ring);
+	RUN(registered_after_its_holder_closed);
 	RUN(registered_in_four_rings);
 	RUN(dontfork);
 	RUN(errors);

@@ -256,6 +256,39 @@ static void zero_page_has_no_node(void)
 	munmap(p, len);
 }
 
+/* A seccomp filter denies move_pages (EPERM, or ENOSYS as some profiles
+ * answer): phyr_pin still pins, its segments' nodes unknown (-1), and
+ * phyr_pin_node fails with the filter's answer as it is, naming move_pages,
+ * pinning nothing and leaving errno alone. */
+static void move_pages_denied(void *arg)
+{
+	int err = (int)(intptr_t)arg;
+	const char *forced = getenv("PHYR_FORCE_FALLBACK");
+	if (nnodes < 2 && !(forced && strstr(forced, "node-query")))
+		skip("one node: libphyr asks the kernel nothing (run with PHYR_FORCE_FALLBACK=node-query, or on two nodes)");
+	size_t len = 4 * MiB;
+	char *p = thp_on(len, nodes[0], 12);
+	int nrs[] = { SYS_move_pages };
+	deny_syscalls(nrs, 1, err);
+	phyr_t *r;
+	CHECK_RC(phyr_pin(p, len, 0, &r), 0);
+	int got[8];
+	int n = phyr_seg_nodes(r, got, 8);
+	CHECK(n >= 1 && n <= 8, "phyr_seg_nodes returned %d", n);
+	for (int i = 0; i < n; i++)
+		CHECK(got[i] == -1, "segment %d: node %d, where the kernel would not say", i, got[i]);
+	CHECK_RC(phyr_unpin(r), 0);
+	phyr_t *out = (phyr_t *)0x1;
+	errno = 4242;
+	CHECK_RC(phyr_pin_node(p, len, 0, nodes[nnodes - 1], &out), -err);
+	CHECK(errno == 4242, "errno changed to %d", errno);
+	CHECK(out == (phyr_t *)0x1, "a refused pin wrote *out");
+	CHECK(strstr(phyr_last_error(), "move_pages"), "message: %s", phyr_last_error());
+	CHECK_NOTHING_LOCKED(p, len);
+	check_filled(p, len, 12);
+	munmap(p, len);
+}
+
 static void seg_nodes_arguments(void)
 {
 	char *p = base_alloc(8 * PAGE);
@@ -745,6 +778,8 @@ int main(int argc, char **argv)
 	RUN(zero_page_has_no_node);
 	RUN(seg_nodes_arguments);
 	RUN(pin_node_refusals);
+	RUN_CHILD(move_pages_denied, (void *)(intptr_t)EPERM);
+	RUN_CHILD(move_pages_denied, (void *)(intptr_t)ENOSYS);
 	RUN(pin_node_where_it_is);
 	RUN(thp_moves_whole);
 	RUN(base_pages_of_an_unaligned_span);

@@ -234,17 +234,8 @@ package enum Backing {
                 let b = min(hi, max(m.end, a + basePageSize))
                 var flags: SegmentFlags = .noFolio
                 if m.shared { flags.insert(.shared) }
-                append(BackingRun(start: a, end: b, pageShift: basePageShift, flags: flags))
+                runs.appendMerging(BackingRun(start: a, end: b, pageShift: basePageShift, flags: flags))
                 a = b
-            }
-        }
-        func append(_ run: BackingRun) {
-            if var last = runs.last, last.end == run.start, last.pageShift == run.pageShift,
-               last.flags == run.flags, last.present == run.present, last.zeroPage == run.zeroPage {
-                last.end = run.end
-                runs[runs.count - 1] = last
-            } else {
-                runs.append(run)
             }
         }
         for r in regions {
@@ -269,8 +260,8 @@ package enum Backing {
                         shift = pmdPageShift
                     }
                     if m.shared || r.file { flags.insert(.shared) }
-                    append(BackingRun(start: a, end: b, pageShift: shift, flags: flags,
-                                      present: r.present, zeroPage: r.zeroPage))
+                    runs.appendMerging(BackingRun(start: a, end: b, pageShift: shift, flags: flags,
+                                                  present: r.present, zeroPage: r.zeroPage))
                 }
                 a = b
             }

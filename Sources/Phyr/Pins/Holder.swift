@@ -36,13 +36,26 @@ enum Holder {
 
     static func warm() { state.withLock { _ in } }
 
-    /// Where a held buffer lives, for cloning it into another table: the
-    /// table and slot, never the descriptor.
-    static func source(of held: HeldBuffer) -> CloneSource? {
-        guard let t = state.withLock({ s in s.tables.first { $0.number == held.ring } }), t.table.reachable() else {
-            return nil  // a holder ring closed behind libphyr's back: registered directly
+    /// Where each held buffer lives, for cloning it into another table: the
+    /// table and slot, never the descriptor.  Nil where the holder ring was
+    /// closed behind libphyr's back: that buffer is registered directly,
+    /// rather than a clone failing, which would turn cloning off for the
+    /// process.  Each holder ring is looked up and checked once, not once
+    /// per buffer.
+    static func sources(of held: [HeldBuffer?]) -> [CloneSource?] {
+        let tables = state.withLock { s in s.tables }
+        var checked: [UInt64: OwnedTable?] = [:]
+        return held.map { h in
+            guard let h else { return nil }
+            let table: OwnedTable?
+            if let known = checked[h.ring] {
+                table = known
+            } else {
+                table = tables.first { $0.number == h.ring }.flatMap { $0.table.reachable() ? $0.table : nil }
+                checked[h.ring] = .some(table)
+            }
+            return table.map { CloneSource(table: $0, slot: h.slot) }
         }
-        return CloneSource(table: t.table, slot: held.slot)
     }
 
     /// Registers `units` in holder rings, all or nothing.  `what` names the

@@ -96,8 +96,9 @@ enum Pinner {
             runs = try scanBacking(span, layout.mappings)
             located = false
         }
-        // A long-term pin on several nodes learns its nodes after the hold
-        // (which may move pages): asking before it too would ask twice.
+        // A long-term pin on several nodes learns its nodes after the hold,
+        // which may move pages: what it would learn before is not kept.
+        // (phyr_pin_node learnt them before too, to know what to move.)
         let nodesAfterHold = longterm && Numa.onlyNode == nil
         if !located && !nodesAfterHold { runs = Placement.withNodes(runs) }
         let mappings = layout.mappings

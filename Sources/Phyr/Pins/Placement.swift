@@ -91,8 +91,7 @@ enum Placement {
         case .ENODEV:
             return PhyrError(.EINVAL, "node \(node) has no memory (went offline?); nothing moved")
         default:
-            return PhyrError(error == .ENOSYS ? .EPERM : error,
-                             "moving \(spanText(range)) to node \(node): move_pages failed (\(error))")
+            return PhyrError(error, "moving \(spanText(range)) to node \(node): move_pages failed (\(error))")
         }
     }
 

@@ -120,20 +120,18 @@ package struct BufferIndex: @unchecked Sendable {
     /// The buffer holding `address`: its position in the index, or nil.
     @inline(__always)
     package func find(_ address: UInt64) -> Int? {
-        // The last start <= address, by halving without a branch: random
-        // addresses would mispredict every other step.  The step is masked
-        // by the borrow of address - start (a conditional the optimizer
-        // left as a branch in Embedded Swift), and LLVM's passes that turn
-        // selects back into branches are off for this module and for
-        // PhyrAPI, where Embedded Swift compiles the search again
-        // (Package.swift).  bench_ring's lookup row shows when they are not.
+        // The last start <= address, by halving with a conditional move, not
+        // a branch: random addresses would mispredict every other step.
+        // LLVM's passes that turn such selects back into branches are off
+        // for this module and for PhyrAPI, where Embedded Swift compiles the
+        // search again (Package.swift).  bench_ring's lookup row shows when
+        // they are not.
         var n = count
         guard n > 0 else { return nil }
         var base = 0
         while n > 1 {
             let half = n >> 1
-            let below = address.subtractingReportingOverflow(start(base &+ half)).overflow
-            base &+= half & (Int(truncatingIfNeeded: unsafeBitCast(below, to: UInt8.self)) &- 1)
+            base = start(base &+ half) <= address ? base &+ half : base
             n &-= half
         }
         guard start(base) <= address, address < end(base) else { return nil }

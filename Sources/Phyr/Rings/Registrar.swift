@@ -77,14 +77,12 @@ enum Registrar {
     /// from it: nothing pinned or charged again.
     private static func cloneSources(_ units: [BufferUnit], _ retained: [(id: UInt64, range: PinnedRange)])
         -> [CloneSource?] {
-        var sources = [CloneSource?](repeating: nil, count: units.count)
-        guard retained.contains(where: { $0.range.isLongterm }), KernelFeatures.shared.cloneIntoSlots else { return sources }
+        guard retained.contains(where: { $0.range.isLongterm }), KernelFeatures.shared.cloneIntoSlots else {
+            return [CloneSource?](repeating: nil, count: units.count)
+        }
         var byUnit: [UInt64: HeldBuffer] = [:]
         for r in retained { for h in r.range.held { byUnit[h.unit.addr] = h } }
-        for (i, u) in units.enumerated() {
-            if let h = byUnit[u.addr], h.unit == u { sources[i] = Holder.source(of: h) }
-        }
-        return sources
+        return Holder.sources(of: units.map { u in byUnit[u.addr].flatMap { $0.unit == u ? $0 : nil } })
     }
 
     /// The ring behind the caller's `ringFd`, made known on first use; a new
